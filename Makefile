@@ -1,0 +1,59 @@
+# Kalo — the two commands are `make demo` and `make test`; everything else supports them.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+KALO := $(VENV)/bin/kalo
+LOCAL := deploy/local
+
+.PHONY: install up down status topics lint test test-unit test-integration demo bench schemas clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --disable-pip-version-check uv==0.13.9
+	@$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock
+	@$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	@touch $@
+
+up: install
+	@bash $(LOCAL)/kafka.sh start
+	@bash $(LOCAL)/pg.sh start
+	@$(KALO) db migrate
+	@$(KALO) topics apply >/dev/null
+
+down:
+	@bash $(LOCAL)/services.sh stop || true
+	@bash $(LOCAL)/kafka.sh stop
+	@bash $(LOCAL)/pg.sh stop
+
+status: install
+	@bash $(LOCAL)/kafka.sh status || true
+	@bash $(LOCAL)/pg.sh status || true
+	@bash $(LOCAL)/services.sh status || true
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy contracts services/rules
+
+schemas: install
+	$(PY) -m contracts.generate
+
+test-unit: install
+	$(VENV)/bin/pytest -m unit -q
+
+test-integration: up
+	$(VENV)/bin/pytest -m "integration or e2e" -q
+
+test: up lint
+	$(VENV)/bin/pytest -q
+
+demo: up
+	@bash $(LOCAL)/services.sh start
+	@$(KALO) demo
+
+bench: up
+	$(PY) -m loadtests.bench_rules
+
+clean: down
+	rm -rf $(LOCAL)/.state $(LOCAL)/.kafka

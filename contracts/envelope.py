@@ -1,0 +1,73 @@
+"""The envelope every Kalo message travels in (JSON on the wire)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Namespace of the deterministic ids of derived events.
+KALO_NAMESPACE = uuid.UUID("6f1c8a52-6d0e-4f4e-9a57-6b616c6f0001")
+
+
+class Payload(BaseModel):
+    """Base of every message body: its `type` and `version` travel in the envelope."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+
+P = TypeVar("P", bound=Payload)
+
+
+class Envelope(BaseModel, Generic[P]):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: uuid.UUID
+    type: str
+    version: int = Field(ge=1)
+    occurred_at: datetime
+    producer: str
+    correlation_id: str = Field(description="the declaration or claim this event is about")
+    causation_id: uuid.UUID | None = Field(default=None, description="the event that caused it")
+    data: P
+
+
+def derived_id(causation_id: uuid.UUID | str, event_type: str) -> uuid.UUID:
+    """Same cause, same type → same id, so reprocessing yields duplicates that sinks drop."""
+    return uuid.uuid5(KALO_NAMESPACE, f"{causation_id}:{event_type}")
+
+
+def wrap(
+    data: P,
+    *,
+    producer: str,
+    correlation_id: str,
+    causation_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
+    occurred_at: datetime | None = None,
+) -> Envelope[P]:
+    """Build an envelope; a derived event (with a cause) gets its deterministic id."""
+    if event_id is None:
+        event_id = derived_id(causation_id, data.TYPE) if causation_id else uuid.uuid4()
+    return Envelope[type(data)](  # type: ignore[misc]
+        id=event_id,
+        type=data.TYPE,
+        version=data.VERSION,
+        occurred_at=occurred_at or datetime.now(UTC),
+        producer=producer,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        data=data,
+    )
+
+
+def header_of(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
+    """The envelope fields without validating `data` (for routing and the DLQ)."""
+    import orjson
+
+    doc = orjson.loads(raw) if not isinstance(raw, dict) else raw
+    return {k: v for k, v in doc.items() if k != "data"}

@@ -1,0 +1,107 @@
+"""Assessment service layer: one submitted declaration in → the events it causes out.
+
+Pure apart from the clock stamped on envelopes: the agent decodes bytes and sends what
+this returns; the same input always yields the same event ids, so a redelivered or
+reprocessed declaration produces duplicates that every sink drops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts.audit import AuditRecorded
+from contracts.declarations import (
+    AmoDeductions,
+    DeclarationAssessed,
+    DeclarationError,
+    DeclarationRejected,
+    DeclarationSubmitted,
+    Totals,
+)
+from contracts.envelope import Envelope, Payload, wrap
+from services.assessment.encoding import amo_parts, compact_lines, rules_input
+from services.common.hashing import sha256_hex
+from services.rules import Ruleset, assess_declaration
+
+PRODUCER = "assessment"
+
+
+@dataclass
+class Outgoing:
+    topic: str  # registry name, e.g. kalo.declarations.assessed
+    key: str
+    value: bytes
+
+
+@dataclass
+class Outcome:
+    declaration_id: str
+    status: str
+    lines: int
+    messages: list[Outgoing] = field(default_factory=list)
+    assessed: DeclarationAssessed | None = None
+    errors: list[DeclarationError] = field(default_factory=list)
+
+
+def decode_submitted(raw: bytes) -> Envelope[DeclarationSubmitted]:
+    return Envelope[DeclarationSubmitted].model_validate_json(raw)
+
+
+def _send(outcome: Outcome, topic: str, key: str, event: Envelope[Any]) -> None:
+    outcome.messages.append(Outgoing(topic, key, event.model_dump_json().encode()))
+
+
+def assess_submitted(raw: bytes, ruleset: Ruleset) -> Outcome:
+    env = decode_submitted(raw)
+    d = env.data
+    result = assess_declaration(rules_input(d), ruleset)
+    employer_id = d.employer.id
+    outcome = Outcome(d.declaration_id, result["status"], len(d.lines))
+
+    def derived(data: Payload) -> Envelope[Any]:
+        return wrap(data, producer=PRODUCER, correlation_id=d.declaration_id, causation_id=env.id)
+
+    if result["status"] == "accepted":
+        lines, rates = compact_lines(result["lines"])
+        assessed = DeclarationAssessed(
+            declaration_id=d.declaration_id, employer_id=employer_id, regime=d.employer.regime,
+            period=d.period, replaces=d.replaces, ruleset=result["ruleset"],
+            submitted_at=d.submitted_at, due_date=result["due_date"],
+            months_late=result["months_late"], surcharge=result["surcharge"],
+            totals=Totals(**result["totals"]), rates=rates, lines=lines,
+            warnings=result.get("warnings", []),
+        )
+        outcome.assessed = assessed
+        output = derived(assessed)
+        _send(outcome, "kalo.declarations.assessed", employer_id, output)
+        parts = amo_parts(lines)
+        amo = AmoDeductions(
+            declaration_id=d.declaration_id, employer_id=employer_id, regime=d.employer.regime,
+            period=d.period, replaces=d.replaces,
+            employee_total=sum(p[2] for p in parts), employer_total=sum(p[3] for p in parts),
+            workers=parts,
+        )
+        _send(outcome, "kalo.amo.deductions", employer_id, derived(amo))
+    else:
+        outcome.errors = [DeclarationError(**e) for e in result["errors"]]
+        rejected = DeclarationRejected(
+            declaration_id=d.declaration_id, employer_id=employer_id, period=d.period,
+            replaces=d.replaces, ruleset=result["ruleset"], submitted_at=d.submitted_at,
+            errors=outcome.errors,
+        )
+        output = derived(rejected)
+        _send(outcome, "kalo.declarations.rejected", employer_id, output)
+
+    audit = AuditRecorded(
+        action=output.type,
+        subject=d.declaration_id,
+        ruleset=result["ruleset"],
+        input_sha256=sha256_hex(raw),
+        output_sha256=sha256_hex(output.data.model_dump_json().encode()),
+        details={"employer_id": employer_id, "period": d.period, "lines": len(d.lines),
+                 "status": result["status"], "total": result["totals"]["total"],
+                 "errors": len(result["errors"])},
+    )
+    _send(outcome, "kalo.audit", d.declaration_id, derived(audit))
+    return outcome

@@ -1,0 +1,162 @@
+"""The `kalo` command: run services, manage topics, the database, employers, the DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.common.settings import get_settings
+
+app = typer.Typer(help="Kalo: social-security declarations and pensions as event streams.",
+                  no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics of the registry.", no_args_is_help=True)
+db_app = typer.Typer(help="PostgreSQL schema.", no_args_is_help=True)
+employers_app = typer.Typer(help="The employer registry and API keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys for back offices, controllers and auditors.",
+                       no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(db_app, name="db")
+app.add_typer(employers_app, name="employers")
+app.add_typer(keys_app, name="keys")
+try:
+    from services import rules_cli
+
+    app.add_typer(rules_cli.app, name="rules")
+except ImportError:  # pragma: no cover - while the rules CLI is being written
+    pass
+
+console = Console()
+SERVICES = ("gateway", "assessment", "ledger", "liquidation", "control")
+
+
+@app.command()
+def run(service: Annotated[str, typer.Argument(help=" | ".join(SERVICES))]) -> None:
+    """Run one service in the foreground."""
+    if service == "gateway":
+        import uvicorn
+
+        from services.gateway.app import create_app
+
+        s = get_settings()
+        uvicorn.run(create_app(s), host=s.gateway_host, port=s.gateway_port, log_level="info",
+                    access_log=False)
+    elif service == "assessment":
+        from services.assessment.agents import app as faust_app
+
+        sys.argv = ["kalo-assessment", "worker", "--loglevel", "info"]
+        faust_app.main()
+    elif service == "ledger":
+        from services.ledger.app import main as ledger_main
+
+        ledger_main()
+    elif service in ("liquidation", "control"):
+        console.print(f"[red]{service} is not built yet[/red]")
+        raise typer.Exit(2)
+    else:
+        console.print(f"[red]unknown service {service!r}; one of {', '.join(SERVICES)}[/red]")
+        raise typer.Exit(2)
+
+
+@topics_app.command("apply")
+def topics_apply() -> None:
+    """Create or update every topic of the registry."""
+    from services.common.kafka import apply_topics
+
+    for change in asyncio.run(apply_topics()):
+        console.print(f"{change.topic}: {change.action}")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """The topic registry."""
+    from contracts.topics import TOPICS
+
+    table = Table("topic", "key", "messages", "retention")
+    for t in TOPICS:
+        table.add_row(t.name, t.key, ", ".join(m.TYPE for m in t.values),
+                      "forever" if t.retention_ms < 0 else f"{t.retention_ms // 86_400_000} days")
+    console.print(table)
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the SQL migrations of deploy/postgres not yet applied."""
+    from services.common.db import migrate
+
+    applied = asyncio.run(migrate())
+    console.print(f"applied: {', '.join(applied)}" if applied else "schema up to date")
+
+
+@employers_app.command("add")
+def employers_add(
+    employer_id: Annotated[str, typer.Argument(help="e.g. the INPS employer number")],
+    regime: Annotated[str, typer.Option(help="INPS or CMSS")] = "INPS",
+    risk_class: Annotated[int | None, typer.Option(help="ATMP risk class 1-4 (INPS)")] = None,
+    filing: Annotated[str, typer.Option(help="monthly or quarterly")] = "monthly",
+    name: Annotated[str | None, typer.Option(help="the employer's name")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Register an employer and print its API key (shown only once)."""
+    import asyncpg
+
+    from services.gateway.registry import add_employer
+
+    if regime not in ("INPS", "CMSS"):
+        raise typer.BadParameter("regime must be INPS or CMSS", param_hint="--regime")
+    if filing not in ("monthly", "quarterly"):
+        raise typer.BadParameter("filing must be monthly or quarterly", param_hint="--filing")
+    if regime == "INPS" and risk_class not in (1, 2, 3, 4):
+        raise typer.BadParameter("an INPS employer needs a risk class 1-4", param_hint="--risk-class")
+
+    async def go() -> str:
+        conn = await asyncpg.connect(get_settings().dsn)
+        try:
+            return await add_employer(conn, employer_id=employer_id, regime=regime,
+                                      risk_class=risk_class, filing=filing, name=name)
+        finally:
+            await conn.close()
+
+    key = asyncio.run(go())
+    if as_json:
+        print(json.dumps({"employer_id": employer_id, "api_key": key}))
+    else:
+        console.print(f"employer {employer_id} registered; API key (shown once):\n{key}")
+
+
+@keys_app.command("add")
+def keys_add(
+    role: Annotated[str, typer.Argument(help="backoffice | controller | auditor")],
+    label: Annotated[str, typer.Option(help="who holds the key")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Issue an API key for a staff role (shown only once)."""
+    import asyncpg
+
+    from services.gateway.registry import add_staff_key
+
+    async def go() -> str:
+        conn = await asyncpg.connect(get_settings().dsn)
+        try:
+            return await add_staff_key(conn, role=role, label=label)
+        finally:
+            await conn.close()
+
+    try:
+        key = asyncio.run(go())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    print(json.dumps({"role": role, "label": label, "api_key": key}) if as_json else key)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""PostgreSQL helpers: connection pool and the migration runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+
+from services.common.settings import get_settings
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "deploy" / "postgres"
+
+
+async def connect_pool(dsn: str | None = None, **kwargs: object) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn or get_settings().dsn, **kwargs)  # type: ignore[arg-type]
+    assert pool is not None
+    return pool
+
+
+async def migrate(dsn: str | None = None) -> list[str]:
+    """Apply every migration not yet applied, each in its own transaction. Returns their names."""
+    conn = await asyncpg.connect(dsn or get_settings().dsn)
+    applied: list[str] = []
+    try:
+        # One migrator at a time, even when several services start together.
+        await conn.execute("SELECT pg_advisory_lock(7206)")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+        for path in sorted(MIGRATIONS.glob("*.sql")):
+            if path.name in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(path.read_text())
+                await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", path.name)
+            applied.append(path.name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(7206)")
+        await conn.close()
+    return applied

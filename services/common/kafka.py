@@ -1,0 +1,87 @@
+"""Kafka clients with Kalo's limits, and `apply_topics` for the topic registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from contracts.topics import TOPICS, topic_name
+from services.common.settings import Settings, get_settings
+
+
+def topic(name: str, settings: Settings | None = None) -> str:
+    """The physical topic name for a registry name (with the environment's prefix)."""
+    return topic_name(name, (settings or get_settings()).topic_prefix)
+
+
+def producer(settings: Settings | None = None, **overrides: object) -> AIOKafkaProducer:
+    s = settings or get_settings()
+    options: dict[str, object] = {
+        "bootstrap_servers": s.bootstrap,
+        "acks": "all",
+        "enable_idempotence": True,
+        "max_request_size": s.max_message_bytes,
+        "linger_ms": 5,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)  # type: ignore[arg-type]
+
+
+def consumer(*topics: str, group_id: str | None, settings: Settings | None = None,
+             **overrides: object) -> AIOKafkaConsumer:
+    s = settings or get_settings()
+    options: dict[str, object] = {
+        "bootstrap_servers": s.bootstrap,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "fetch_max_bytes": s.max_message_bytes * 2,
+        "max_partition_fetch_bytes": s.max_message_bytes,
+        "isolation_level": "read_committed",
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)  # type: ignore[arg-type]
+
+
+@dataclass
+class TopicChange:
+    topic: str
+    action: str  # created | updated | unchanged | partitions
+
+
+async def apply_topics(settings: Settings | None = None) -> list[TopicChange]:
+    """Create missing topics; bring configs and partition counts of existing ones in line."""
+    s = settings or get_settings()
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap)
+    await admin.start()
+    changes: list[TopicChange] = []
+    try:
+        existing = set(await admin.list_topics())
+        described = {}
+        if existing:
+            for d in await admin.describe_topics([topic(t.name, s) for t in TOPICS
+                                                 if topic(t.name, s) in existing]):
+                described[d["topic"]] = len(d["partitions"])
+        to_create = []
+        for t in TOPICS:
+            name = topic(t.name, s)
+            configs = t.kafka_configs(s.max_message_bytes)
+            wanted = t.partitions or s.partitions
+            if name not in existing:
+                to_create.append(NewTopic(name, wanted, 1, topic_configs=configs))
+                changes.append(TopicChange(name, "created"))
+                continue
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs)])
+            if described.get(name, wanted) < wanted:
+                await admin.create_partitions({name: NewPartitions(wanted)})
+                changes.append(TopicChange(name, "partitions"))
+            else:
+                changes.append(TopicChange(name, "updated"))
+        if to_create:
+            await admin.create_topics(to_create)
+    finally:
+        await admin.close()
+    return changes

@@ -1,0 +1,51 @@
+"""Process settings, read from `KALO_*` environment variables (and `.env` if present)."""
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KALO_", env_file=".env", extra="ignore")
+
+    kafka_port: int = 9092
+    kafka_bootstrap: str | None = None
+    pg_port: int = 5433
+    pg_db: str = "kalo"
+    pg_user: str = "kalo"
+    database_url: str | None = None
+
+    topic_prefix: str = ""
+    # Where faust keeps its local state (table stores, offsets cache).
+    data_dir: str = "/tmp/kalo-data"
+    partitions: int = 12
+    # Keep in step with the broker's message.max.bytes (deploy/local/kafka.sh).
+    max_message_bytes: int = 33_554_432
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    gateway_max_body_bytes: int = 32 * 1024 * 1024
+    gateway_rate_per_second: float = 50.0
+    gateway_rate_burst: int = 200
+    # Where the workers serve /metrics (0.0.0.0 inside containers).
+    metrics_host: str = "127.0.0.1"
+    assessment_web_port: int = 6066
+    liquidation_web_port: int = 6067
+    ledger_metrics_port: int = 9101
+    control_metrics_port: int = 9102
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def dsn(self) -> str:
+        return (
+            self.database_url
+            or f"postgresql://{self.pg_user}@127.0.0.1:{self.pg_port}/{self.pg_db}"
+        )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

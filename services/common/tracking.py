@@ -1,0 +1,145 @@
+"""A Kafka consumer whose progress lives in PostgreSQL (tracking records).
+
+Each batch is applied and its next offsets saved in one transaction, so a restart
+resumes exactly after the last applied batch and a redelivered message is never
+applied twice. A record that cannot be decoded or applied goes to kalo.dlq with its
+bytes and error; the partition keeps flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from services.common import kafka, metrics
+from services.common.dlq import dead_letter
+from services.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Decoded = Any
+Decoder = Callable[[ConsumerRecord], Decoded]
+Applier = Callable[[asyncpg.Connection, Sequence[Decoded]], Awaitable[None]]
+
+
+async def stored_offsets(conn: asyncpg.Connection | asyncpg.Pool, consumer: str) -> dict[tuple[str, int], int]:
+    rows = await conn.fetch(
+        "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer = $1", consumer
+    )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
+async def save_offsets(conn: asyncpg.Connection, consumer: str, offsets: dict[TopicPartition, int]) -> None:
+    await conn.executemany(
+        """INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (consumer, topic, partition) DO UPDATE
+           SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()""",
+        [(consumer, tp.topic, tp.partition, off) for tp, off in offsets.items()],
+    )
+
+
+class _SeekFromStore(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, tracked: TrackedConsumer) -> None:
+        self.tracked = tracked
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        stored = await stored_offsets(self.tracked.pool, self.tracked.name)
+        for tp in assigned:
+            if (tp.topic, tp.partition) in stored:
+                self.tracked.consumer.seek(tp, stored[(tp.topic, tp.partition)])
+            else:
+                await self.tracked.consumer.seek_to_beginning(tp)
+
+
+class TrackedConsumer:
+    def __init__(self, *, name: str, topics: Sequence[str], pool: asyncpg.Pool,
+                 decode: Decoder, apply: Applier, settings: Settings,
+                 max_records: int = 2000) -> None:
+        self.name = name
+        self.topics = list(topics)
+        self.pool = pool
+        self.decode = decode
+        self.apply = apply
+        self.settings = settings
+        self.max_records = max_records
+        self.consumer = kafka.consumer(group_id=f"{settings.topic_prefix}{name}", settings=settings)
+        self.producer: AIOKafkaProducer = kafka.producer(settings)
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        await self.producer.start()
+        await self.consumer.start()
+        self.consumer.subscribe(self.topics, listener=_SeekFromStore(self))
+        try:
+            while not self._stopping.is_set():
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
+                records = [r for rs in batches.values() for r in rs]
+                if records:
+                    await self.process(records)
+                    await self._observe_lag()
+        finally:
+            await self.consumer.stop()
+            await self.producer.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def process(self, records: list[ConsumerRecord]) -> None:
+        started = time.perf_counter()
+        decoded: list[tuple[ConsumerRecord, Decoded]] = []
+        for record in records:
+            try:
+                decoded.append((record, self.decode(record)))
+            except Exception as exc:
+                await self._dead_letter(record, exc)
+        offsets = {TopicPartition(r.topic, r.partition): r.offset + 1 for r in records}
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self.apply(conn, [d for _, d in decoded])
+                await save_offsets(conn, self.name, offsets)
+        except (asyncpg.PostgresConnectionError, OSError):
+            raise  # the database is away: crash and resume from the stored offsets
+        except Exception:
+            log.exception("%s: batch failed; applying its records one by one", self.name)
+            await self._one_by_one(decoded, offsets)
+        metrics.PROCESSING.labels(self.name).observe(time.perf_counter() - started)
+        await self.consumer.commit(offsets)  # for lag tools only; PostgreSQL is the truth
+
+    async def _one_by_one(self, decoded: list[tuple[ConsumerRecord, Decoded]],
+                          offsets: dict[TopicPartition, int]) -> None:
+        for record, item in decoded:
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await self.apply(conn, [item])
+            except Exception as exc:
+                await self._dead_letter(record, exc)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await save_offsets(conn, self.name, offsets)
+
+    async def _dead_letter(self, record: ConsumerRecord, exc: BaseException) -> None:
+        log.warning("%s: %s/%s/%s to DLQ: %s", self.name, record.topic, record.partition,
+                    record.offset, exc)
+        key, value = dead_letter(service=self.name, topic=record.topic, partition=record.partition,
+                                 offset=record.offset, key=record.key, value=record.value or b"",
+                                 error=exc)
+        await self.producer.send_and_wait(kafka.topic("kalo.dlq", self.settings), value,
+                                          key=key.encode())
+        metrics.DLQ.labels(self.name, record.topic).inc()
+
+    async def _observe_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = await self.consumer.position(tp)
+            metrics.LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(highwater - position, 0))

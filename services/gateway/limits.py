@@ -1,0 +1,25 @@
+"""Per-key request rate limit (token bucket, per gateway process)."""
+
+from __future__ import annotations
+
+import time
+
+from services.gateway.errors import Problem
+
+
+class RateLimiter:
+    def __init__(self, per_second: float, burst: int) -> None:
+        self.rate = per_second
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def check(self, key: str) -> None:
+        now = time.monotonic()
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1:
+            retry = (1 - tokens) / self.rate
+            raise Problem(429, "Too many requests",
+                          f"more than {self.rate:g} requests/s for this key; retry in {retry:.2f}s",
+                          retry_after=round(retry, 2))
+        self._buckets[key] = (tokens - 1, now)

@@ -1,0 +1,71 @@
+"""The employer registry and API keys (PostgreSQL)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import asyncpg
+
+from services.common.hashing import api_key_hash
+
+ROLES = ("employer", "backoffice", "controller", "auditor")
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: str
+    employer_id: str | None
+    label: str | None = None
+
+
+def new_api_key(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+async def add_employer(
+    conn: asyncpg.Connection,
+    *,
+    employer_id: str,
+    regime: str,
+    risk_class: int | None,
+    filing: str,
+    name: str | None = None,
+) -> str:
+    """Register (or update) an employer and issue a new API key; the key is shown once."""
+    key = new_api_key("kalo_emp")
+    async with conn.transaction():
+        await conn.execute(
+            """INSERT INTO employers (id, name, regime, risk_class, filing) VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (id) DO UPDATE SET name = coalesce(EXCLUDED.name, employers.name),
+                 regime = EXCLUDED.regime, risk_class = EXCLUDED.risk_class,
+                 filing = EXCLUDED.filing, active = true""",
+            employer_id, name, regime, risk_class, filing,
+        )
+        await conn.execute(
+            "INSERT INTO api_keys (key_hash, role, employer_id) VALUES ($1, 'employer', $2)",
+            api_key_hash(key), employer_id,
+        )
+    return key
+
+
+async def add_staff_key(conn: asyncpg.Connection, *, role: str, label: str) -> str:
+    """An API key for a back office, a controller or an auditor."""
+    if role not in ROLES or role == "employer":
+        raise ValueError(f"role must be one of {', '.join(r for r in ROLES if r != 'employer')}")
+    key = new_api_key(f"kalo_{role[:4]}")
+    await conn.execute(
+        "INSERT INTO api_keys (key_hash, role, label) VALUES ($1, $2, $3)",
+        api_key_hash(key), role, label,
+    )
+    return key
+
+
+async def principal_for(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> Principal | None:
+    row = await conn.fetchrow(
+        """SELECT k.role, k.employer_id, k.label FROM api_keys k
+           LEFT JOIN employers e ON e.id = k.employer_id
+           WHERE k.key_hash = $1 AND (k.employer_id IS NULL OR e.active)""",
+        api_key_hash(key),
+    )
+    return Principal(row["role"], row["employer_id"], row["label"]) if row else None

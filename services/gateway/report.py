@@ -1,0 +1,50 @@
+"""The business report of a declaration, expanded from the compact assessed event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contracts.declarations import ASSESSED_LINE_FIELDS, ITEM_COLUMNS
+
+_COLUMNS = [c.split(":") for c in ITEM_COLUMNS]
+
+
+def expand_lines(assessed: dict[str, Any]) -> list[dict[str, Any]]:
+    """Compact lines → the RULES.md §5 shape (items with branch, fund, payer, rate, base)."""
+    rates = assessed["rates"]
+    out = []
+    for line in assessed["lines"]:
+        worker_id, category, gross, base, floor_applied, pension_base, amo_base, amounts = line
+        items = []
+        for (branch, fund, payer), rate, amount in zip(_COLUMNS, rates[category], amounts,
+                                                       strict=True):
+            if amount is None:
+                continue
+            item_base = (pension_base if branch in ("PVID", "RETRAITE")
+                         else amo_base if branch == "AMO" else base)
+            items.append({"branch": branch, "fund": fund, "payer": payer, "rate": rate,
+                          "base": item_base, "amount": amount})
+        out.append({"worker_id": worker_id, "category": category, "gross": gross, "base": base,
+                    "floor_applied": floor_applied, "items": items})
+    return out
+
+
+def business_report(row: dict[str, Any]) -> dict[str, Any] | None:
+    """What the employer reads: accepted lines with their items, or every error."""
+    report = row.get("report")
+    if report is None:
+        return None
+    if row["status"] == "rejected":
+        return {"errors": report["errors"], "ruleset": report["ruleset"]}
+    return {
+        "ruleset": report["ruleset"],
+        "due_date": report["due_date"],
+        "months_late": report["months_late"],
+        "surcharge": report["surcharge"],
+        "totals": report["totals"],
+        "warnings": report.get("warnings", []),
+        "lines": expand_lines(report),
+    }
+
+
+assert ASSESSED_LINE_FIELDS[-1] == "amounts"  # expand_lines unpacks in this order

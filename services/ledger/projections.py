@@ -1,0 +1,108 @@
+"""PostgreSQL projections of assessed and rejected declarations, written in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+
+from contracts.declarations import DeclarationAssessed, DeclarationRejected
+from contracts.envelope import Envelope
+from services.ledger.handlers import latest_per_month, split
+
+_UPSERT_DECLARATIONS = """
+INSERT INTO declarations AS d (declaration_id, employer_id, period, replaces, status, payload_sha256,
+    line_count, received_at, assessed_at, ruleset, totals, report, event_id)
+SELECT u.id, u.employer, u.period, u.replaces, u.status, '', u.lines, u.submitted, now(), u.ruleset,
+       u.totals::jsonb, u.report::jsonb, u.event_id
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+            $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::uuid[])
+     AS u(id, employer, period, replaces, status, lines, submitted, ruleset, totals, report, event_id)
+ON CONFLICT (declaration_id) DO UPDATE
+SET status = EXCLUDED.status, assessed_at = EXCLUDED.assessed_at, ruleset = EXCLUDED.ruleset,
+    totals = EXCLUDED.totals, report = EXCLUDED.report, event_id = EXCLUDED.event_id
+WHERE d.event_id IS NULL
+RETURNING declaration_id
+"""
+
+# The newest declaration of a month wins; a corrective keeps the original's surcharge.
+_UPSERT_PERIODS = """
+INSERT INTO employer_periods AS p (employer_id, period, declaration_id, submitted_at, due_date,
+    months_late, total, surcharge)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::date[],
+                     $6::int[], $7::bigint[], $8::bigint[])
+ON CONFLICT (employer_id, period) DO UPDATE
+SET declaration_id = EXCLUDED.declaration_id, submitted_at = EXCLUDED.submitted_at,
+    due_date = EXCLUDED.due_date, months_late = GREATEST(p.months_late, EXCLUDED.months_late),
+    total = EXCLUDED.total, surcharge = GREATEST(p.surcharge, EXCLUDED.surcharge)
+WHERE p.submitted_at <= EXCLUDED.submitted_at
+RETURNING employer_id, period, declaration_id
+"""
+
+_DELETE_MONTHS = """
+DELETE FROM {table} t USING unnest($1::text[], $2::text[]) AS m(employer_id, period)
+WHERE t.employer_id = m.employer_id AND t.period = m.period
+"""
+
+
+def _report(data: DeclarationAssessed | DeclarationRejected) -> str:
+    return data.model_dump_json(exclude={"declaration_id", "employer_id", "period", "replaces",
+                                         "submitted_at"})
+
+
+async def apply_declarations(conn: asyncpg.Connection, events: Sequence[Envelope[Any]]) -> None:
+    batch = split(list(events))
+    rows: list[tuple[Any, ...]] = []
+    for e in batch.assessed:
+        d = e.data
+        rows.append((d.declaration_id, d.employer_id, d.period, d.replaces, "accepted",
+                     len(d.lines), d.submitted_at, d.ruleset, d.totals.model_dump_json(),
+                     _report(d), e.id))
+    for r in batch.rejected:
+        x = r.data
+        rows.append((x.declaration_id, x.employer_id, x.period, x.replaces, "rejected", 0,
+                     x.submitted_at, x.ruleset, None, _report(x), r.id))
+    if not rows:
+        return
+    applied = {r["declaration_id"] for r in await conn.fetch(_UPSERT_DECLARATIONS,
+                                                             *map(list, zip(*rows, strict=True)))}
+    fresh = [e for e in batch.assessed if e.data.declaration_id in applied]
+    await _apply_accounts_and_careers(conn, latest_per_month(fresh))
+
+
+async def _apply_accounts_and_careers(conn: asyncpg.Connection,
+                                      events: list[Envelope[DeclarationAssessed]]) -> None:
+    if not events:
+        return
+    periods = [(d.employer_id, d.period, d.declaration_id, d.submitted_at, d.due_date,
+                d.months_late, d.totals.total, d.surcharge) for d in (e.data for e in events)]
+    won = await conn.fetch(_UPSERT_PERIODS, *map(list, zip(*periods, strict=True)))
+    winners = {r["declaration_id"] for r in won}
+    months = [(r["employer_id"], r["period"]) for r in won]
+    if not months:
+        return
+    employers, period_list = map(list, zip(*months, strict=True))
+    for table in ("employer_dues", "careers"):
+        await conn.execute(_DELETE_MONTHS.format(table=table), employers, period_list)
+    dues: list[tuple[str, str, str, int]] = []
+    careers: list[tuple[str, str, str, str, int]] = []
+    for e in events:
+        d = e.data
+        if d.declaration_id not in winners:
+            continue
+        dues.extend((d.employer_id, d.period, fund, amount) for fund, amount in d.totals.by_fund.items())
+        careers.extend((line[0], d.period, d.employer_id, d.declaration_id, line[5])
+                       for line in d.lines if line[5] > 0)
+    if dues:
+        await conn.copy_records_to_table("employer_dues", records=dues,
+                                         columns=["employer_id", "period", "fund", "amount"])
+    if careers:
+        await conn.copy_records_to_table(
+            "careers", records=careers,
+            columns=["worker_id", "period", "employer_id", "declaration_id", "base"])
+
+
+def report_json(value: Any) -> bytes:
+    return orjson.dumps(value)

@@ -1,0 +1,160 @@
+"""The real stack for integration tests: Kafka and PostgreSQL started by `make up`.
+
+Each test session gets its own database and its own topic prefix, so runs never see
+each other's data, and starts the services as real processes against them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+
+from services.common.db import migrate
+from services.common.kafka import apply_topics
+from services.common.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    env: dict[str, str]
+    admin_dsn: str
+    logs: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.gateway_port}"
+
+    def start(self, service: str, name: str | None = None, **extra_env: str) -> subprocess.Popen[bytes]:
+        name = name or service
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "run", service],
+            cwd=ROOT, env={**self.env, **extra_env}, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def stop(self, name: str, sig: int = 15) -> None:
+        proc = self.procs.pop(name, None)
+        if proc and proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.logs / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+async def _reachable(settings: Settings) -> None:
+    from services.common.kafka_ping import ping
+
+    try:
+        await asyncio.wait_for(ping(settings.bootstrap), timeout=10)
+        conn = await asyncpg.connect(settings.dsn, timeout=10)
+        await conn.close()
+    except Exception as exc:  # the stack is a precondition: fail loudly, never skip
+        pytest.fail(f"the local stack is not running ({exc!r}); start it with `make up`")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    base = Settings()
+    await _reachable(base)
+    run = uuid.uuid4().hex[:8]
+    db = f"kalo_it_{run}"
+    admin = await asyncpg.connect(base.dsn)
+    await admin.execute(f'CREATE DATABASE "{db}"')
+    await admin.close()
+    dsn = base.dsn.rsplit("/", 1)[0] + f"/{db}"
+    env = {
+        **os.environ,
+        "KALO_DATABASE_URL": dsn,
+        "KALO_KAFKA_BOOTSTRAP": base.bootstrap,
+        "KALO_TOPIC_PREFIX": f"it{run}.",
+        "KALO_PARTITIONS": "4",
+        "KALO_GATEWAY_PORT": str(free_port()),
+        "KALO_ASSESSMENT_WEB_PORT": str(free_port()),
+        "KALO_LIQUIDATION_WEB_PORT": str(free_port()),
+        "KALO_LEDGER_METRICS_PORT": str(free_port()),
+        "KALO_CONTROL_METRICS_PORT": str(free_port()),
+        "KALO_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "KALO_GATEWAY_RATE_PER_SECOND": "1000",
+        "KALO_GATEWAY_RATE_BURST": "2000",
+    }
+    settings = Settings(**{k[5:].lower(): v for k, v in env.items() if k.startswith("KALO_")})
+    await migrate(dsn)
+    await apply_topics(settings)
+    stack = Stack(settings, env, base.dsn, tmp_path_factory.mktemp("logs"))
+    try:
+        yield stack
+    finally:
+        for name in list(stack.procs):
+            stack.stop(name)
+        admin = await asyncpg.connect(base.dsn)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        await admin.close()
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} while starting")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer in {seconds}s")
+
+
+@pytest.fixture(scope="session")
+def services(stack: Stack) -> Iterator[Stack]:
+    """The gateway, the assessment worker and the ledger, as real processes."""
+    gateway = stack.start("gateway")
+    stack.start("assessment")
+    stack.start("ledger")
+    try:
+        wait_http(f"{stack.gateway_url}/health", gateway)
+    except Exception:
+        print(stack.log_tail("gateway"))
+        raise
+    yield stack
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(stack.settings.dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()

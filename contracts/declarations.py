@@ -56,7 +56,9 @@ class _Model(BaseModel):
 
 class Employer(_Model):
     id: str = Field(min_length=1, max_length=64)
-    regime: str = Field(max_length=16, description="INPS or CMSS; others are rejected in the stream")
+    regime: str = Field(
+        max_length=16, description="INPS or CMSS; others are rejected in the stream"
+    )
     risk_class: int | None = Field(default=None, description="INPS ATMP class 1-4")
     filing: str = Field(default="monthly", description="monthly or quarterly")
 

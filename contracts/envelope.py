@@ -53,7 +53,8 @@ def wrap(
     """Build an envelope; a derived event (with a cause) gets its deterministic id."""
     if event_id is None:
         event_id = derived_id(causation_id, data.TYPE) if causation_id else uuid.uuid4()
-    return Envelope[type(data)](  # type: ignore[misc]
+    model: Any = Envelope[type(data)]  # type: ignore[misc]
+    envelope: Envelope[P] = model(
         id=event_id,
         type=data.TYPE,
         version=data.VERSION,
@@ -63,6 +64,7 @@ def wrap(
         causation_id=causation_id,
         data=data,
     )
+    return envelope
 
 
 def header_of(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,12 @@ from contracts.declarations import (
     WorkerPreRegistered,
 )
 from contracts.envelope import Payload
-from contracts.pensions import ControlDecision, PensionApproved, PensionClaimFiled, PensionLiquidated
+from contracts.pensions import (
+    ControlDecision,
+    PensionApproved,
+    PensionClaimFiled,
+    PensionLiquidated,
+)
 
 FOREVER = -1
 DAYS = 24 * 3600 * 1000
@@ -40,28 +45,73 @@ class Topic:
 
 
 TOPICS: tuple[Topic, ...] = (
-    Topic("kalo.declarations.submitted", "employer id", (DeclarationSubmitted,),
-          description="declarations received by the gateway"),
-    Topic("kalo.declarations.assessed", "employer id", (DeclarationAssessed,),
-          description="accepted declarations with every contribution item"),
-    Topic("kalo.declarations.rejected", "employer id", (DeclarationRejected,),
-          description="rejected declarations with every error"),
-    Topic("kalo.amo.deductions", "employer id", (AmoDeductions,),
-          description="per declaration, each worker's AMO parts, for CANAM"),
-    Topic("kalo.workers.registrations", "employer id", (WorkerPreRegistered,),
-          description="workers first seen in a declaration"),
-    Topic("kalo.pensions.claims", "worker id", (PensionClaimFiled,),
-          description="pension claims filed by back offices"),
-    Topic("kalo.pensions.liquidations", "worker id", (PensionLiquidated,),
-          description="computed liquidations awaiting control"),
-    Topic("kalo.control.decisions", "worker id", (ControlDecision,),
-          description="the control commission's decisions"),
-    Topic("kalo.pensions.approved", "worker id", (PensionApproved,),
-          description="liquidations approved for payment, for back offices"),
-    Topic("kalo.audit", "correlation id", (AuditRecorded,),
-          description="every decision of every service"),
-    Topic("kalo.dlq", "source key", (DeadLetter,), retention_ms=90 * DAYS,
-          description="poison messages with the error and the original bytes"),
+    Topic(
+        "kalo.declarations.submitted",
+        "employer id",
+        (DeclarationSubmitted,),
+        description="declarations received by the gateway",
+    ),
+    Topic(
+        "kalo.declarations.assessed",
+        "employer id",
+        (DeclarationAssessed,),
+        description="accepted declarations with every contribution item",
+    ),
+    Topic(
+        "kalo.declarations.rejected",
+        "employer id",
+        (DeclarationRejected,),
+        description="rejected declarations with every error",
+    ),
+    Topic(
+        "kalo.amo.deductions",
+        "employer id",
+        (AmoDeductions,),
+        description="per declaration, each worker's AMO parts, for CANAM",
+    ),
+    Topic(
+        "kalo.workers.registrations",
+        "employer id",
+        (WorkerPreRegistered,),
+        description="workers first seen in a declaration",
+    ),
+    Topic(
+        "kalo.pensions.claims",
+        "worker id",
+        (PensionClaimFiled,),
+        description="pension claims filed by back offices",
+    ),
+    Topic(
+        "kalo.pensions.liquidations",
+        "worker id",
+        (PensionLiquidated,),
+        description="computed liquidations awaiting control",
+    ),
+    Topic(
+        "kalo.control.decisions",
+        "worker id",
+        (ControlDecision,),
+        description="the control commission's decisions",
+    ),
+    Topic(
+        "kalo.pensions.approved",
+        "worker id",
+        (PensionApproved,),
+        description="liquidations approved for payment, for back offices",
+    ),
+    Topic(
+        "kalo.audit",
+        "correlation id",
+        (AuditRecorded,),
+        description="every decision of every service",
+    ),
+    Topic(
+        "kalo.dlq",
+        "source key",
+        (DeadLetter,),
+        retention_ms=90 * DAYS,
+        description="poison messages with the error and the original bytes",
+    ),
 )
 
 BY_NAME: dict[str, Topic] = {t.name: t for t in TOPICS}

@@ -13,13 +13,15 @@ from rich.table import Table
 
 from services.common.settings import get_settings
 
-app = typer.Typer(help="Kalo: social-security declarations and pensions as event streams.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Kalo: social-security declarations and pensions as event streams.", no_args_is_help=True
+)
 topics_app = typer.Typer(help="Kafka topics of the registry.", no_args_is_help=True)
 db_app = typer.Typer(help="PostgreSQL schema.", no_args_is_help=True)
 employers_app = typer.Typer(help="The employer registry and API keys.", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys for back offices, controllers and auditors.",
-                       no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys for back offices, controllers and auditors.", no_args_is_help=True
+)
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
 app.add_typer(employers_app, name="employers")
@@ -44,8 +46,13 @@ def run(service: Annotated[str, typer.Argument(help=" | ".join(SERVICES))]) -> N
         from services.gateway.app import create_app
 
         s = get_settings()
-        uvicorn.run(create_app(s), host=s.gateway_host, port=s.gateway_port, log_level="info",
-                    access_log=False)
+        uvicorn.run(
+            create_app(s),
+            host=s.gateway_host,
+            port=s.gateway_port,
+            log_level="info",
+            access_log=False,
+        )
     elif service == "assessment":
         from services.assessment.agents import app as faust_app
 
@@ -79,8 +86,12 @@ def topics_list() -> None:
 
     table = Table("topic", "key", "messages", "retention")
     for t in TOPICS:
-        table.add_row(t.name, t.key, ", ".join(m.TYPE for m in t.values),
-                      "forever" if t.retention_ms < 0 else f"{t.retention_ms // 86_400_000} days")
+        table.add_row(
+            t.name,
+            t.key,
+            ", ".join(m.TYPE for m in t.values),
+            "forever" if t.retention_ms < 0 else f"{t.retention_ms // 86_400_000} days",
+        )
     console.print(table)
 
 
@@ -112,13 +123,21 @@ def employers_add(
     if filing not in ("monthly", "quarterly"):
         raise typer.BadParameter("filing must be monthly or quarterly", param_hint="--filing")
     if regime == "INPS" and risk_class not in (1, 2, 3, 4):
-        raise typer.BadParameter("an INPS employer needs a risk class 1-4", param_hint="--risk-class")
+        raise typer.BadParameter(
+            "an INPS employer needs a risk class 1-4", param_hint="--risk-class"
+        )
 
     async def go() -> str:
         conn = await asyncpg.connect(get_settings().dsn)
         try:
-            return await add_employer(conn, employer_id=employer_id, regime=regime,
-                                      risk_class=risk_class, filing=filing, name=name)
+            return await add_employer(
+                conn,
+                employer_id=employer_id,
+                regime=regime,
+                risk_class=risk_class,
+                filing=filing,
+                name=name,
+            )
         finally:
             await conn.close()
 

@@ -31,8 +31,13 @@ def _observe(outcome: handlers.Outcome) -> None:
         metrics.REJECTIONS.labels(err.code).inc()
     if outcome.assessed is not None:
         for branch, amount in outcome.assessed.totals.by_branch.items():
-            fund = {"PF": "INPS", "ATMP": "INPS", "PVID": "INPS", "RETRAITE": "CMSS",
-                    "AMO": "CANAM"}.get(branch, "?")
+            fund = {
+                "PF": "INPS",
+                "ATMP": "INPS",
+                "PVID": "INPS",
+                "RETRAITE": "CMSS",
+                "AMO": "CANAM",
+            }.get(branch, "?")
             metrics.CONTRIBUTIONS.labels(branch, fund).inc(amount)
         latency = (datetime.now(UTC) - outcome.assessed.submitted_at).total_seconds()
         metrics.END_TO_END.labels("assessed").observe(max(latency, 0.0))
@@ -54,18 +59,31 @@ async def assess(stream: faust.StreamT) -> None:
             try:
                 outcome = handlers.assess_submitted(msg.value, ruleset)
             except Exception as exc:  # poison message: park it, keep the partition flowing
-                log.warning("declaration at %s/%s/%s to DLQ: %s", msg.topic, msg.partition,
-                            msg.offset, exc)
-                key, value = dead_letter(service=SERVICE, topic=msg.topic,
-                                         partition=msg.partition, offset=msg.offset,
-                                         key=msg.key, value=msg.value, error=exc)
-                futures.append(await producer.send(topic("kalo.dlq", settings), key.encode(),
-                                                   value, None, None, None))
+                log.warning(
+                    "declaration at %s/%s/%s to DLQ: %s", msg.topic, msg.partition, msg.offset, exc
+                )
+                key, value = dead_letter(
+                    service=SERVICE,
+                    topic=msg.topic,
+                    partition=msg.partition,
+                    offset=msg.offset,
+                    key=msg.key,
+                    value=msg.value,
+                    error=exc,
+                )
+                futures.append(
+                    await producer.send(
+                        topic("kalo.dlq", settings), key.encode(), value, None, None, None
+                    )
+                )
                 metrics.DLQ.labels(SERVICE, msg.topic).inc()
                 continue
             for out in outcome.messages:
-                futures.append(await producer.send(topic(out.topic, settings), out.key.encode(),
-                                                   out.value, None, None, None))
+                futures.append(
+                    await producer.send(
+                        topic(out.topic, settings), out.key.encode(), out.value, None, None, None
+                    )
+                )
             _observe(outcome)
         await _flush(futures)
         metrics.PROCESSING.labels(SERVICE).observe(time.perf_counter() - started)

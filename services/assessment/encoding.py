@@ -22,7 +22,9 @@ def rules_input(d: DeclarationSubmitted) -> dict[str, Any]:
     }
 
 
-def compact_lines(lines: list[dict[str, Any]]) -> tuple[list[AssessedLine], dict[str, list[str | None]]]:
+def compact_lines(
+    lines: list[dict[str, Any]],
+) -> tuple[list[AssessedLine], dict[str, list[str | None]]]:
     """Lines as fixed-order arrays, and the rate of each item column per category."""
     out: list[AssessedLine] = []
     rates: dict[str, list[str | None]] = {}
@@ -41,8 +43,18 @@ def compact_lines(lines: list[dict[str, Any]]) -> tuple[list[AssessedLine], dict
                 pension_base = item["base"]
             elif item["branch"] == "AMO":
                 amo_base = item["base"]
-        out.append((line["worker_id"], line["category"], line["gross"], line["base"],
-                    line["floor_applied"], pension_base, amo_base, amounts))
+        out.append(
+            (
+                line["worker_id"],
+                line["category"],
+                line["gross"],
+                line["base"],
+                line["floor_applied"],
+                pension_base,
+                amo_base,
+                amounts,
+            )
+        )
     return out, rates
 
 

@@ -65,11 +65,19 @@ def assess_submitted(raw: bytes, ruleset: Ruleset) -> Outcome:
     if result["status"] == "accepted":
         lines, rates = compact_lines(result["lines"])
         assessed = DeclarationAssessed(
-            declaration_id=d.declaration_id, employer_id=employer_id, regime=d.employer.regime,
-            period=d.period, replaces=d.replaces, ruleset=result["ruleset"],
-            submitted_at=d.submitted_at, due_date=result["due_date"],
-            months_late=result["months_late"], surcharge=result["surcharge"],
-            totals=Totals(**result["totals"]), rates=rates, lines=lines,
+            declaration_id=d.declaration_id,
+            employer_id=employer_id,
+            regime=d.employer.regime,
+            period=d.period,
+            replaces=d.replaces,
+            ruleset=result["ruleset"],
+            submitted_at=d.submitted_at,
+            due_date=result["due_date"],
+            months_late=result["months_late"],
+            surcharge=result["surcharge"],
+            totals=Totals(**result["totals"]),
+            rates=rates,
+            lines=lines,
             warnings=result.get("warnings", []),
         )
         outcome.assessed = assessed
@@ -77,17 +85,25 @@ def assess_submitted(raw: bytes, ruleset: Ruleset) -> Outcome:
         _send(outcome, "kalo.declarations.assessed", employer_id, output)
         parts = amo_parts(lines)
         amo = AmoDeductions(
-            declaration_id=d.declaration_id, employer_id=employer_id, regime=d.employer.regime,
-            period=d.period, replaces=d.replaces,
-            employee_total=sum(p[2] for p in parts), employer_total=sum(p[3] for p in parts),
+            declaration_id=d.declaration_id,
+            employer_id=employer_id,
+            regime=d.employer.regime,
+            period=d.period,
+            replaces=d.replaces,
+            employee_total=sum(p[2] for p in parts),
+            employer_total=sum(p[3] for p in parts),
             workers=parts,
         )
         _send(outcome, "kalo.amo.deductions", employer_id, derived(amo))
     else:
         outcome.errors = [DeclarationError(**e) for e in result["errors"]]
         rejected = DeclarationRejected(
-            declaration_id=d.declaration_id, employer_id=employer_id, period=d.period,
-            replaces=d.replaces, ruleset=result["ruleset"], submitted_at=d.submitted_at,
+            declaration_id=d.declaration_id,
+            employer_id=employer_id,
+            period=d.period,
+            replaces=d.replaces,
+            ruleset=result["ruleset"],
+            submitted_at=d.submitted_at,
             errors=outcome.errors,
         )
         output = derived(rejected)
@@ -99,9 +115,14 @@ def assess_submitted(raw: bytes, ruleset: Ruleset) -> Outcome:
         ruleset=result["ruleset"],
         input_sha256=sha256_hex(raw),
         output_sha256=sha256_hex(output.data.model_dump_json().encode()),
-        details={"employer_id": employer_id, "period": d.period, "lines": len(d.lines),
-                 "status": result["status"], "total": result["totals"]["total"],
-                 "errors": len(result["errors"])},
+        details={
+            "employer_id": employer_id,
+            "period": d.period,
+            "lines": len(d.lines),
+            "status": result["status"],
+            "total": result["totals"]["total"],
+            "errors": len(result["errors"]),
+        },
     )
     _send(outcome, "kalo.audit", d.declaration_id, derived(audit))
     return outcome

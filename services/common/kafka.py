@@ -30,8 +30,9 @@ def producer(settings: Settings | None = None, **overrides: object) -> AIOKafkaP
     return AIOKafkaProducer(**options)  # type: ignore[arg-type]
 
 
-def consumer(*topics: str, group_id: str | None, settings: Settings | None = None,
-             **overrides: object) -> AIOKafkaConsumer:
+def consumer(
+    *topics: str, group_id: str | None, settings: Settings | None = None, **overrides: object
+) -> AIOKafkaConsumer:
     s = settings or get_settings()
     options: dict[str, object] = {
         "bootstrap_servers": s.bootstrap,
@@ -62,8 +63,9 @@ async def apply_topics(settings: Settings | None = None) -> list[TopicChange]:
         existing = set(await admin.list_topics())
         described = {}
         if existing:
-            for d in await admin.describe_topics([topic(t.name, s) for t in TOPICS
-                                                 if topic(t.name, s) in existing]):
+            for d in await admin.describe_topics(
+                [topic(t.name, s) for t in TOPICS if topic(t.name, s) in existing]
+            ):
                 described[d["topic"]] = len(d["partitions"])
         to_create = []
         for t in TOPICS:

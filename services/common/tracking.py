@@ -29,18 +29,23 @@ Decoder = Callable[[ConsumerRecord], Decoded]
 Applier = Callable[[asyncpg.Connection, Sequence[Decoded]], Awaitable[None]]
 
 
-async def stored_offsets(conn: asyncpg.Connection | asyncpg.Pool, consumer: str) -> dict[tuple[str, int], int]:
+async def stored_offsets(
+    conn: asyncpg.Connection | asyncpg.Pool, consumer: str
+) -> dict[tuple[str, int], int]:
     rows = await conn.fetch(
         "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer = $1", consumer
     )
     return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
 
-async def save_offsets(conn: asyncpg.Connection, consumer: str, offsets: dict[TopicPartition, int]) -> None:
+async def save_offsets(
+    conn: asyncpg.Connection, consumer: str, offsets: dict[TopicPartition, int]
+) -> None:
     await conn.executemany(
         """INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
            ON CONFLICT (consumer, topic, partition) DO UPDATE
-           SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()""",
+           SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset),
+               updated_at = now()""",
         [(consumer, tp.topic, tp.partition, off) for tp, off in offsets.items()],
     )
 
@@ -62,9 +67,17 @@ class _SeekFromStore(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class TrackedConsumer:
-    def __init__(self, *, name: str, topics: Sequence[str], pool: asyncpg.Pool,
-                 decode: Decoder, apply: Applier, settings: Settings,
-                 max_records: int = 2000) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        topics: Sequence[str],
+        pool: asyncpg.Pool,
+        decode: Decoder,
+        apply: Applier,
+        settings: Settings,
+        max_records: int = 2000,
+    ) -> None:
         self.name = name
         self.topics = list(topics)
         self.pool = pool
@@ -115,8 +128,9 @@ class TrackedConsumer:
         metrics.PROCESSING.labels(self.name).observe(time.perf_counter() - started)
         await self.consumer.commit(offsets)  # for lag tools only; PostgreSQL is the truth
 
-    async def _one_by_one(self, decoded: list[tuple[ConsumerRecord, Decoded]],
-                          offsets: dict[TopicPartition, int]) -> None:
+    async def _one_by_one(
+        self, decoded: list[tuple[ConsumerRecord, Decoded]], offsets: dict[TopicPartition, int]
+    ) -> None:
         for record, item in decoded:
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
@@ -127,13 +141,21 @@ class TrackedConsumer:
             await save_offsets(conn, self.name, offsets)
 
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException) -> None:
-        log.warning("%s: %s/%s/%s to DLQ: %s", self.name, record.topic, record.partition,
-                    record.offset, exc)
-        key, value = dead_letter(service=self.name, topic=record.topic, partition=record.partition,
-                                 offset=record.offset, key=record.key, value=record.value or b"",
-                                 error=exc)
-        await self.producer.send_and_wait(kafka.topic("kalo.dlq", self.settings), value,
-                                          key=key.encode())
+        log.warning(
+            "%s: %s/%s/%s to DLQ: %s", self.name, record.topic, record.partition, record.offset, exc
+        )
+        key, value = dead_letter(
+            service=self.name,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value or b"",
+            error=exc,
+        )
+        await self.producer.send_and_wait(
+            kafka.topic("kalo.dlq", self.settings), value, key=key.encode()
+        )
         metrics.DLQ.labels(self.name, record.topic).inc()
 
     async def _observe_lag(self) -> None:
@@ -142,4 +164,6 @@ class TrackedConsumer:
             if highwater is None:
                 continue
             position = await self.consumer.position(tp)
-            metrics.LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(highwater - position, 0))
+            metrics.LAG.labels(self.name, tp.topic, str(tp.partition)).set(
+                max(highwater - position, 0)
+            )

@@ -51,15 +51,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(Problem)
     async def problem(request: Request, exc: Problem) -> JSONResponse:
-        headers = {"Retry-After": str(max(1, round(exc.extra.get("retry_after", 1))))} \
-            if exc.status == 429 else None
-        return JSONResponse(exc.body(request.url.path), status_code=exc.status,
-                            media_type=PROBLEM_JSON, headers=headers)
+        headers = (
+            {"Retry-After": str(max(1, round(exc.extra.get("retry_after", 1))))}
+            if exc.status == 429
+            else None
+        )
+        return JSONResponse(
+            exc.body(request.url.path),
+            status_code=exc.status,
+            media_type=PROBLEM_JSON,
+            headers=headers,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-                  for e in exc.errors()]
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        ]
         body = Problem(422, "Invalid request", f"{len(errors)} error(s)", errors=errors)
         return JSONResponse(body.body(request.url.path), status_code=422, media_type=PROBLEM_JSON)
 

@@ -49,8 +49,9 @@ async def submit_declaration(
     Returns the receipt and whether it is new (False: an identical earlier submission).
     """
     if principal.role != "employer" or principal.employer_id != decl.employer.id:
-        raise forbidden("this API key cannot submit declarations for employer "
-                        f"{decl.employer.id!r}")
+        raise forbidden(
+            f"this API key cannot submit declarations for employer {decl.employer.id!r}"
+        )
     employer_id = decl.employer.id
     async with conn.transaction():
         # Serialise submissions of one employer: the checks below then see a stable table.
@@ -58,17 +59,22 @@ async def submit_declaration(
         if idempotency_key is not None:
             row = await conn.fetchrow(
                 "SELECT * FROM declarations WHERE employer_id = $1 AND idempotency_key = $2",
-                employer_id, idempotency_key,
+                employer_id,
+                idempotency_key,
             )
             if row is not None:
                 if row["payload_sha256"] != payload_sha256:
-                    raise conflict("this Idempotency-Key was used with another body",
-                                   declaration_id=row["declaration_id"])
+                    raise conflict(
+                        "this Idempotency-Key was used with another body",
+                        declaration_id=row["declaration_id"],
+                    )
                 return receipt_of(row), False
         row = await conn.fetchrow(
             """SELECT * FROM declarations WHERE employer_id = $1 AND period = $2
                AND payload_sha256 = $3 ORDER BY received_at DESC LIMIT 1""",
-            employer_id, decl.period, payload_sha256,
+            employer_id,
+            decl.period,
+            payload_sha256,
         )
         if row is not None:
             return receipt_of(row), False
@@ -79,13 +85,20 @@ async def submit_declaration(
             """INSERT INTO declarations (declaration_id, employer_id, period, replaces, status,
                  payload_sha256, idempotency_key, line_count, received_at)
                VALUES ($1, $2, $3, $4, 'received', $5, $6, $7, $8)""",
-            declaration_id, employer_id, decl.period, decl.replaces, payload_sha256,
-            idempotency_key, len(decl.lines), now,
+            declaration_id,
+            employer_id,
+            decl.period,
+            decl.replaces,
+            payload_sha256,
+            idempotency_key,
+            len(decl.lines),
+            now,
         )
         if decl.replaces:
             await conn.execute(
                 "UPDATE declarations SET superseded_by = $1 WHERE declaration_id = $2",
-                declaration_id, decl.replaces,
+                declaration_id,
+                decl.replaces,
             )
         event = wrap(
             DeclarationSubmitted(
@@ -96,8 +109,15 @@ async def submit_declaration(
                 replaces=decl.replaces,
                 payload_sha256=payload_sha256,
                 lines=[
-                    (ln.worker_id, ln.category, ln.days_worked, ln.base_salary, ln.bonuses,
-                     ln.benefits_in_kind, ln.expense_reimbursements)
+                    (
+                        ln.worker_id,
+                        ln.category,
+                        ln.days_worked,
+                        ln.base_salary,
+                        ln.bonuses,
+                        ln.benefits_in_kind,
+                        ln.expense_reimbursements,
+                    )
                     for ln in decl.lines
                 ],
             ),
@@ -108,10 +128,14 @@ async def submit_declaration(
         )
         await conn.execute(
             "INSERT INTO outbox (event_id, topic, key, value) VALUES ($1, $2, $3, $4)",
-            event.id, topic(SUBMITTED), employer_id.encode(), event.model_dump_json().encode(),
+            event.id,
+            topic(SUBMITTED),
+            employer_id.encode(),
+            event.model_dump_json().encode(),
         )
-        row = await conn.fetchrow("SELECT * FROM declarations WHERE declaration_id = $1",
-                                  declaration_id)
+        row = await conn.fetchrow(
+            "SELECT * FROM declarations WHERE declaration_id = $1", declaration_id
+        )
     return receipt_of(row), True
 
 
@@ -120,12 +144,14 @@ async def _check_original_or_correction(conn: asyncpg.Connection, decl: Declarat
     if decl.replaces is None:
         original = await conn.fetchval(
             "SELECT declaration_id FROM declarations WHERE employer_id = $1 AND period = $2 "
-            "AND replaces IS NULL", employer_id, decl.period,
+            "AND replaces IS NULL",
+            employer_id,
+            decl.period,
         )
         if original:
             raise conflict(
                 f"employer {employer_id} already filed {decl.period} as {original}; "
-                "send a corrective declaration with \"replaces\"",
+                'send a corrective declaration with "replaces"',
                 declaration_id=original,
             )
         return
@@ -137,16 +163,19 @@ async def _check_original_or_correction(conn: asyncpg.Connection, decl: Declarat
     if replaced["period"] != decl.period:
         raise conflict(f"{decl.replaces} is for {replaced['period']}, not {decl.period}")
     if replaced["superseded_by"]:
-        raise conflict(f"{decl.replaces} was already replaced by {replaced['superseded_by']}; "
-                       "correct the latest declaration",
-                       declaration_id=replaced["superseded_by"])
+        raise conflict(
+            f"{decl.replaces} was already replaced by {replaced['superseded_by']}; "
+            "correct the latest declaration",
+            declaration_id=replaced["superseded_by"],
+        )
 
 
 async def get_declaration(
     conn: asyncpg.Connection | asyncpg.Pool, principal: Principal, declaration_id: str
 ) -> asyncpg.Record:
-    row = await conn.fetchrow("SELECT * FROM declarations WHERE declaration_id = $1",
-                              declaration_id)
+    row = await conn.fetchrow(
+        "SELECT * FROM declarations WHERE declaration_id = $1", declaration_id
+    )
     if row is None:
         raise not_found(f"declaration {declaration_id} was not found")
     if principal.role == "employer" and row["employer_id"] != principal.employer_id:

@@ -19,7 +19,10 @@ class RateLimiter:
         tokens = min(self.burst, tokens + (now - last) * self.rate)
         if tokens < 1:
             retry = (1 - tokens) / self.rate
-            raise Problem(429, "Too many requests",
-                          f"more than {self.rate:g} requests/s for this key; retry in {retry:.2f}s",
-                          retry_after=round(retry, 2))
+            raise Problem(
+                429,
+                "Too many requests",
+                f"more than {self.rate:g} requests/s for this key; retry in {retry:.2f}s",
+                retry_after=round(retry, 2),
+            )
         self._buckets[key] = (tokens - 1, now)

@@ -40,11 +40,16 @@ async def add_employer(
                ON CONFLICT (id) DO UPDATE SET name = coalesce(EXCLUDED.name, employers.name),
                  regime = EXCLUDED.regime, risk_class = EXCLUDED.risk_class,
                  filing = EXCLUDED.filing, active = true""",
-            employer_id, name, regime, risk_class, filing,
+            employer_id,
+            name,
+            regime,
+            risk_class,
+            filing,
         )
         await conn.execute(
             "INSERT INTO api_keys (key_hash, role, employer_id) VALUES ($1, 'employer', $2)",
-            api_key_hash(key), employer_id,
+            api_key_hash(key),
+            employer_id,
         )
     return key
 
@@ -56,7 +61,9 @@ async def add_staff_key(conn: asyncpg.Connection, *, role: str, label: str) -> s
     key = new_api_key(f"kalo_{role[:4]}")
     await conn.execute(
         "INSERT INTO api_keys (key_hash, role, label) VALUES ($1, $2, $3)",
-        api_key_hash(key), role, label,
+        api_key_hash(key),
+        role,
+        label,
     )
     return key
 

@@ -8,6 +8,7 @@ the duplicate by that id: no receipted declaration is lost, none is counted twic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import asyncpg
@@ -55,10 +56,8 @@ class Relay:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     async def _run(self) -> None:
         while True:
@@ -71,7 +70,5 @@ class Relay:
                 log.exception("outbox relay failed; retrying")
                 await asyncio.sleep(1)
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
-            except TimeoutError:
-                pass

@@ -16,16 +16,38 @@ def expand_lines(assessed: dict[str, Any]) -> list[dict[str, Any]]:
     for line in assessed["lines"]:
         worker_id, category, gross, base, floor_applied, pension_base, amo_base, amounts = line
         items = []
-        for (branch, fund, payer), rate, amount in zip(_COLUMNS, rates[category], amounts,
-                                                       strict=True):
+        for (branch, fund, payer), rate, amount in zip(
+            _COLUMNS, rates[category], amounts, strict=True
+        ):
             if amount is None:
                 continue
-            item_base = (pension_base if branch in ("PVID", "RETRAITE")
-                         else amo_base if branch == "AMO" else base)
-            items.append({"branch": branch, "fund": fund, "payer": payer, "rate": rate,
-                          "base": item_base, "amount": amount})
-        out.append({"worker_id": worker_id, "category": category, "gross": gross, "base": base,
-                    "floor_applied": floor_applied, "items": items})
+            item_base = (
+                pension_base
+                if branch in ("PVID", "RETRAITE")
+                else amo_base
+                if branch == "AMO"
+                else base
+            )
+            items.append(
+                {
+                    "branch": branch,
+                    "fund": fund,
+                    "payer": payer,
+                    "rate": rate,
+                    "base": item_base,
+                    "amount": amount,
+                }
+            )
+        out.append(
+            {
+                "worker_id": worker_id,
+                "category": category,
+                "gross": gross,
+                "base": base,
+                "floor_applied": floor_applied,
+                "items": items,
+            }
+        )
     return out
 
 

@@ -37,9 +37,18 @@ async def read_body(request: Request) -> bytes:
     "/declarations",
     status_code=202,
     response_model=Receipt,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": DeclarationIn.model_json_schema(ref_template="#/components/schemas/{model}")
-    }}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": DeclarationIn.model_json_schema(
+                        ref_template="#/components/schemas/{model}"
+                    )
+                }
+            },
+        }
+    },
     summary="Submit a monthly declaration (JSON)",
 )
 async def submit_json(
@@ -55,11 +64,16 @@ async def submit_json(
     return await _submit(request, caller, decl, sha256_hex(body), idempotency_key)
 
 
-async def _submit(request: Request, caller: Principal, decl: DeclarationIn, sha: str,
-                  idempotency_key: str | None) -> JSONResponse:
+async def _submit(
+    request: Request, caller: Principal, decl: DeclarationIn, sha: str, idempotency_key: str | None
+) -> JSONResponse:
     async with request.app.state.pool.acquire() as conn:
         receipt, created = await handlers.submit_declaration(
-            conn, caller, decl, payload_sha256=sha, idempotency_key=idempotency_key,
+            conn,
+            caller,
+            decl,
+            payload_sha256=sha,
+            idempotency_key=idempotency_key,
             now=datetime.now(UTC),
         )
     if created:

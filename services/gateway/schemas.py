@@ -40,8 +40,9 @@ class DeclarationIn(BaseModel):
 
     employer: EmployerIn
     period: str = Field(min_length=1, max_length=16, examples=["2026-10"])
-    replaces: str | None = Field(default=None, max_length=64,
-                                 description="the declaration this one corrects")
+    replaces: str | None = Field(
+        default=None, max_length=64, description="the declaration this one corrects"
+    )
     lines: list[LineIn] = Field(max_length=MAX_LINES)
 
 

@@ -18,10 +18,22 @@ def problem_from_validation(exc: ValidationError, *, status: int = 422) -> Probl
     errors = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
-        line = loc[1] + 1 if len(loc) > 1 and loc[0] == "lines" and isinstance(loc[1], int) else None
-        errors.append({"field": _path(loc) or "body", "line": line, "message": err["msg"],
-                       "type": err["type"]})
+        line = (
+            loc[1] + 1 if len(loc) > 1 and loc[0] == "lines" and isinstance(loc[1], int) else None
+        )
+        errors.append(
+            {
+                "field": _path(loc) or "body",
+                "line": line,
+                "message": err["msg"],
+                "type": err["type"],
+            }
+        )
     if any(e["type"] == "json_invalid" for e in errors):
         status = 400
-    return Problem(status, "Invalid declaration" if status == 422 else "Malformed body",
-                   f"{len(errors)} error(s) in the request body", errors=errors)
+    return Problem(
+        status,
+        "Invalid declaration" if status == 422 else "Malformed body",
+        f"{len(errors)} error(s) in the request body",
+        errors=errors,
+    )

@@ -24,7 +24,10 @@ async def run(settings: Settings | None = None) -> None:
     consumer = TrackedConsumer(
         name=NAME,
         topics=[topic("kalo.declarations.assessed", s), topic("kalo.declarations.rejected", s)],
-        pool=pool, decode=decode, apply=apply_declarations, settings=s,
+        pool=pool,
+        decode=decode,
+        apply=apply_declarations,
+        settings=s,
     )
     try:
         await consumer.run()

@@ -49,7 +49,9 @@ def split(events: list[Envelope[Any]]) -> Batch:
     return batch
 
 
-def latest_per_month(events: list[Envelope[DeclarationAssessed]]) -> list[Envelope[DeclarationAssessed]]:
+def latest_per_month(
+    events: list[Envelope[DeclarationAssessed]],
+) -> list[Envelope[DeclarationAssessed]]:
     """The newest declaration of each employer-month in this batch."""
     latest: dict[tuple[str, str], Envelope[DeclarationAssessed]] = {}
     for e in events:

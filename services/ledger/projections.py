@@ -48,8 +48,9 @@ WHERE t.employer_id = m.employer_id AND t.period = m.period
 
 
 def _report(data: DeclarationAssessed | DeclarationRejected) -> str:
-    return data.model_dump_json(exclude={"declaration_id", "employer_id", "period", "replaces",
-                                         "submitted_at"})
+    return data.model_dump_json(
+        exclude={"declaration_id", "employer_id", "period", "replaces", "submitted_at"}
+    )
 
 
 async def apply_declarations(conn: asyncpg.Connection, events: Sequence[Envelope[Any]]) -> None:
@@ -57,27 +58,66 @@ async def apply_declarations(conn: asyncpg.Connection, events: Sequence[Envelope
     rows: list[tuple[Any, ...]] = []
     for e in batch.assessed:
         d = e.data
-        rows.append((d.declaration_id, d.employer_id, d.period, d.replaces, "accepted",
-                     len(d.lines), d.submitted_at, d.ruleset, d.totals.model_dump_json(),
-                     _report(d), e.id))
+        rows.append(
+            (
+                d.declaration_id,
+                d.employer_id,
+                d.period,
+                d.replaces,
+                "accepted",
+                len(d.lines),
+                d.submitted_at,
+                d.ruleset,
+                d.totals.model_dump_json(),
+                _report(d),
+                e.id,
+            )
+        )
     for r in batch.rejected:
         x = r.data
-        rows.append((x.declaration_id, x.employer_id, x.period, x.replaces, "rejected", 0,
-                     x.submitted_at, x.ruleset, None, _report(x), r.id))
+        rows.append(
+            (
+                x.declaration_id,
+                x.employer_id,
+                x.period,
+                x.replaces,
+                "rejected",
+                0,
+                x.submitted_at,
+                x.ruleset,
+                None,
+                _report(x),
+                r.id,
+            )
+        )
     if not rows:
         return
-    applied = {r["declaration_id"] for r in await conn.fetch(_UPSERT_DECLARATIONS,
-                                                             *map(list, zip(*rows, strict=True)))}
+    applied = {
+        r["declaration_id"]
+        for r in await conn.fetch(_UPSERT_DECLARATIONS, *map(list, zip(*rows, strict=True)))
+    }
     fresh = [e for e in batch.assessed if e.data.declaration_id in applied]
     await _apply_accounts_and_careers(conn, latest_per_month(fresh))
 
 
-async def _apply_accounts_and_careers(conn: asyncpg.Connection,
-                                      events: list[Envelope[DeclarationAssessed]]) -> None:
+async def _apply_accounts_and_careers(
+    conn: asyncpg.Connection, events: list[Envelope[DeclarationAssessed]]
+) -> None:
     if not events:
         return
-    periods = [(d.employer_id, d.period, d.declaration_id, d.submitted_at, d.due_date,
-                d.months_late, d.totals.total, d.surcharge) for d in (e.data for e in events)]
+    periods = [
+        (
+            d.employer_id,
+            d.period,
+            d.declaration_id,
+            d.submitted_at,
+            d.due_date,
+            d.months_late,
+            d.totals.total,
+            d.surcharge,
+        )
+        for d in (e.data for e in events)
+    ]
     won = await conn.fetch(_UPSERT_PERIODS, *map(list, zip(*periods, strict=True)))
     winners = {r["declaration_id"] for r in won}
     months = [(r["employer_id"], r["period"]) for r in won]
@@ -92,16 +132,24 @@ async def _apply_accounts_and_careers(conn: asyncpg.Connection,
         d = e.data
         if d.declaration_id not in winners:
             continue
-        dues.extend((d.employer_id, d.period, fund, amount) for fund, amount in d.totals.by_fund.items())
-        careers.extend((line[0], d.period, d.employer_id, d.declaration_id, line[5])
-                       for line in d.lines if line[5] > 0)
+        dues.extend(
+            (d.employer_id, d.period, fund, amount) for fund, amount in d.totals.by_fund.items()
+        )
+        careers.extend(
+            (line[0], d.period, d.employer_id, d.declaration_id, line[5])
+            for line in d.lines
+            if line[5] > 0
+        )
     if dues:
-        await conn.copy_records_to_table("employer_dues", records=dues,
-                                         columns=["employer_id", "period", "fund", "amount"])
+        await conn.copy_records_to_table(
+            "employer_dues", records=dues, columns=["employer_id", "period", "fund", "amount"]
+        )
     if careers:
         await conn.copy_records_to_table(
-            "careers", records=careers,
-            columns=["worker_id", "period", "employer_id", "declaration_id", "base"])
+            "careers",
+            records=careers,
+            columns=["worker_id", "period", "employer_id", "declaration_id", "base"],
+        )
 
 
 def report_json(value: Any) -> bytes:

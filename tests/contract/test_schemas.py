@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from contracts.declarations import DeclarationSubmitted, Employer
 from contracts.envelope import Envelope, derived_id, wrap
 from contracts.generate import render
-from contracts.declarations import DeclarationSubmitted, Employer
 from contracts.topics import TOPICS
 
 
@@ -30,8 +30,11 @@ def test_topics_keep_audit_streams_forever(topic) -> None:
 
 def test_derived_events_have_deterministic_ids() -> None:
     data = DeclarationSubmitted(
-        declaration_id="D-1", employer=Employer(id="E1", regime="INPS", risk_class=2),
-        period="2026-10", submitted_at="2026-11-10T09:00:00Z", payload_sha256="x",
+        declaration_id="D-1",
+        employer=Employer(id="E1", regime="INPS", risk_class=2),
+        period="2026-10",
+        submitted_at="2026-11-10T09:00:00Z",
+        payload_sha256="x",
         lines=[("W1", "salarie", 30, 250000, 0, 0, 0)],
     )
     cause = derived_id("D-1", "x")
@@ -40,4 +43,12 @@ def test_derived_events_have_deterministic_ids() -> None:
     assert a.id == b.id
     round_trip = Envelope[DeclarationSubmitted].model_validate_json(a.model_dump_json())
     assert round_trip == a
-    assert json.loads(a.model_dump_json())["data"]["lines"][0] == ["W1", "salarie", 30, 250000, 0, 0, 0]
+    assert json.loads(a.model_dump_json())["data"]["lines"][0] == [
+        "W1",
+        "salarie",
+        30,
+        250000,
+        0,
+        0,
+        0,
+    ]

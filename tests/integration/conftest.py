@@ -47,12 +47,17 @@ class Stack:
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.gateway_port}"
 
-    def start(self, service: str, name: str | None = None, **extra_env: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, service: str, name: str | None = None, **extra_env: str
+    ) -> subprocess.Popen[bytes]:
         name = name or service
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run", service],
-            cwd=ROOT, env={**self.env, **extra_env}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**self.env, **extra_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         self.procs[name] = proc
@@ -70,7 +75,11 @@ class Stack:
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.logs / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return (
+            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            if path.exists()
+            else ""
+        )
 
 
 async def _reachable(settings: Settings) -> None:

@@ -17,25 +17,55 @@ from services.common.settings import Settings
 from services.gateway.registry import add_employer
 
 
-async def register_employer(conn: asyncpg.Connection, *, regime: str = "INPS", risk_class: int | None = 2,
-                            filing: str = "monthly") -> tuple[str, str]:
+async def register_employer(
+    conn: asyncpg.Connection,
+    *,
+    regime: str = "INPS",
+    risk_class: int | None = 2,
+    filing: str = "monthly",
+) -> tuple[str, str]:
     employer_id = f"E{uuid.uuid4().hex[:10]}"
-    key = await add_employer(conn, employer_id=employer_id, regime=regime,
-                             risk_class=risk_class if regime == "INPS" else None, filing=filing)
+    key = await add_employer(
+        conn,
+        employer_id=employer_id,
+        regime=regime,
+        risk_class=risk_class if regime == "INPS" else None,
+        filing=filing,
+    )
     return employer_id, key
 
 
 def inps_line(worker_id: str, gross: int, days: int = 30) -> dict[str, Any]:
-    return {"worker_id": worker_id, "category": "salarie", "days_worked": days,
-            "base_salary": gross, "bonuses": 0, "benefits_in_kind": 0, "expense_reimbursements": 0}
+    return {
+        "worker_id": worker_id,
+        "category": "salarie",
+        "days_worked": days,
+        "base_salary": gross,
+        "bonuses": 0,
+        "benefits_in_kind": 0,
+        "expense_reimbursements": 0,
+    }
 
 
-def declaration(employer_id: str, lines: list[dict[str, Any]], *, period: str = "2026-10",
-                regime: str = "INPS", risk_class: int | None = 2, replaces: str | None = None,
-                filing: str = "monthly") -> dict[str, Any]:
+def declaration(
+    employer_id: str,
+    lines: list[dict[str, Any]],
+    *,
+    period: str = "2026-10",
+    regime: str = "INPS",
+    risk_class: int | None = 2,
+    replaces: str | None = None,
+    filing: str = "monthly",
+) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "employer": {"id": employer_id, "regime": regime, "risk_class": risk_class, "filing": filing},
-        "period": period, "lines": lines,
+        "employer": {
+            "id": employer_id,
+            "regime": regime,
+            "risk_class": risk_class,
+            "filing": filing,
+        },
+        "period": period,
+        "lines": lines,
     }
     if replaces:
         body["replaces"] = replaces
@@ -46,8 +76,9 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-async def wait_status(client: httpx.AsyncClient, declaration_id: str, key: str,
-                      seconds: float = 60) -> dict[str, Any]:
+async def wait_status(
+    client: httpx.AsyncClient, declaration_id: str, key: str, seconds: float = 60
+) -> dict[str, Any]:
     """Poll the gateway until the declaration is no longer `received`."""
     deadline = time.monotonic() + seconds
     while True:
@@ -61,8 +92,9 @@ async def wait_status(client: httpx.AsyncClient, declaration_id: str, key: str,
         await asyncio.sleep(0.2)
 
 
-async def consume_until(settings: Settings, topic: str, predicate: Callable[[dict[str, Any]], bool],
-                        seconds: float = 60) -> dict[str, Any]:
+async def consume_until(
+    settings: Settings, topic: str, predicate: Callable[[dict[str, Any]], bool], seconds: float = 60
+) -> dict[str, Any]:
     """Read a topic from the beginning until an event matches; returns it."""
     consumer = kafka.consumer(kafka.topic(topic, settings), group_id=None, settings=settings)
     await consumer.start()

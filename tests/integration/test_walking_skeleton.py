@@ -24,16 +24,21 @@ async def test_a_declaration_is_assessed_through_kafka_into_postgres(services: S
         declaration_id = receipt["declaration_id"]
 
         # The assessed event is really on the topic …
-        event = await consume_until(services.settings, "kalo.declarations.assessed",
-                                    lambda e: e["data"]["declaration_id"] == declaration_id)
+        event = await consume_until(
+            services.settings,
+            "kalo.declarations.assessed",
+            lambda e: e["data"]["declaration_id"] == declaration_id,
+        )
         assert event["type"] == "declaration.assessed"
         assert event["data"]["totals"]["employer"] == 47_250
         assert event["data"]["totals"]["employee"] == 16_650
 
         # … the projection row is really in PostgreSQL …
         doc = await wait_status(client, declaration_id, key)
-    row = await db.fetchrow("SELECT status, event_id, totals FROM declarations WHERE declaration_id = $1",
-                            declaration_id)
+    row = await db.fetchrow(
+        "SELECT status, event_id, totals FROM declarations WHERE declaration_id = $1",
+        declaration_id,
+    )
     assert row["status"] == "accepted"
     assert str(row["event_id"]) == event["id"]
     # … and the gateway reads it back.

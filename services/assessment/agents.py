@@ -1,4 +1,4 @@
-"""The assessment agent: decode → assess → send, a batch of declarations at a time."""
+"""The assessment agent: decode → look up the registries → assess → send, a batch at a time."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import faust
 
 from services.assessment import handlers
 from services.assessment.app import create_app, submitted_topic
+from services.assessment.registry import Registry
 from services.common import metrics
+from services.common.db import connect_pool
 from services.common.dlq import dead_letter
 from services.common.kafka import topic
 from services.common.settings import get_settings
@@ -22,6 +25,7 @@ settings = get_settings()
 app = create_app(settings)
 ruleset = load_ruleset()
 SERVICE = "assessment"
+FUND_OF_BRANCH = {"PF": "INPS", "ATMP": "INPS", "PVID": "INPS", "RETRAITE": "CMSS", "AMO": "CANAM"}
 
 
 def _observe(outcome: handlers.Outcome) -> None:
@@ -31,59 +35,103 @@ def _observe(outcome: handlers.Outcome) -> None:
         metrics.REJECTIONS.labels(err.code).inc()
     if outcome.assessed is not None:
         for branch, amount in outcome.assessed.totals.by_branch.items():
-            fund = {
-                "PF": "INPS",
-                "ATMP": "INPS",
-                "PVID": "INPS",
-                "RETRAITE": "CMSS",
-                "AMO": "CANAM",
-            }.get(branch, "?")
-            metrics.CONTRIBUTIONS.labels(branch, fund).inc(amount)
+            metrics.CONTRIBUTIONS.labels(branch, FUND_OF_BRANCH.get(branch, "?")).inc(amount)
         latency = (datetime.now(UTC) - outcome.assessed.submitted_at).total_seconds()
         metrics.END_TO_END.labels("assessed").observe(max(latency, 0.0))
 
 
-async def _flush(futures: list[asyncio.Future[object]]) -> None:
-    # Outputs must be acknowledged before the batch's offsets are committed.
-    await asyncio.gather(*futures)
+class Sender:
+    """Sends through faust's producer and waits for every acknowledgement at the end of a batch."""
+
+    def __init__(self) -> None:
+        self.futures: list[Any] = []
+
+    async def send(self, registry_name: str, key: str, value: bytes) -> None:
+        fut = await app.producer.send(topic(registry_name, settings), key.encode(), value, None, None, None)
+        self.futures.append(fut)
+
+    async def flush(self) -> None:
+        # Outputs must be acknowledged before the batch's offsets are committed.
+        await asyncio.gather(*self.futures)
+        self.futures.clear()
+
+
+async def _dead_letter(sender: Sender, msg: Any, exc: BaseException) -> None:
+    log.warning("%s/%s/%s to DLQ: %s", msg.topic, msg.partition, msg.offset, exc)
+    key, value = dead_letter(
+        service=SERVICE,
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=msg.key,
+        value=msg.value or b"",
+        error=exc,
+    )
+    await sender.send("kalo.dlq", key, value)
+    metrics.DLQ.labels(SERVICE, msg.topic).inc()
+
+
+_registry: Registry | None = None
+
+
+async def registry() -> Registry:
+    global _registry
+    if _registry is None:
+        _registry = Registry(await connect_pool(settings.dsn, min_size=1, max_size=2))
+    return _registry
+
+
+async def process(events: list[Any]) -> None:
+    started = time.perf_counter()
+    sender = Sender()
+    decoded = []
+    for event in events:
+        try:
+            decoded.append((event.message, handlers.decode_submitted(event.message.value)))
+        except Exception as exc:  # undecodable: park it, keep the partition flowing
+            await _dead_letter(sender, event.message, exc)
+    reg = await registry()
+    employers = await reg.employers(env.data.employer.id for _, env in decoded)
+    known = await reg.known_workers(sorted({line[0] for _, env in decoded for line in env.data.lines}))
+    for msg, env in decoded:
+        try:
+            outcome = handlers.assess_submitted(
+                env,
+                msg.value,
+                ruleset,
+                employer=employers.get(env.data.employer.id),
+                known_workers=known,
+            )
+        except Exception as exc:  # a bug or bad data the contracts let through
+            log.exception("assessment failed")
+            await _dead_letter(sender, msg, exc)
+            continue
+        for out in outcome.messages:
+            await sender.send(out.topic, out.key, out.value)
+        _observe(outcome)
+    await sender.flush()
+    metrics.PROCESSING.labels(SERVICE).observe(time.perf_counter() - started)
 
 
 @app.agent(submitted_topic(app, settings))
 async def assess(stream: faust.StreamT) -> None:
-    producer = app.producer
     async for events in stream.take_events(200, within=0.2):
-        started = time.perf_counter()
-        futures = []
-        for event in events:
-            msg = event.message
+        # take_events acks the batch when this body ends, even on error: so an outage of
+        # PostgreSQL or Kafka is retried here until the batch is done (the partition waits).
+        while True:
             try:
-                outcome = handlers.assess_submitted(msg.value, ruleset)
-            except Exception as exc:  # poison message: park it, keep the partition flowing
-                log.warning(
-                    "declaration at %s/%s/%s to DLQ: %s", msg.topic, msg.partition, msg.offset, exc
-                )
-                key, value = dead_letter(
-                    service=SERVICE,
-                    topic=msg.topic,
-                    partition=msg.partition,
-                    offset=msg.offset,
-                    key=msg.key,
-                    value=msg.value,
-                    error=exc,
-                )
-                futures.append(
-                    await producer.send(
-                        topic("kalo.dlq", settings), key.encode(), value, None, None, None
-                    )
-                )
-                metrics.DLQ.labels(SERVICE, msg.topic).inc()
-                continue
-            for out in outcome.messages:
-                futures.append(
-                    await producer.send(
-                        topic(out.topic, settings), out.key.encode(), out.value, None, None, None
-                    )
-                )
-            _observe(outcome)
-        await _flush(futures)
-        metrics.PROCESSING.labels(SERVICE).observe(time.perf_counter() - started)
+                await process(list(events))
+                break
+            except Exception:
+                log.exception("batch failed (registry or Kafka unavailable?); retrying")
+                await asyncio.sleep(1.0)
+
+
+@app.timer(interval=5.0)
+async def observe_lag() -> None:
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        position = await consumer.position(tp)
+        if highwater is not None and position is not None:
+            metrics.LAG.labels(SERVICE, tp.topic, str(tp.partition)).set(max(highwater - position, 0))

@@ -12,15 +12,18 @@ from typing import Any
 
 from contracts.audit import AuditRecorded
 from contracts.declarations import (
+    LINE_FIELDS,
     AmoDeductions,
     DeclarationAssessed,
     DeclarationError,
     DeclarationRejected,
     DeclarationSubmitted,
     Totals,
+    WorkerPreRegistered,
 )
 from contracts.envelope import Envelope, Payload, wrap
 from services.assessment.encoding import amo_parts, compact_lines, rules_input
+from services.assessment.registry import EmployerRecord
 from services.common.hashing import sha256_hex
 from services.rules import Ruleset, assess_declaration
 
@@ -42,6 +45,7 @@ class Outcome:
     messages: list[Outgoing] = field(default_factory=list)
     assessed: DeclarationAssessed | None = None
     errors: list[DeclarationError] = field(default_factory=list)
+    preregistered: int = 0
 
 
 def decode_submitted(raw: bytes) -> Envelope[DeclarationSubmitted]:
@@ -52,10 +56,49 @@ def _send(outcome: Outcome, topic: str, key: str, event: Envelope[Any]) -> None:
     outcome.messages.append(Outgoing(topic, key, event.model_dump_json().encode()))
 
 
-def assess_submitted(raw: bytes, ruleset: Ruleset) -> Outcome:
-    env = decode_submitted(raw)
+def registry_errors(d: DeclarationSubmitted, employer: EmployerRecord | None) -> list[dict[str, Any]]:
+    """The registry is the truth about an employer: it must exist, be active and match."""
+
+    def error(code: str, message: str) -> dict[str, Any]:
+        return {"line": None, "worker_id": None, "code": code, "message": message}
+
+    if employer is None:
+        return [error("UNKNOWN_EMPLOYER", f"employer {d.employer.id} is not in the registry")]
+    errors = []
+    if not employer.active:
+        errors.append(error("EMPLOYER_INACTIVE", f"employer {d.employer.id} is not active"))
+    for name in ("regime", "risk_class", "filing"):
+        declared, registered = getattr(d.employer, name), getattr(employer, name)
+        if declared != registered and not (name == "risk_class" and employer.regime != "INPS"):
+            errors.append(
+                error(
+                    "REGISTRY_MISMATCH",
+                    f"employer.{field} is {declared!r} but the registry says {registered!r}",
+                )
+            )
+    return errors
+
+
+def assess_submitted(
+    env: Envelope[DeclarationSubmitted],
+    raw: bytes,
+    ruleset: Ruleset,
+    *,
+    employer: EmployerRecord | None,
+    known_workers: set[str],
+) -> Outcome:
+    """Assess one declaration; `employer` and `known_workers` come from the registries."""
     d = env.data
     result = assess_declaration(rules_input(d), ruleset)
+    extra = registry_errors(d, employer)
+    if extra:
+        errors = (result["errors"] if result["status"] == "rejected" else []) + extra
+        result = {
+            **result,
+            "status": "rejected",
+            "errors": errors,
+            "totals": {"employer": 0, "employee": 0, "total": 0, "by_branch": {}, "by_fund": {}},
+        }
     employer_id = d.employer.id
     outcome = Outcome(d.declaration_id, result["status"], len(d.lines))
 
@@ -63,6 +106,10 @@ def assess_submitted(raw: bytes, ruleset: Ruleset) -> Outcome:
         return wrap(data, producer=PRODUCER, correlation_id=d.declaration_id, causation_id=env.id)
 
     if result["status"] == "accepted":
+        unknown = sorted({line[0] for line in d.lines} - known_workers)
+        warnings = list(result.get("warnings", []))
+        if unknown:
+            warnings.append(f"{len(unknown)} worker(s) not yet registered were pre-registered")
         lines, rates = compact_lines(result["lines"])
         assessed = DeclarationAssessed(
             declaration_id=d.declaration_id,
@@ -78,7 +125,7 @@ def assess_submitted(raw: bytes, ruleset: Ruleset) -> Outcome:
             totals=Totals(**result["totals"]),
             rates=rates,
             lines=lines,
-            warnings=result.get("warnings", []),
+            warnings=warnings,
         )
         outcome.assessed = assessed
         output = derived(assessed)
@@ -95,6 +142,12 @@ def assess_submitted(raw: bytes, ruleset: Ruleset) -> Outcome:
             workers=parts,
         )
         _send(outcome, "kalo.amo.deductions", employer_id, derived(amo))
+        if unknown:
+            registration = WorkerPreRegistered(
+                declaration_id=d.declaration_id, employer_id=employer_id, period=d.period, worker_ids=unknown
+            )
+            _send(outcome, "kalo.workers.registrations", employer_id, derived(registration))
+            outcome.preregistered = len(unknown)
     else:
         outcome.errors = [DeclarationError(**e) for e in result["errors"]]
         rejected = DeclarationRejected(
@@ -126,3 +179,6 @@ def assess_submitted(raw: bytes, ruleset: Ruleset) -> Outcome:
     )
     _send(outcome, "kalo.audit", d.declaration_id, derived(audit))
     return outcome
+
+
+assert LINE_FIELDS[0] == "worker_id"  # unknown workers are read from the first field

@@ -12,9 +12,10 @@ from services.common.kafka import topic
 from services.common.settings import Settings, get_settings
 from services.common.tracking import TrackedConsumer
 from services.ledger.handlers import decode
-from services.ledger.projections import apply_declarations
+from services.ledger.projections import apply_events
 
 NAME = "kalo-ledger"
+TOPICS = ("kalo.declarations.assessed", "kalo.declarations.rejected", "kalo.workers.registrations")
 
 
 async def run(settings: Settings | None = None) -> None:
@@ -23,10 +24,10 @@ async def run(settings: Settings | None = None) -> None:
     pool = await connect_pool(s.dsn, min_size=1, max_size=4)
     consumer = TrackedConsumer(
         name=NAME,
-        topics=[topic("kalo.declarations.assessed", s), topic("kalo.declarations.rejected", s)],
+        topics=[topic(name, s) for name in TOPICS],
         pool=pool,
         decode=decode,
-        apply=apply_declarations,
+        apply=apply_events,
         settings=s,
     )
     try:

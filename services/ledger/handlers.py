@@ -7,17 +7,18 @@ month in the account and the careers, it never adds to it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 
-from contracts.declarations import DeclarationAssessed, DeclarationRejected
+from contracts.declarations import DeclarationAssessed, DeclarationRejected, WorkerPreRegistered
 from contracts.envelope import Envelope
 
 _MODELS: dict[str, type[Envelope[Any]]] = {
     DeclarationAssessed.TYPE: Envelope[DeclarationAssessed],
     DeclarationRejected.TYPE: Envelope[DeclarationRejected],
+    WorkerPreRegistered.TYPE: Envelope[WorkerPreRegistered],
 }
 
 
@@ -33,19 +34,24 @@ def decode(record: ConsumerRecord) -> Envelope[Any]:
 
 @dataclass
 class Batch:
-    assessed: list[Envelope[DeclarationAssessed]]
-    rejected: list[Envelope[DeclarationRejected]]
+    assessed: list[Envelope[DeclarationAssessed]] = field(default_factory=list)
+    rejected: list[Envelope[DeclarationRejected]] = field(default_factory=list)
+    registrations: list[Envelope[WorkerPreRegistered]] = field(default_factory=list)
 
 
 def split(events: list[Envelope[Any]]) -> Batch:
     """Drop duplicates within the batch (same event id) and sort by kind."""
     seen: set[Any] = set()
-    batch = Batch([], [])
+    batch = Batch()
+    kinds = {
+        DeclarationAssessed: batch.assessed,
+        DeclarationRejected: batch.rejected,
+        WorkerPreRegistered: batch.registrations,
+    }
     for e in events:
-        if e.id in seen:
-            continue
-        seen.add(e.id)
-        (batch.assessed if isinstance(e.data, DeclarationAssessed) else batch.rejected).append(e)
+        if e.id not in seen:
+            seen.add(e.id)
+            kinds[type(e.data)].append(e)
     return batch
 
 

@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import orjson
 
 from contracts.declarations import DeclarationAssessed, DeclarationRejected
 from contracts.envelope import Envelope
-from services.ledger.handlers import latest_per_month, split
+from services.ledger.handlers import Batch, latest_per_month, split
 
 _UPSERT_DECLARATIONS = """
 INSERT INTO declarations AS d (declaration_id, employer_id, period, replaces, status, payload_sha256,
@@ -53,8 +52,29 @@ def _report(data: DeclarationAssessed | DeclarationRejected) -> str:
     )
 
 
-async def apply_declarations(conn: asyncpg.Connection, events: Sequence[Envelope[Any]]) -> None:
+async def apply_events(conn: asyncpg.Connection, events: Sequence[Envelope[Any]]) -> None:
+    """Apply one batch of ledger events (in one transaction, with the offsets)."""
     batch = split(list(events))
+    await apply_declarations(conn, batch)
+    await apply_registrations(conn, batch)
+
+
+async def apply_registrations(conn: asyncpg.Connection, batch: Batch) -> None:
+    rows = [
+        (w, e.data.employer_id, e.data.period, e.data.declaration_id)
+        for e in batch.registrations
+        for w in e.data.worker_ids
+    ]
+    if rows:
+        await conn.execute(
+            """INSERT INTO workers (worker_id, first_employer_id, first_period, first_declaration_id)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+               ON CONFLICT (worker_id) DO NOTHING""",
+            *map(list, zip(*rows, strict=True)),
+        )
+
+
+async def apply_declarations(conn: asyncpg.Connection, batch: Batch) -> None:
     rows: list[tuple[Any, ...]] = []
     for e in batch.assessed:
         d = e.data
@@ -132,13 +152,9 @@ async def _apply_accounts_and_careers(
         d = e.data
         if d.declaration_id not in winners:
             continue
-        dues.extend(
-            (d.employer_id, d.period, fund, amount) for fund, amount in d.totals.by_fund.items()
-        )
+        dues.extend((d.employer_id, d.period, fund, amount) for fund, amount in d.totals.by_fund.items())
         careers.extend(
-            (line[0], d.period, d.employer_id, d.declaration_id, line[5])
-            for line in d.lines
-            if line[5] > 0
+            (line[0], d.period, d.employer_id, d.declaration_id, line[5]) for line in d.lines if line[5] > 0
         )
     if dues:
         await conn.copy_records_to_table(
@@ -150,7 +166,3 @@ async def _apply_accounts_and_careers(
             records=careers,
             columns=["worker_id", "period", "employer_id", "declaration_id", "base"],
         )
-
-
-def report_json(value: Any) -> bytes:
-    return orjson.dumps(value)

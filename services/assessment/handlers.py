@@ -73,7 +73,7 @@ def registry_errors(d: DeclarationSubmitted, employer: EmployerRecord | None) ->
             errors.append(
                 error(
                     "REGISTRY_MISMATCH",
-                    f"employer.{field} is {declared!r} but the registry says {registered!r}",
+                    f"employer.{name} is {declared!r} but the registry says {registered!r}",
                 )
             )
     return errors

@@ -19,13 +19,13 @@ app = typer.Typer(
 topics_app = typer.Typer(help="Kafka topics of the registry.", no_args_is_help=True)
 db_app = typer.Typer(help="PostgreSQL schema.", no_args_is_help=True)
 employers_app = typer.Typer(help="The employer registry and API keys.", no_args_is_help=True)
-keys_app = typer.Typer(
-    help="API keys for back offices, controllers and auditors.", no_args_is_help=True
-)
+keys_app = typer.Typer(help="API keys for back offices, controllers and auditors.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
 app.add_typer(employers_app, name="employers")
 app.add_typer(keys_app, name="keys")
+dlq_app = typer.Typer(help="The dead-letter topic (kalo.dlq).", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 try:
     from services import rules_cli
 
@@ -123,9 +123,7 @@ def employers_add(
     if filing not in ("monthly", "quarterly"):
         raise typer.BadParameter("filing must be monthly or quarterly", param_hint="--filing")
     if regime == "INPS" and risk_class not in (1, 2, 3, 4):
-        raise typer.BadParameter(
-            "an INPS employer needs a risk class 1-4", param_hint="--risk-class"
-        )
+        raise typer.BadParameter("an INPS employer needs a risk class 1-4", param_hint="--risk-class")
 
     async def go() -> str:
         conn = await asyncpg.connect(get_settings().dsn)
@@ -171,6 +169,35 @@ def keys_add(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     print(json.dumps({"role": role, "label": label, "api_key": key}) if as_json else key)
+
+
+@dlq_app.command("list")
+def dlq_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every message parked in the dead-letter topic, with its error and origin."""
+    from services.common.dlq_ops import read_dead_letters, summary
+
+    rows = [summary(letter) for letter in asyncio.run(read_dead_letters(get_settings()))]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("id", "at", "service", "source", "bytes", "error")
+    for r in rows:
+        table.add_row(r["id"], r["at"][:19], r["service"], r["source"], str(r["bytes"]), r["error"][:80])
+    console.print(table)
+    console.print(f"{len(rows)} dead letter(s)")
+
+
+@dlq_app.command("replay")
+def dlq_replay(letter_id: Annotated[str, typer.Argument(help="the id shown by `kalo dlq list`")]) -> None:
+    """Send a dead letter's original bytes back to its topic."""
+    from services.common.dlq_ops import replay
+
+    try:
+        result = asyncio.run(replay(get_settings(), letter_id))
+    except KeyError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"replayed to {result['topic']} partition {result['partition']} offset {result['offset']}")
 
 
 def main() -> None:

@@ -87,3 +87,15 @@ async def apply_topics(settings: Settings | None = None) -> list[TopicChange]:
     finally:
         await admin.close()
     return changes
+
+
+async def partitions_of(name: str, settings: Settings | None = None) -> list[int]:
+    """The partition numbers of a physical topic (empty if it does not exist)."""
+    s = settings or get_settings()
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([name])
+    finally:
+        await admin.close()
+    return sorted(p["partition"] for d in described if not d.get("error_code") for p in d["partitions"])

@@ -1,0 +1,74 @@
+"""Ops on the dead-letter topic: list what is parked, send one back to where it came from."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+from aiokafka import TopicPartition
+
+from contracts.audit import DeadLetter
+from contracts.envelope import Envelope
+from services.common import kafka
+from services.common.settings import Settings
+
+
+async def read_dead_letters(settings: Settings) -> list[Envelope[DeadLetter]]:
+    """Every dead letter, from the beginning of the topic to its current end."""
+    name = kafka.topic("kalo.dlq", settings)
+    partitions = [TopicPartition(name, p) for p in await kafka.partitions_of(name, settings)]
+    if not partitions:
+        return []
+    consumer = kafka.consumer(group_id=None, settings=settings)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        letters: list[Envelope[DeadLetter]] = []
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, records in batches.items():
+                for r in records:
+                    letters.append(Envelope[DeadLetter].model_validate(orjson.loads(r.value)))
+                    if r.offset + 1 >= ends[tp]:
+                        remaining.discard(tp)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return letters
+    finally:
+        await consumer.stop()
+
+
+def summary(letter: Envelope[DeadLetter]) -> dict[str, Any]:
+    d = letter.data
+    return {
+        "id": str(letter.id),
+        "at": letter.occurred_at.isoformat(),
+        "service": d.service,
+        "source": f"{d.topic}/{d.partition}/{d.offset}",
+        "bytes": len(base64.b64decode(d.value_b64)),
+        "error": d.error,
+    }
+
+
+async def replay(settings: Settings, letter_id: str) -> dict[str, Any]:
+    """Produce the original bytes again to their original topic (after a fix was deployed)."""
+    for letter in await read_dead_letters(settings):
+        if str(letter.id) == letter_id:
+            d = letter.data
+            producer = kafka.producer(settings)
+            await producer.start()
+            try:
+                meta = await producer.send_and_wait(
+                    d.topic,
+                    base64.b64decode(d.value_b64),
+                    key=base64.b64decode(d.key_b64) if d.key_b64 else None,
+                )
+            finally:
+                await producer.stop()
+            return {"id": letter_id, "topic": d.topic, "partition": meta.partition, "offset": meta.offset}
+    raise KeyError(f"no dead letter with id {letter_id}")

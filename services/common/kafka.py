@@ -42,6 +42,8 @@ def consumer(
         "fetch_max_bytes": s.max_message_bytes * 2,
         "max_partition_fetch_bytes": s.max_message_bytes,
         "isolation_level": "read_committed",
+        "session_timeout_ms": int(s.kafka_session_timeout_s * 1000),
+        "heartbeat_interval_ms": int(max(1.0, s.kafka_session_timeout_s / 4) * 1000),
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)  # type: ignore[arg-type]

@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     # Where faust keeps its local state (table stores, offsets cache).
     data_dir: str = "/tmp/kalo-data"
     partitions: int = 12
+    # A worker that died is noticed after this long (then its partitions move on).
+    kafka_session_timeout_s: float = 10.0
     # Keep in step with the broker's message.max.bytes (deploy/local/kafka.sh).
     max_message_bytes: int = 33_554_432
 

@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,9 +48,7 @@ class Stack:
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.gateway_port}"
 
-    def start(
-        self, service: str, name: str | None = None, **extra_env: str
-    ) -> subprocess.Popen[bytes]:
+    def start(self, service: str, name: str | None = None, **extra_env: str) -> subprocess.Popen[bytes]:
         name = name or service
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen(
@@ -75,11 +74,7 @@ class Stack:
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.logs / f"{name}.log"
-        return (
-            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-            if path.exists()
-            else ""
-        )
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
 async def _reachable(settings: Settings) -> None:
@@ -93,8 +88,9 @@ async def _reachable(settings: Settings) -> None:
         pytest.fail(f"the local stack is not running ({exc!r}); start it with `make up`")
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+@asynccontextmanager
+async def isolated_stack(tmp: Path) -> AsyncIterator[Stack]:
+    """A fresh database and topic prefix on the running Kafka and PostgreSQL."""
     base = Settings()
     await _reachable(base)
     run = uuid.uuid4().hex[:8]
@@ -114,14 +110,16 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         "KALO_LIQUIDATION_WEB_PORT": str(free_port()),
         "KALO_LEDGER_METRICS_PORT": str(free_port()),
         "KALO_CONTROL_METRICS_PORT": str(free_port()),
-        "KALO_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "KALO_DATA_DIR": str(tmp / "data"),
         "KALO_GATEWAY_RATE_PER_SECOND": "1000",
         "KALO_GATEWAY_RATE_BURST": "2000",
+        "KALO_KAFKA_SESSION_TIMEOUT_S": "6",
     }
     settings = Settings(**{k[5:].lower(): v for k, v in env.items() if k.startswith("KALO_")})
     await migrate(dsn)
     await apply_topics(settings)
-    stack = Stack(settings, env, base.dsn, tmp_path_factory.mktemp("logs"))
+    (tmp / "logs").mkdir(parents=True, exist_ok=True)
+    stack = Stack(settings, env, base.dsn, tmp / "logs")
     try:
         yield stack
     finally:
@@ -130,6 +128,12 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         admin = await asyncpg.connect(base.dsn)
         await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    async with isolated_stack(tmp_path_factory.mktemp("stack")) as s:
+        yield s
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:

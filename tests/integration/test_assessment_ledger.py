@@ -1,0 +1,314 @@
+"""Assessment and ledger on the real stack: effectively-once under SIGKILL and redelivery,
+two workers sharing partitions, corrections, poison messages."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import signal
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest_asyncio
+
+from services.common import kafka
+from services.common.submitted import submitted_event
+from services.gateway.registry import add_employer
+from services.rules import assess_declaration, load_ruleset
+from tests.integration.conftest import Stack, isolated_stack
+from tests.integration.helpers import auth, declaration, inps_line, read_all, register_employer, wait_status
+
+SUBMITTED_AT = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
+
+
+def make_month(n: int, employers: list[dict[str, Any]], seed: int = 7) -> list[dict[str, Any]]:
+    """n declarations (one per employer and period), about 5 % of them invalid."""
+    rng = random.Random(seed)
+    docs = []
+    for i in range(n):
+        employer = employers[i % len(employers)]
+        month = i // len(employers)  # one declaration per employer and month, 2024-01 onwards
+        assert month < 34, "keep periods before the submission date"
+        period = f"{2024 + month // 12}-{month % 12 + 1:02d}"
+        lines = []
+        for w in range(rng.randint(1, 12)):
+            gross = rng.choice([15_000, 40_000, 123_457, 250_000, 1_200_000])
+            category = (
+                "salarie" if employer["regime"] == "INPS" else rng.choice(["fonctionnaire", "militaire"])
+            )
+            lines.append(
+                {
+                    "worker_id": f"W{employer['id']}-{w}",
+                    "category": category,
+                    "days_worked": rng.choice([30, 30, 15, 0]),
+                    "base_salary": gross,
+                    "bonuses": rng.choice([0, 10_000]),
+                    "benefits_in_kind": 0,
+                    "expense_reimbursements": rng.choice([0, 5_000]),
+                }
+            )
+        if rng.random() < 0.05:
+            lines[0]["base_salary"] = -1  # NEGATIVE_AMOUNT: the whole declaration is rejected
+        docs.append(
+            {
+                "declaration_id": f"D-it-{i:05d}",
+                "employer": employer,
+                "period": period,
+                "submitted_at": SUBMITTED_AT.isoformat().replace("+00:00", "Z"),
+                "lines": lines,
+            }
+        )
+    return docs
+
+
+def expected(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the ledger must hold, computed directly with services/rules."""
+    ruleset = load_ruleset()
+    out = {"accepted": 0, "rejected": 0, "total": 0, "careers": 0, "dues": 0}
+    for doc in docs:
+        result = assess_declaration(doc, ruleset)
+        out[result["status"]] += 1
+        if result["status"] == "accepted":
+            out["total"] += result["totals"]["total"]
+            out["dues"] += sum(result["totals"]["by_fund"].values())
+            out["careers"] += sum(
+                1
+                for line in result["lines"]
+                if any(i["branch"] in ("PVID", "RETRAITE") and i["base"] > 0 for i in line["items"])
+            )
+    return out
+
+
+async def ledger_state(conn: asyncpg.Connection) -> dict[str, Any]:
+    return {
+        "accepted": await conn.fetchval("SELECT count(*) FROM declarations WHERE status = 'accepted'"),
+        "rejected": await conn.fetchval("SELECT count(*) FROM declarations WHERE status = 'rejected'"),
+        "total": await conn.fetchval(
+            "SELECT coalesce(sum((totals->>'total')::bigint), 0) FROM declarations WHERE status = 'accepted'"
+        ),
+        "careers": await conn.fetchval("SELECT count(*) FROM careers"),
+        "dues": await conn.fetchval("SELECT coalesce(sum(amount), 0) FROM employer_dues"),
+    }
+
+
+async def register(conn: asyncpg.Connection, count: int) -> list[dict[str, Any]]:
+    employers = []
+    for i in range(count):
+        regime = "CMSS" if i % 5 == 0 else "INPS"
+        employer = {
+            "id": f"EMP{i:03d}",
+            "regime": regime,
+            "risk_class": None if regime == "CMSS" else 1 + i % 4,
+            "filing": "quarterly" if i % 3 == 0 else "monthly",
+        }
+        await add_employer(
+            conn,
+            employer_id=employer["id"],
+            regime=regime,
+            risk_class=employer["risk_class"],
+            filing=employer["filing"],
+        )
+        employers.append(employer)
+    return employers
+
+
+async def produce(stack: Stack, docs: list[dict[str, Any]], *, raw: list[bytes] | None = None) -> None:
+    producer = kafka.producer(stack.settings)
+    await producer.start()
+    try:
+        name = kafka.topic("kalo.declarations.submitted", stack.settings)
+        for doc in docs:
+            event = submitted_event(
+                declaration_id=doc["declaration_id"],
+                employer=doc["employer"],
+                period=doc["period"],
+                lines=doc["lines"],
+                submitted_at=SUBMITTED_AT,
+                payload_sha256="0" * 64,
+            )
+            await producer.send(name, event.model_dump_json().encode(), key=doc["employer"]["id"].encode())
+        for value in raw or []:
+            await producer.send(name, value, key=b"poison")
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def wait_applied(conn: asyncpg.Connection, count: int, seconds: float = 240) -> None:
+    deadline = time.monotonic() + seconds
+    while (n := await conn.fetchval("SELECT count(*) FROM declarations WHERE event_id IS NOT NULL")) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{n} of {count} declarations in the ledger after {seconds}s")
+        await asyncio.sleep(0.5)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fresh(tmp_path: Path) -> AsyncIterator[tuple[Stack, asyncpg.Connection]]:
+    async with isolated_stack(tmp_path) as stack:
+        conn = await asyncpg.connect(stack.settings.dsn)
+        try:
+            yield stack, conn
+        finally:
+            await conn.close()
+
+
+async def test_sigkilled_assessment_never_double_counts(fresh: tuple[Stack, asyncpg.Connection]) -> None:
+    stack, conn = fresh
+    employers = await register(conn, 100)
+    docs = make_month(3000, employers)
+    want = expected(docs)
+    stack.start("ledger")
+    await produce(stack, docs)
+    rng = random.Random(3)
+    for round_ in range(3):
+        proc = stack.start("assessment", name=f"assessment-{round_}")
+        await asyncio.sleep(rng.uniform(6, 10))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    stack.start("assessment", name="assessment-final")
+    await wait_applied(conn, len(docs))
+    await asyncio.sleep(2)  # let any late duplicate arrive: it must change nothing
+    assert await ledger_state(conn) == want
+    assert await conn.fetchval("SELECT count(*) FROM declarations") == len(docs)
+
+    # A message delivered twice: the ledger stays the same.
+    await produce(stack, docs[:50])
+    await asyncio.sleep(5)
+    assert await ledger_state(conn) == want
+    assessed = await read_all(stack.settings, "kalo.declarations.assessed")
+    assert len({e["id"] for e in assessed}) == want["accepted"], "one assessed event id per declaration"
+
+
+async def test_two_workers_share_partitions_and_totals_stay_right(
+    fresh: tuple[Stack, asyncpg.Connection],
+) -> None:
+    stack, conn = fresh
+    employers = await register(conn, 40)
+    docs = make_month(1200, employers, seed=11)
+    want = expected(docs)
+    stack.start("ledger")
+    ports = {}
+    for name in ("assessment-a", "assessment-b"):
+        from tests.integration.conftest import free_port
+
+        ports[name] = free_port()
+        stack.start("assessment", name=name, KALO_ASSESSMENT_WEB_PORT=str(ports[name]))
+    await asyncio.sleep(8)  # both joined the group
+    await produce(stack, docs)
+    await wait_applied(conn, len(docs))
+    assert await ledger_state(conn) == want
+    counts = {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name, port in ports.items():
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            counts[name] = sum(
+                float(line.split()[-1])
+                for line in text.splitlines()
+                if line.startswith("kalo_declarations_total{")
+            )
+    assert all(c > 0 for c in counts.values()), f"each worker assessed some declarations: {counts}"
+    assert sum(counts.values()) >= len(docs)
+
+
+async def test_poison_bytes_go_to_the_dlq_and_the_partition_keeps_flowing(
+    fresh: tuple[Stack, asyncpg.Connection],
+) -> None:
+    stack, conn = fresh
+    employers = await register(conn, 1)
+    stack.start("ledger")
+    stack.start("assessment")
+    poison = [b"\xff\xfe not json", b'{"type": "declaration.submitted", "data": {}}']
+    # Same key → same partition: the good declaration comes after the poison.
+    producer = kafka.producer(stack.settings)
+    await producer.start()
+    name = kafka.topic("kalo.declarations.submitted", stack.settings)
+    for value in poison:
+        await producer.send_and_wait(name, value, key=employers[0]["id"].encode())
+    await producer.stop()
+    good = make_month(1, employers)
+    good[0]["lines"][0]["base_salary"] = 100_000
+    await produce(stack, good)
+    await wait_applied(conn, 1, seconds=90)
+    letters = await read_all(stack.settings, "kalo.dlq")
+    assert sorted(base64.b64decode(e["data"]["value_b64"]) for e in letters) == sorted(poison)
+    assert all(e["data"]["topic"] == name and e["data"]["error"] for e in letters)
+
+
+async def test_a_correction_replaces_the_month_in_account_and_careers(services: Stack, db) -> None:
+    employer_id, key = await register_employer(db, risk_class=1)
+    async with httpx.AsyncClient(base_url=services.gateway_url, timeout=30) as client:
+        first = await client.post(
+            "/v1/declarations",
+            headers=auth(key),
+            json=declaration(
+                employer_id, [inps_line("CW1", 250_000), inps_line("CW2", 100_000)], risk_class=1
+            ),
+        )
+        assert first.status_code == 202, first.text
+        original = first.json()["declaration_id"]
+        await wait_status(client, original, key)
+        second = await client.post(
+            "/v1/declarations",
+            headers=auth(key),
+            json=declaration(employer_id, [inps_line("CW1", 300_000)], risk_class=1, replaces=original),
+        )
+        assert second.status_code == 202, second.text
+        corrective = second.json()["declaration_id"]
+        doc = await wait_status(client, corrective, key)
+    assert doc["status"] == "accepted"
+    careers = await db.fetch(
+        "SELECT worker_id, base, declaration_id FROM careers WHERE employer_id = $1", employer_id
+    )
+    assert [(r["worker_id"], r["base"], r["declaration_id"]) for r in careers] == [
+        ("CW1", 300_000, corrective)
+    ]
+    dues = {
+        r["fund"]: r["amount"]
+        for r in await db.fetch("SELECT fund, amount FROM employer_dues WHERE employer_id = $1", employer_id)
+    }
+    # 300,000 at risk class 1: PF 8 % + ATMP 1 % + PVID 9 % = 54,000 INPS; AMO 6.56 % = 19,680 CANAM.
+    assert dues == {"INPS": 54_000, "CANAM": 19_680}
+    period = await db.fetchrow(
+        "SELECT declaration_id, total FROM employer_periods WHERE employer_id = $1", employer_id
+    )
+    assert period["declaration_id"] == corrective and period["total"] == 73_680
+
+
+async def test_a_declaration_lands_in_topic_ledger_and_careers(services: Stack, db) -> None:
+    employer_id, key = await register_employer(db, risk_class=2)
+    async with httpx.AsyncClient(base_url=services.gateway_url, timeout=30) as client:
+        r = await client.post(
+            "/v1/declarations", headers=auth(key), json=declaration(employer_id, [inps_line("LW1", 250_000)])
+        )
+        declaration_id = r.json()["declaration_id"]
+        doc = await wait_status(client, declaration_id, key)
+    assert doc["report"]["totals"] == {
+        "employer": 47_250,
+        "employee": 16_650,
+        "total": 63_900,
+        "by_branch": {"PF": 20_000, "ATMP": 5_000, "PVID": 22_500, "AMO": 16_400},
+        "by_fund": {"INPS": 47_500, "CANAM": 16_400},
+    }
+    career = await db.fetchrow("SELECT period, base FROM careers WHERE worker_id = 'LW1'")
+    assert (career["period"], career["base"]) == ("2026-10", 250_000)
+    amo = [
+        e
+        for e in await read_all(services.settings, "kalo.amo.deductions", seconds=2)
+        if e["data"]["declaration_id"] == declaration_id
+    ]
+    assert [e["data"]["workers"] for e in amo] == [[["LW1", 250_000, 7_650, 8_750]]]
+    audit = [
+        e
+        for e in await read_all(services.settings, "kalo.audit", seconds=2)
+        if e["data"]["subject"] == declaration_id
+    ]
+    assert [e["data"]["action"] for e in audit] == ["declaration.assessed"]
+    # LW1 was unknown: accepted with a warning, and pre-registered.
+    assert doc["report"]["warnings"]
+    assert await db.fetchval("SELECT status FROM workers WHERE worker_id = 'LW1'") == "preregistered"

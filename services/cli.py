@@ -171,6 +171,24 @@ def keys_add(
     print(json.dumps({"role": role, "label": label, "api_key": key}) if as_json else key)
 
 
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Topics, consumer lag, declarations by status, outbox backlog."""
+    from services.common.status import database_status, kafka_status
+
+    s = get_settings()
+    report: dict[str, object] = {}
+    for part, probe in (("kafka", kafka_status), ("postgres", database_status)):
+        try:
+            report[part] = asyncio.run(probe(s))
+        except Exception as exc:  # report what is down instead of a traceback
+            report[part] = {"error": repr(exc)}
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+        return
+    console.print_json(json.dumps(report, default=str))
+
+
 @dlq_app.command("list")
 def dlq_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every message parked in the dead-letter topic, with its error and origin."""

@@ -1,0 +1,269 @@
+"""Contribution items of a declaration line, and the totals of a declaration (RULES.md §2.1).
+
+The items that apply depend only on (period, regime, category, risk class), so they are
+read from the parameters once and cached on the ruleset as a `LineSpec`; a national month
+then costs a few integer operations per item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from services.rules.declaration import CMSS, INPS, Line
+from services.rules.money import Rate, apply_rate
+from services.rules.parameters import NotInForce
+from services.rules.ruleset import Ruleset
+
+EMPLOYER = "employer"
+EMPLOYEE = "employee"
+# Every kind of item, in the output order of RULES.md §2.1: (branch, fund, payer).
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("PF", "INPS", EMPLOYER),
+    ("ATMP", "INPS", EMPLOYER),
+    ("PVID", "INPS", EMPLOYER),
+    ("PVID", "INPS", EMPLOYEE),
+    ("RETRAITE", "CMSS", EMPLOYER),
+    ("RETRAITE", "CMSS", EMPLOYEE),
+    ("AMO", "CANAM", EMPLOYER),
+    ("AMO", "CANAM", EMPLOYEE),
+)
+BRANCHES = ("PF", "ATMP", "PVID", "RETRAITE", "AMO")
+FUNDS = ("INPS", "CMSS", "CANAM")
+_COLUMN = {c: i for i, c in enumerate(COLUMNS)}
+
+# What an item's rate applies to.
+BASE = "base"  # the line's base: gross, raised to the SMIG floor on INPS lines
+GROSS = "gross"
+BASE_SALARY = "base_salary"  # the index salary alone (CMSS RETRAITE before 2019)
+_BASE_INDEX = {BASE: 0, GROSS: 1, BASE_SALARY: 2}
+
+SMIG_DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class ItemSpec:
+    branch: str
+    fund: str
+    payer: str
+    rate: Rate
+    base: str  # BASE, GROSS or BASE_SALARY
+    ceiling: int | None = None
+
+    @property
+    def column(self) -> int:
+        return _COLUMN[(self.branch, self.fund, self.payer)]
+
+
+@dataclass(frozen=True, slots=True)
+class LineSpec:
+    """The items of one category for one period; `smig` set when the SMIG floor applies."""
+
+    items: tuple[ItemSpec, ...]
+    smig: int | None = None
+    floors: tuple[int, ...] = field(init=False)  # the floor for 0..31 days worked
+    fast: tuple[tuple[Any, ...], ...] = field(init=False)  # items unpacked for the hot loop
+
+    def __post_init__(self) -> None:
+        floors = tuple(0 if self.smig is None else smig_floor(self.smig, d) for d in range(32))
+        fast = tuple(
+            (
+                i.column,
+                i.branch,
+                i.fund,
+                i.payer,
+                i.rate.text,
+                2 * i.rate.num,
+                i.rate.den,
+                2 * i.rate.den,
+                _BASE_INDEX[i.base],
+                i.ceiling,
+            )
+            for i in self.items
+        )
+        object.__setattr__(self, "floors", floors)
+        object.__setattr__(self, "fast", fast)
+
+
+def gross_remuneration(base_salary: int, bonuses: int, benefits_in_kind: int) -> int:
+    """Expense reimbursements are never remuneration (CPS art. 187)."""
+    return base_salary + bonuses + benefits_in_kind
+
+
+def smig_floor(smig: int, days_worked: int) -> int:
+    """round(SMIG × min(days, 30) / 30), exactly: (2·SMIG·d + 30) // 60."""
+    days = min(days_worked, SMIG_DAYS)
+    return (2 * smig * days + SMIG_DAYS) // (2 * SMIG_DAYS)
+
+
+def line_spec(
+    ruleset: Ruleset, period: date, regime: str, category: str, risk_class: int | None
+) -> LineSpec:
+    """The items of a category at a period (cached); NotInForce when a parameter is missing."""
+    key = ("line_spec", period, regime, category, risk_class if regime == INPS else None)
+    spec = ruleset.cache.get(key)
+    if spec is None:
+        spec = ruleset.cache[key] = _build_line_spec(ruleset, period, regime, category, risk_class)
+    assert isinstance(spec, LineSpec)
+    return spec
+
+
+def _amo_applies(ruleset: Ruleset, at: date) -> bool:
+    return ruleset.flag("amo.in_force", at, default=False)
+
+
+def _build_line_spec(
+    ruleset: Ruleset, at: date, regime: str, category: str, risk_class: int | None
+) -> LineSpec:
+    def rate(name: str) -> Rate:
+        return Rate(ruleset.rate(name, at))
+
+    if regime == INPS:
+        ceiling = ruleset.optional("inps.ceiling", at)
+        cap = ceiling if isinstance(ceiling, int) else None
+        atmp = ruleset.table("inps.atmp.employer_rate", at).get(str(risk_class))
+        if atmp is None:
+            raise NotInForce(f"inps.atmp.employer_rate[{risk_class}]", at)
+        if not isinstance(atmp, Decimal):
+            raise TypeError("inps.atmp.employer_rate holds rates")
+        items = [
+            ItemSpec("PF", "INPS", EMPLOYER, rate("inps.pf.employer_rate"), BASE, cap),
+            ItemSpec("ATMP", "INPS", EMPLOYER, Rate(atmp), BASE, cap),
+            ItemSpec("PVID", "INPS", EMPLOYER, rate("inps.pvid.employer_rate"), BASE, cap),
+            ItemSpec("PVID", "INPS", EMPLOYEE, rate("inps.pvid.employee_rate"), BASE, cap),
+        ]
+        if _amo_applies(ruleset, at):
+            items += [
+                ItemSpec("AMO", "CANAM", EMPLOYER, rate("inps.amo.employer_rate"), BASE),
+                ItemSpec("AMO", "CANAM", EMPLOYEE, rate("inps.amo.employee_rate"), BASE),
+            ]
+        return LineSpec(tuple(items), smig=ruleset.integer("smig", at))
+    if regime == CMSS:
+        retraite_base = ruleset.text("cmss.retraite.base", at)
+        if retraite_base not in (GROSS, BASE_SALARY):
+            raise ValueError(f"cmss.retraite.base is gross or base_salary, not {retraite_base!r}")
+        prefix = f"cmss.retraite.{category}"
+        items = [
+            ItemSpec("RETRAITE", "CMSS", EMPLOYER, rate(f"{prefix}.employer_rate"), retraite_base),
+            ItemSpec("RETRAITE", "CMSS", EMPLOYEE, rate(f"{prefix}.employee_rate"), retraite_base),
+        ]
+        if _amo_applies(ruleset, at):
+            items += [
+                ItemSpec("AMO", "CANAM", EMPLOYER, rate("cmss.amo.employer_rate"), GROSS),
+                ItemSpec("AMO", "CANAM", EMPLOYEE, rate("cmss.amo.employee_rate"), GROSS),
+            ]
+        return LineSpec(tuple(items))
+    raise ValueError(f"unknown regime {regime!r}")
+
+
+def assess_lines(
+    lines: Iterable[Line],
+    specs: Mapping[str, LineSpec],
+    sums: list[int],
+    worked: set[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The RULES.md §5 line objects; adds every amount to `sums` (one slot per COLUMNS entry)
+    and the category of every line that has items to `worked`.
+
+    The hot loop of a national month: plain tuples, integer arithmetic, no Decimal.
+    """
+    out: list[dict[str, Any]] = []
+    append = out.append
+    seen = set() if worked is None else worked
+    for worker_id, category, days, base_salary, bonuses, in_kind, _expenses in lines:
+        gross = base_salary + bonuses + in_kind
+        if days == 0:
+            # Not worked this month: base 0, no items (RULES.md §2).
+            append(
+                {
+                    "worker_id": worker_id,
+                    "category": category,
+                    "gross": gross,
+                    "base": 0,
+                    "floor_applied": False,
+                    "items": [],
+                }
+            )
+            continue
+        spec = specs[category]
+        seen.add(category)
+        floor = spec.floors[days]
+        floor_applied = floor > gross
+        base = floor if floor_applied else gross
+        values = (base, gross, base_salary)
+        items = []
+        for col, branch, fund, payer, text, p2, q, q2, kind, cap in spec.fast:
+            b = values[kind]
+            if cap is not None and b > cap:
+                b = cap
+            amount = (b * p2 + q) // q2  # = apply_rate(b, rate): round half up, exact
+            sums[col] += amount
+            items.append(
+                {
+                    "branch": branch,
+                    "fund": fund,
+                    "payer": payer,
+                    "rate": text,
+                    "base": b,
+                    "amount": amount,
+                }
+            )
+        append(
+            {
+                "worker_id": worker_id,
+                "category": category,
+                "gross": gross,
+                "base": base,
+                "floor_applied": floor_applied,
+                "items": items,
+            }
+        )
+    return out
+
+
+def assess_line(line: Line, spec: LineSpec) -> dict[str, Any]:
+    """One line's items (RULES.md §5 shape)."""
+    return assess_lines([line], {line[1]: spec}, [0] * len(COLUMNS))[0]
+
+
+def item_amount(base: int, item: ItemSpec) -> int:
+    """One item's amount from the base it applies to, the ceiling included."""
+    if item.ceiling is not None:
+        base = min(base, item.ceiling)
+    return apply_rate(base, item.rate)
+
+
+def totals(sums: Sequence[int], columns_used: Iterable[int]) -> dict[str, Any]:
+    """Totals from the per-column sums of rounded items (RULES.md §5 `totals`).
+
+    `columns_used` are the columns that had at least one item: a branch or fund appears in
+    `by_branch` / `by_fund` when it had an item, even of 0 francs.
+    """
+    used = set(columns_used)
+    employer = employee = 0
+    by_branch: dict[str, int] = {}
+    by_fund: dict[str, int] = {}
+    for col, (branch, fund, payer) in enumerate(COLUMNS):
+        if col not in used:
+            continue
+        amount = sums[col]
+        if payer == EMPLOYER:
+            employer += amount
+        else:
+            employee += amount
+        by_branch[branch] = by_branch.get(branch, 0) + amount
+        by_fund[fund] = by_fund.get(fund, 0) + amount
+    return {
+        "employer": employer,
+        "employee": employee,
+        "total": employer + employee,
+        "by_branch": {b: by_branch[b] for b in BRANCHES if b in by_branch},
+        "by_fund": {f: by_fund[f] for f in FUNDS if f in by_fund},
+    }
+
+
+def zero_totals() -> dict[str, Any]:
+    return {"employer": 0, "employee": 0, "total": 0, "by_branch": {}, "by_fund": {}}

@@ -1,0 +1,268 @@
+"""Reading and validating a declaration (RULES.md §2, §2.4).
+
+Two kinds of problems, kept apart on purpose:
+- the document is not a declaration at all (a required field missing, a field of the wrong
+  type): `InvalidInput`, naming the field — the caller's bug, exit 2 on the command line;
+- the declaration breaks a rule (period, regime, ranges, duplicates…): a `DeclarationError`
+  with its code, collected for *every* line so the employer sees all of them at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from services.rules.dates import FILINGS, MONTHLY, parse_instant, parse_period
+
+INPS = "INPS"
+CMSS = "CMSS"
+CATEGORIES: Mapping[str, frozenset[str]] = {
+    INPS: frozenset({"salarie"}),
+    CMSS: frozenset({"fonctionnaire", "militaire", "parlementaire"}),
+}
+RISK_CLASSES = (1, 2, 3, 4)
+MAX_DAYS = 31
+AMOUNT_FIELDS = ("base_salary", "bonuses", "benefits_in_kind", "expense_reimbursements")
+LINE_FIELDS = ("worker_id", "category", "days_worked", *AMOUNT_FIELDS)
+
+# Error codes of RULES.md §2.4, plus PERIOD_NOT_COVERED: the parameter tree has no value in
+# force for the period (e.g. an INPS period before the first SMIG), so nothing can be computed.
+INVALID_PERIOD = "INVALID_PERIOD"
+PERIOD_IN_FUTURE = "PERIOD_IN_FUTURE"
+EMPTY_DECLARATION = "EMPTY_DECLARATION"
+UNKNOWN_REGIME = "UNKNOWN_REGIME"
+RISK_CLASS_INVALID = "RISK_CLASS_INVALID"
+CATEGORY_NOT_ALLOWED = "CATEGORY_NOT_ALLOWED"
+DAYS_OUT_OF_RANGE = "DAYS_OUT_OF_RANGE"
+NEGATIVE_AMOUNT = "NEGATIVE_AMOUNT"
+DUPLICATE_WORKER = "DUPLICATE_WORKER"
+PERIOD_NOT_COVERED = "PERIOD_NOT_COVERED"
+
+# worker_id, category, days_worked, base_salary, bonuses, benefits_in_kind, expense_reimbursements
+Line = tuple[str, str, int, int, int, int, int]
+
+
+class InvalidInput(ValueError):
+    """The document misses a required field or has one of the wrong type (names the field)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeclarationError:
+    line: int | None  # 1-based; None for the declaration as a whole
+    worker_id: str | None
+    code: str
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "worker_id": self.worker_id,
+            "code": self.code,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    declaration_id: str
+    employer_id: str
+    regime: str
+    risk_class: object  # checked, not trusted: RISK_CLASS_INVALID when not 1-4 for INPS
+    filing: str
+    period_text: str
+    period: date | None  # first day of the month; None when the period is invalid
+    submitted_at: datetime  # UTC
+    replaces: str | None
+    lines: tuple[Line, ...]
+    errors: tuple[DeclarationError, ...]
+
+    @property
+    def is_correction(self) -> bool:
+        return self.replaces is not None
+
+
+def read_declaration(doc: Mapping[str, Any]) -> Declaration:
+    """Read a RULES.md §5 declaration; InvalidInput for shape, errors for broken rules."""
+    if not isinstance(doc, Mapping):
+        raise InvalidInput("a declaration is a JSON object")
+    declaration_id = _text(doc, "declaration_id", "declaration_id")
+    employer = _field(doc, "employer", "employer")
+    if not isinstance(employer, Mapping):
+        raise InvalidInput("employer must be an object")
+    employer_id = _text(employer, "id", "employer.id")
+    regime = _text(employer, "regime", "employer.regime", empty_ok=True)
+    filing = employer.get("filing", MONTHLY)
+    if filing is None:
+        filing = MONTHLY
+    if filing not in FILINGS:
+        raise InvalidInput(f"employer.filing must be monthly or quarterly, not {filing!r}")
+    risk_class = employer.get("risk_class")
+    period_raw = _field(doc, "period", "period")
+    submitted_raw = _field(doc, "submitted_at", "submitted_at")
+    if not isinstance(submitted_raw, str):
+        raise InvalidInput("submitted_at must be an ISO 8601 timestamp string")
+    try:
+        submitted_at = parse_instant(submitted_raw)
+    except ValueError:
+        raise InvalidInput(f"submitted_at is not an ISO 8601 timestamp: {submitted_raw!r}") from None
+    replaces = doc.get("replaces")
+    if replaces is not None and not isinstance(replaces, str):
+        raise InvalidInput("replaces must be a declaration id (string) or null")
+    raw_lines = _field(doc, "lines", "lines")
+    if not isinstance(raw_lines, list | tuple):
+        raise InvalidInput("lines must be an array")
+
+    errors: list[DeclarationError] = []
+    period = parse_period(period_raw)
+    period_text = period_raw if isinstance(period_raw, str) else str(period_raw)
+    if period is None:
+        errors.append(
+            DeclarationError(None, None, INVALID_PERIOD, f"period {period_raw!r} is not YYYY-MM")
+        )
+    elif period > submitted_at.date():
+        errors.append(
+            DeclarationError(
+                None,
+                None,
+                PERIOD_IN_FUTURE,
+                f"period {period_text} starts after the submission date "
+                f"{submitted_at.date().isoformat()}",
+            )
+        )
+    if not raw_lines:
+        errors.append(DeclarationError(None, None, EMPTY_DECLARATION, "the declaration has no line"))
+    allowed = CATEGORIES.get(regime)
+    if allowed is None:
+        errors.append(
+            DeclarationError(
+                None, None, UNKNOWN_REGIME, f"regime {regime!r} is neither INPS nor CMSS"
+            )
+        )
+    elif regime == INPS and (isinstance(risk_class, bool) or risk_class not in RISK_CLASSES):
+        errors.append(
+            DeclarationError(
+                None,
+                None,
+                RISK_CLASS_INVALID,
+                f"an INPS employer's risk class is 1, 2, 3 or 4, not {risk_class!r}",
+            )
+        )
+    lines = read_lines(raw_lines, allowed, regime, errors)
+    return Declaration(
+        declaration_id=declaration_id,
+        employer_id=employer_id,
+        regime=regime,
+        risk_class=risk_class,
+        filing=filing,
+        period_text=period_text,
+        period=period,
+        submitted_at=submitted_at,
+        replaces=replaces,
+        lines=lines,
+        errors=tuple(errors),
+    )
+
+
+def read_lines(
+    raw_lines: Sequence[Any],
+    allowed: frozenset[str] | None,
+    regime: str,
+    errors: list[DeclarationError],
+) -> tuple[Line, ...]:
+    """Lines as tuples, appending every broken rule to `errors`.
+
+    `allowed` is None when the regime is unknown: the pairing cannot be judged then, so
+    categories are not reported line by line (UNKNOWN_REGIME says it once).
+    """
+    out: list[Line] = []
+    first_line: dict[str, int] = {}
+    for index, raw in enumerate(raw_lines):
+        number = index + 1
+        if not isinstance(raw, Mapping):
+            raise InvalidInput(f"lines[{index}] (line {number}) must be an object")
+        try:
+            worker_id = raw["worker_id"]
+            category = raw["category"]
+            days = raw["days_worked"]
+            base_salary = raw["base_salary"]
+            bonuses = raw["bonuses"]
+            in_kind = raw["benefits_in_kind"]
+            expenses = raw["expense_reimbursements"]
+        except KeyError as missing:
+            raise InvalidInput(
+                f"missing required field lines[{index}].{missing.args[0]} (line {number})"
+            ) from None
+        # `type(x) is int` refuses bools and floats, and is the fast check.
+        if not (
+            type(days) is int
+            and type(base_salary) is int
+            and type(bonuses) is int
+            and type(in_kind) is int
+            and type(expenses) is int
+        ):
+            _raise_not_integer(raw, index)
+        if type(worker_id) is not str or not worker_id:
+            raise InvalidInput(f"lines[{index}].worker_id must be a non-empty string (line {number})")
+        if type(category) is not str:
+            raise InvalidInput(f"lines[{index}].category must be a string (line {number})")
+        if allowed is not None and category not in allowed:
+            errors.append(
+                DeclarationError(
+                    number,
+                    worker_id,
+                    CATEGORY_NOT_ALLOWED,
+                    f"category {category!r} is not declared by a {regime} employer "
+                    f"({', '.join(sorted(allowed))})",
+                )
+            )
+        if not 0 <= days <= MAX_DAYS:
+            errors.append(
+                DeclarationError(
+                    number, worker_id, DAYS_OUT_OF_RANGE, f"days_worked {days} is not within 0-31"
+                )
+            )
+        if base_salary < 0 or bonuses < 0 or in_kind < 0 or expenses < 0:
+            for name, amount in zip(
+                AMOUNT_FIELDS, (base_salary, bonuses, in_kind, expenses), strict=True
+            ):
+                if amount < 0:
+                    errors.append(
+                        DeclarationError(
+                            number, worker_id, NEGATIVE_AMOUNT, f"{name} is negative ({amount})"
+                        )
+                    )
+        first = first_line.setdefault(worker_id, number)
+        if first != number:
+            errors.append(
+                DeclarationError(
+                    number,
+                    worker_id,
+                    DUPLICATE_WORKER,
+                    f"worker {worker_id} is already declared on line {first}",
+                )
+            )
+        out.append((worker_id, category, days, base_salary, bonuses, in_kind, expenses))
+    return tuple(out)
+
+
+def _raise_not_integer(raw: Mapping[str, Any], index: int) -> None:
+    for name in ("days_worked", *AMOUNT_FIELDS):
+        if type(raw[name]) is not int:
+            raise InvalidInput(
+                f"lines[{index}].{name} must be an integer, not {raw[name]!r} (line {index + 1})"
+            )
+
+
+def _field(doc: Mapping[str, Any], key: str, path: str) -> Any:
+    if key not in doc:
+        raise InvalidInput(f"missing required field {path}")
+    return doc[key]
+
+
+def _text(doc: Mapping[str, Any], key: str, path: str, *, empty_ok: bool = False) -> str:
+    value = _field(doc, key, path)
+    if not isinstance(value, str) or (not value and not empty_ok):
+        raise InvalidInput(f"{path} must be a non-empty string")
+    return value

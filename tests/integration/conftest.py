@@ -7,12 +7,9 @@ each other's data, and starts the services as real processes against them.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,17 +20,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from services.common.db import migrate
-from services.common.kafka import apply_topics
+from services.common.sandbox import sandbox
 from services.common.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -91,43 +81,20 @@ async def _reachable(settings: Settings) -> None:
 @asynccontextmanager
 async def isolated_stack(tmp: Path) -> AsyncIterator[Stack]:
     """A fresh database and topic prefix on the running Kafka and PostgreSQL."""
-    base = Settings()
-    await _reachable(base)
-    run = uuid.uuid4().hex[:8]
-    db = f"kalo_it_{run}"
-    admin = await asyncpg.connect(base.dsn)
-    await admin.execute(f'CREATE DATABASE "{db}"')
-    await admin.close()
-    dsn = base.dsn.rsplit("/", 1)[0] + f"/{db}"
-    env = {
-        **os.environ,
-        "KALO_DATABASE_URL": dsn,
-        "KALO_KAFKA_BOOTSTRAP": base.bootstrap,
-        "KALO_TOPIC_PREFIX": f"it{run}.",
-        "KALO_PARTITIONS": "4",
-        "KALO_GATEWAY_PORT": str(free_port()),
-        "KALO_ASSESSMENT_WEB_PORT": str(free_port()),
-        "KALO_LIQUIDATION_WEB_PORT": str(free_port()),
-        "KALO_LEDGER_METRICS_PORT": str(free_port()),
-        "KALO_CONTROL_METRICS_PORT": str(free_port()),
-        "KALO_DATA_DIR": str(tmp / "data"),
-        "KALO_GATEWAY_RATE_PER_SECOND": "1000",
-        "KALO_GATEWAY_RATE_BURST": "2000",
-        "KALO_KAFKA_SESSION_TIMEOUT_S": "6",
-    }
-    settings = Settings(**{k[5:].lower(): v for k, v in env.items() if k.startswith("KALO_")})
-    await migrate(dsn)
-    await apply_topics(settings)
+    await _reachable(Settings())
     (tmp / "logs").mkdir(parents=True, exist_ok=True)
-    stack = Stack(settings, env, base.dsn, tmp / "logs")
-    try:
-        yield stack
-    finally:
-        for name in list(stack.procs):
-            stack.stop(name)
-        admin = await asyncpg.connect(base.dsn)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        await admin.close()
+    async with sandbox(
+        tmp / "data",
+        KALO_GATEWAY_RATE_PER_SECOND="1000",
+        KALO_GATEWAY_RATE_BURST="2000",
+        KALO_KAFKA_SESSION_TIMEOUT_S="6",
+    ) as sb:
+        stack = Stack(sb.settings, sb.env, Settings().dsn, tmp / "logs")
+        try:
+            yield stack
+        finally:
+            for name in list(stack.procs):
+                stack.stop(name)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

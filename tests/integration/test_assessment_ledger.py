@@ -18,6 +18,7 @@ import httpx
 import pytest_asyncio
 
 from services.common import kafka
+from services.common.sandbox import free_port
 from services.common.submitted import submitted_event
 from services.gateway.registry import add_employer
 from services.rules import assess_declaration, load_ruleset
@@ -195,8 +196,6 @@ async def test_two_workers_share_partitions_and_totals_stay_right(
     stack.start("ledger")
     ports = {}
     for name in ("assessment-a", "assessment-b"):
-        from tests.integration.conftest import free_port
-
         ports[name] = free_port()
         stack.start("assessment", name=name, KALO_ASSESSMENT_WEB_PORT=str(ports[name]))
     await asyncio.sleep(8)  # both joined the group

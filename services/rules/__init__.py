@@ -1,0 +1,113 @@
+"""Kalo's legal rules: pure functions of the declaration or claim and the parameters in force.
+
+No I/O, no clock, no import from other services: the streaming services, the `kalo rules`
+command, the control commission and the auditors' replay all call these same functions.
+
+    ruleset = load_ruleset()
+    assess_declaration(declaration, ruleset)   # RULES.md §2, §5
+    liquidate_claim(claim, ruleset)            # RULES.md §3, §5
+    control_flags(claim, career, liquidation, ruleset, already_approved=False)  # RULES.md §4
+    params_in_force(ruleset, date(2026, 10, 1))
+"""
+
+from services.rules.assessment import assess_declaration, validate_declaration
+from services.rules.career import counted_months, read_career, reference_salary
+from services.rules.contributions import (
+    COLUMNS,
+    ItemSpec,
+    LineSpec,
+    assess_line,
+    gross_remuneration,
+    item_amount,
+    line_spec,
+    smig_floor,
+    totals,
+)
+from services.rules.control import auto_approval_allowed, control_flags, recompute
+from services.rules.dates import add_months, completed_years, due_date, months_late, parse_period
+from services.rules.declaration import (
+    Declaration,
+    DeclarationError,
+    InvalidInput,
+    Line,
+    read_declaration,
+)
+from services.rules.liquidation import (
+    Claim,
+    Liquidation,
+    liquidate,
+    liquidate_claim,
+    pension_amount,
+    read_claim,
+)
+from services.rules.money import (
+    Rate,
+    apply_rate,
+    apply_rate_decimal,
+    format_rate,
+    mean_half_up,
+    round_half_up,
+)
+from services.rules.parameters import NotInForce, Parameter, ParameterFileError
+from services.rules.ruleset import (
+    ParameterInForce,
+    Ruleset,
+    load_ruleset,
+    params_history,
+    params_in_force,
+    ruleset_id,
+)
+from services.rules.surcharge import surcharge, surcharge_rate
+
+__all__ = [
+    "COLUMNS",
+    "Claim",
+    "Declaration",
+    "DeclarationError",
+    "InvalidInput",
+    "ItemSpec",
+    "Line",
+    "LineSpec",
+    "Liquidation",
+    "NotInForce",
+    "Parameter",
+    "ParameterFileError",
+    "ParameterInForce",
+    "Rate",
+    "Ruleset",
+    "add_months",
+    "apply_rate",
+    "apply_rate_decimal",
+    "assess_declaration",
+    "assess_line",
+    "auto_approval_allowed",
+    "completed_years",
+    "control_flags",
+    "counted_months",
+    "due_date",
+    "format_rate",
+    "gross_remuneration",
+    "item_amount",
+    "line_spec",
+    "liquidate",
+    "liquidate_claim",
+    "load_ruleset",
+    "mean_half_up",
+    "months_late",
+    "params_history",
+    "params_in_force",
+    "parse_period",
+    "pension_amount",
+    "read_career",
+    "read_claim",
+    "read_declaration",
+    "recompute",
+    "reference_salary",
+    "round_half_up",
+    "ruleset_id",
+    "smig_floor",
+    "surcharge",
+    "surcharge_rate",
+    "totals",
+    "validate_declaration",
+]

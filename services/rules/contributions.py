@@ -99,9 +99,7 @@ def smig_floor(smig: int, days_worked: int) -> int:
     return (2 * smig * days + SMIG_DAYS) // (2 * SMIG_DAYS)
 
 
-def line_spec(
-    ruleset: Ruleset, period: date, regime: str, category: str, risk_class: int | None
-) -> LineSpec:
+def line_spec(ruleset: Ruleset, period: date, regime: str, category: str, risk_class: int | None) -> LineSpec:
     """The items of a category at a period (cached); NotInForce when a parameter is missing."""
     key = ("line_spec", period, regime, category, risk_class if regime == INPS else None)
     spec = ruleset.cache.get(key)

@@ -118,17 +118,14 @@ def read_declaration(doc: Mapping[str, Any]) -> Declaration:
     period = parse_period(period_raw)
     period_text = period_raw if isinstance(period_raw, str) else str(period_raw)
     if period is None:
-        errors.append(
-            DeclarationError(None, None, INVALID_PERIOD, f"period {period_raw!r} is not YYYY-MM")
-        )
+        errors.append(DeclarationError(None, None, INVALID_PERIOD, f"period {period_raw!r} is not YYYY-MM"))
     elif period > submitted_at.date():
         errors.append(
             DeclarationError(
                 None,
                 None,
                 PERIOD_IN_FUTURE,
-                f"period {period_text} starts after the submission date "
-                f"{submitted_at.date().isoformat()}",
+                f"period {period_text} starts after the submission date {submitted_at.date().isoformat()}",
             )
         )
     if not raw_lines:
@@ -136,9 +133,7 @@ def read_declaration(doc: Mapping[str, Any]) -> Declaration:
     allowed = CATEGORIES.get(regime)
     if allowed is None:
         errors.append(
-            DeclarationError(
-                None, None, UNKNOWN_REGIME, f"regime {regime!r} is neither INPS nor CMSS"
-            )
+            DeclarationError(None, None, UNKNOWN_REGIME, f"regime {regime!r} is neither INPS nor CMSS")
         )
     elif regime == INPS and (isinstance(risk_class, bool) or risk_class not in RISK_CLASSES):
         errors.append(
@@ -224,14 +219,10 @@ def read_lines(
                 )
             )
         if base_salary < 0 or bonuses < 0 or in_kind < 0 or expenses < 0:
-            for name, amount in zip(
-                AMOUNT_FIELDS, (base_salary, bonuses, in_kind, expenses), strict=True
-            ):
+            for name, amount in zip(AMOUNT_FIELDS, (base_salary, bonuses, in_kind, expenses), strict=True):
                 if amount < 0:
                     errors.append(
-                        DeclarationError(
-                            number, worker_id, NEGATIVE_AMOUNT, f"{name} is negative ({amount})"
-                        )
+                        DeclarationError(number, worker_id, NEGATIVE_AMOUNT, f"{name} is negative ({amount})")
                     )
         first = first_line.setdefault(worker_id, number)
         if first != number:

@@ -28,6 +28,14 @@ def apply_rate_decimal(base: int, rate: Decimal) -> int:
     return round_half_up(_EXACT.multiply(Decimal(base), rate))
 
 
+def exact_product(*factors: Decimal | int) -> Decimal:
+    """The product of decimals and integers, never rounded (an error if it would be)."""
+    result = Decimal(1)
+    for factor in factors:
+        result = _EXACT.multiply(result, Decimal(factor))
+    return result
+
+
 def format_rate(rate: Decimal) -> str:
     """A rate as a decimal string, keeping the decimals it was written with; zero is "0".
 

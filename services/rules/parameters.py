@@ -98,9 +98,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if key in out:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         out[key] = loader.construct_object(value_node, deep=True)
     return out
 
@@ -124,7 +122,7 @@ def load_parameter(path: Path, root: Path) -> Parameter:
         raise fail(f"bad parameter name {name!r} (lower-case letters, digits, _)")
     try:
         # The loader only builds plain data (SafeLoader subclass).
-        doc = yaml.load(path.read_bytes(), Loader=_StrictLoader)  # noqa: S506
+        doc = yaml.load(path.read_bytes(), Loader=_StrictLoader)
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. 2019-13-01 as a date key
         raise fail(f"not valid YAML: {exc}") from None
     if not isinstance(doc, dict):

@@ -155,7 +155,7 @@ class ParameterInForce:
 def params_in_force(ruleset: Ruleset, at: date) -> list[ParameterInForce]:
     """Every parameter with an entry covering `at` (a null one shows that nothing applies)."""
     rows = []
-    for name, parameter in ruleset.parameters.items():
+    for parameter in ruleset.parameters.values():
         entry = parameter.entry_at(at)
         if entry is not None:
             rows.append(_row(parameter, entry))

@@ -1,0 +1,61 @@
+"""A worker's career as the pension rules count it (RULES.md §3).
+
+A career is a list of (period, base) entries, one per month and employer, where base is
+the pension base assessed for that month. A month declared by several employers counts
+once, with its bases added; a month whose bases add up to 0 does not count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from services.rules.dates import parse_period
+from services.rules.declaration import InvalidInput
+from services.rules.money import mean_half_up
+
+# A counted month: (first day of the month, its bases added).
+Month = tuple[date, int]
+
+
+def read_career(entries: object, path: str = "career") -> list[tuple[date, int]]:
+    """Entries as objects `{"period", "base"}` or as `[period, base]` pairs (the wire form)."""
+    if not isinstance(entries, list | tuple):
+        raise InvalidInput(f"{path} must be an array")
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"{path}[{i}]"
+        period_raw: Any
+        base: Any
+        if isinstance(entry, Mapping):
+            if "period" not in entry or "base" not in entry:
+                raise InvalidInput(f"missing required field {where}.period or {where}.base")
+            period_raw, base = entry["period"], entry["base"]
+        elif isinstance(entry, list | tuple) and len(entry) == 2:
+            period_raw, base = entry
+        else:
+            raise InvalidInput(f"{where} must be an object with period and base")
+        period = parse_period(period_raw)
+        if period is None:
+            raise InvalidInput(f"{where}.period is not YYYY-MM: {period_raw!r}")
+        if type(base) is not int or base < 0:
+            raise InvalidInput(f"{where}.base must be a non-negative integer, not {base!r}")
+        out.append((period, base))
+    return out
+
+
+def counted_months(entries: Sequence[tuple[date, int]]) -> list[Month]:
+    """Distinct months with a positive summed base, oldest first."""
+    by_month: dict[date, int] = {}
+    for period, base in entries:
+        by_month[period] = by_month.get(period, 0) + base
+    return sorted((m, b) for m, b in by_month.items() if b > 0)
+
+
+def reference_salary(months: Sequence[Month], n: int) -> int:
+    """round(mean base of the most recent `n` counted months), or of all if fewer; 0 if none."""
+    recent = months[-n:] if n > 0 else []
+    if not recent:
+        return 0
+    return mean_half_up(sum(b for _, b in recent), len(recent))

@@ -38,9 +38,7 @@ async def stored_offsets(
     return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
 
-async def save_offsets(
-    conn: asyncpg.Connection, consumer: str, offsets: dict[TopicPartition, int]
-) -> None:
+async def save_offsets(conn: asyncpg.Connection, consumer: str, offsets: dict[TopicPartition, int]) -> None:
     await conn.executemany(
         """INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
            ON CONFLICT (consumer, topic, partition) DO UPDATE
@@ -60,10 +58,9 @@ class _SeekFromStore(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Any) -> None:
         stored = await stored_offsets(self.tracked.pool, self.tracked.name)
         for tp in assigned:
-            if (tp.topic, tp.partition) in stored:
-                self.tracked.consumer.seek(tp, stored[(tp.topic, tp.partition)])
-            else:
-                await self.tracked.consumer.seek_to_beginning(tp)
+            # Offset 0 of a trimmed log resets to the earliest (auto_offset_reset). Awaiting
+            # seek_to_beginning() here would stall the group until the session times out.
+            self.tracked.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
 
 
 class TrackedConsumer:
@@ -141,9 +138,7 @@ class TrackedConsumer:
             await save_offsets(conn, self.name, offsets)
 
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException) -> None:
-        log.warning(
-            "%s: %s/%s/%s to DLQ: %s", self.name, record.topic, record.partition, record.offset, exc
-        )
+        log.warning("%s: %s/%s/%s to DLQ: %s", self.name, record.topic, record.partition, record.offset, exc)
         key, value = dead_letter(
             service=self.name,
             topic=record.topic,
@@ -153,9 +148,7 @@ class TrackedConsumer:
             value=record.value or b"",
             error=exc,
         )
-        await self.producer.send_and_wait(
-            kafka.topic("kalo.dlq", self.settings), value, key=key.encode()
-        )
+        await self.producer.send_and_wait(kafka.topic("kalo.dlq", self.settings), value, key=key.encode())
         metrics.DLQ.labels(self.name, record.topic).inc()
 
     async def _observe_lag(self) -> None:
@@ -164,6 +157,4 @@ class TrackedConsumer:
             if highwater is None:
                 continue
             position = await self.consumer.position(tp)
-            metrics.LAG.labels(self.name, tp.topic, str(tp.partition)).set(
-                max(highwater - position, 0)
-            )
+            metrics.LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(highwater - position, 0))

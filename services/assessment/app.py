@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -11,6 +13,7 @@ from services.common.settings import Settings, get_settings
 
 def create_app(settings: Settings | None = None) -> faust.App:
     s = settings or get_settings()
+    Path(s.data_dir).mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{s.topic_prefix}kalo-assessment",
         broker=f"kafka://{s.bootstrap}",

@@ -5,14 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
+import orjson
 
 from services.common.settings import get_settings
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "deploy" / "postgres"
 
 
+async def _json_codecs(conn: asyncpg.Connection) -> None:
+    # jsonb columns come back as Python objects, not strings.
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"
+        )
+
+
 async def connect_pool(dsn: str | None = None, **kwargs: object) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn or get_settings().dsn, **kwargs)  # type: ignore[arg-type]
+    pool = await asyncpg.create_pool(dsn or get_settings().dsn, init=_json_codecs, **kwargs)  # type: ignore[arg-type]
     assert pool is not None
     return pool
 

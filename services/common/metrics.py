@@ -5,12 +5,8 @@ from prometheus_client import Counter, Gauge, Histogram
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 DECLARATIONS = Counter("kalo_declarations_total", "Declarations assessed, by outcome", ["status"])
-LINES = Counter(
-    "kalo_declaration_lines_total", "Declaration lines assessed, by outcome", ["status"]
-)
-REJECTIONS = Counter(
-    "kalo_declaration_errors_total", "Business validation errors, by code", ["code"]
-)
+LINES = Counter("kalo_declaration_lines_total", "Declaration lines assessed, by outcome", ["status"])
+REJECTIONS = Counter("kalo_declaration_errors_total", "Business validation errors, by code", ["code"])
 CONTRIBUTIONS = Counter(
     "kalo_contributions_francs_total",
     "Contributions assessed (XOF), by branch and fund",
@@ -28,9 +24,7 @@ END_TO_END = Histogram(
     ["stage"],
     buckets=LATENCY_BUCKETS,
 )
-DLQ = Counter(
-    "kalo_dlq_messages_total", "Messages sent to the dead-letter topic", ["service", "topic"]
-)
+DLQ = Counter("kalo_dlq_messages_total", "Messages sent to the dead-letter topic", ["service", "topic"])
 LAG = Gauge("kalo_consumer_lag", "Messages not yet consumed", ["service", "topic", "partition"])
 RECEIPTS = Counter("kalo_receipts_total", "Declarations received by the gateway", ["channel"])
 OUTBOX_PENDING = Gauge("kalo_outbox_pending", "Receipts not yet published to Kafka")

@@ -42,10 +42,7 @@ class Settings(BaseSettings):
 
     @property
     def dsn(self) -> str:
-        return (
-            self.database_url
-            or f"postgresql://{self.pg_user}@127.0.0.1:{self.pg_port}/{self.pg_db}"
-        )
+        return self.database_url or f"postgresql://{self.pg_user}@127.0.0.1:{self.pg_port}/{self.pg_db}"
 
 
 @lru_cache

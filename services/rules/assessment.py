@@ -7,7 +7,9 @@ call `assess_declaration` with the JSON shapes of RULES.md §5, so they cannot d
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from services.rules.contributions import (
@@ -40,7 +42,7 @@ def validate_declaration(doc: Mapping[str, Any], ruleset: Ruleset) -> list[Decla
     declaration = read_declaration(doc)
     errors = list(declaration.errors)
     _line_specs(declaration, ruleset, errors)
-    _due(declaration, ruleset, errors)
+    _terms(declaration, ruleset, errors)
     return errors
 
 
@@ -49,13 +51,16 @@ def assess_declaration(doc: Mapping[str, Any], ruleset: Ruleset) -> dict[str, An
     declaration = read_declaration(doc)
     errors = list(declaration.errors)
     specs = _line_specs(declaration, ruleset, errors)
-    due = _due(declaration, ruleset, errors)
-    late = None if due is None else months_late(declaration.submitted_at.date(), due)
+    terms = _terms(declaration, ruleset, errors)
+    due = late = None
+    if terms is not None:
+        due = terms.due
+        late = months_late(declaration.submitted_at.date(), due)
 
     if errors:
         return _result(declaration, ruleset, "rejected", due, late, [], zero_totals(), 0, errors)
 
-    assert declaration.period is not None and late is not None  # no error: both are known
+    assert terms is not None and due is not None and late is not None  # no error: all known
     sums = [0] * len(COLUMNS)
     worked: set[str] = set()
     lines = assess_lines(declaration.lines, specs, sums, worked)
@@ -64,8 +69,8 @@ def assess_declaration(doc: Mapping[str, Any], ruleset: Ruleset) -> dict[str, An
     amount = surcharge(
         declaration_totals["total"],
         late,
-        ruleset.rate("surcharge.first_month_rate", declaration.period),
-        ruleset.rate("surcharge.further_month_rate", declaration.period),
+        terms.first_month_rate,
+        terms.further_month_rate,
         correction=declaration.is_correction,
     )
     return _result(declaration, ruleset, "accepted", due, late, lines, declaration_totals, amount, [])
@@ -74,7 +79,8 @@ def assess_declaration(doc: Mapping[str, Any], ruleset: Ruleset) -> dict[str, An
 def _line_specs(
     declaration: Declaration, ruleset: Ruleset, errors: list[DeclarationError]
 ) -> dict[str, LineSpec]:
-    """The items of each category declared; a missing parameter is PERIOD_NOT_COVERED."""
+    """The items of each category the regime allows; a missing parameter for a category that
+    is declared is PERIOD_NOT_COVERED."""
     period, regime = declaration.period, declaration.regime
     allowed = CATEGORIES.get(regime)
     if period is None or allowed is None:
@@ -82,29 +88,57 @@ def _line_specs(
     risk_class = declaration.risk_class if isinstance(declaration.risk_class, int) else None
     if regime == INPS and risk_class is None:
         return {}  # RISK_CLASS_INVALID already says why nothing can be computed
+    key = ("specs", period, regime, risk_class)
+    cached = ruleset.cache.get(key)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     specs: dict[str, LineSpec] = {}
-    missing: set[str] = set()
-    for category in sorted({line[1] for line in declaration.lines} & allowed):
+    missing: dict[str, str] = {}
+    for category in sorted(allowed):
         try:
             specs[category] = line_spec(ruleset, period, regime, category, risk_class)
         except NotInForce as exc:
-            missing.add(exc.name)
-    for name in sorted(missing):
-        errors.append(_not_covered(declaration, name))
+            missing[category] = exc.name
+    if not missing:
+        ruleset.cache[key] = specs
+    else:
+        declared = {line[1] for line in declaration.lines}
+        for name in sorted({name for category, name in missing.items() if category in declared}):
+            errors.append(_not_covered(declaration, name))
     return specs
 
 
-def _due(declaration: Declaration, ruleset: Ruleset, errors: list[DeclarationError]) -> date | None:
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """When a period's contributions are due, and the surcharge rates if they are late."""
+
+    due: date
+    first_month_rate: Decimal
+    further_month_rate: Decimal
+
+
+def payment_terms(ruleset: Ruleset, period: date, filing: str) -> Terms:
+    """The terms of a period (cached on the ruleset); NotInForce when a parameter is missing."""
+    key = ("terms", period, filing)
+    terms = ruleset.cache.get(key)
+    if terms is None:
+        terms = ruleset.cache[key] = Terms(
+            due_date(period, filing, ruleset.integer("declaration.due_day", period)),
+            ruleset.rate("surcharge.first_month_rate", period),
+            ruleset.rate("surcharge.further_month_rate", period),
+        )
+    assert isinstance(terms, Terms)
+    return terms
+
+
+def _terms(declaration: Declaration, ruleset: Ruleset, errors: list[DeclarationError]) -> Terms | None:
     if declaration.period is None:
         return None
     try:
-        due_day = ruleset.integer("declaration.due_day", declaration.period)
-        for name in ("surcharge.first_month_rate", "surcharge.further_month_rate"):
-            ruleset.rate(name, declaration.period)
+        return payment_terms(ruleset, declaration.period, declaration.filing)
     except NotInForce as exc:
         errors.append(_not_covered(declaration, exc.name))
         return None
-    return due_date(declaration.period, declaration.filing, due_day)
 
 
 def _not_covered(declaration: Declaration, name: str) -> DeclarationError:

@@ -40,6 +40,7 @@ BASE = "base"  # the line's base: gross, raised to the SMIG floor on INPS lines
 GROSS = "gross"
 BASE_SALARY = "base_salary"  # the index salary alone (CMSS RETRAITE before 2019)
 _BASE_INDEX = {BASE: 0, GROSS: 1, BASE_SALARY: 2}
+_CAPPED_BASE_INDEX = 3  # the line's base, held to the ceiling
 
 SMIG_DAYS = 30
 
@@ -51,7 +52,7 @@ class ItemSpec:
     payer: str
     rate: Rate
     base: str  # BASE, GROSS or BASE_SALARY
-    ceiling: int | None = None
+    capped: bool = False  # held to the LineSpec's ceiling (only on BASE)
 
     @property
     def column(self) -> int:
@@ -60,14 +61,18 @@ class ItemSpec:
 
 @dataclass(frozen=True, slots=True)
 class LineSpec:
-    """The items of one category for one period; `smig` set when the SMIG floor applies."""
+    """The items of one category for one period; `smig` set when the SMIG floor applies,
+    `ceiling` when a ceiling holds the base of the capped items."""
 
     items: tuple[ItemSpec, ...]
     smig: int | None = None
+    ceiling: int | None = None
     floors: tuple[int, ...] = field(init=False)  # the floor for 0..31 days worked
     fast: tuple[tuple[Any, ...], ...] = field(init=False)  # items unpacked for the hot loop
 
     def __post_init__(self) -> None:
+        if any(i.capped and i.base != BASE for i in self.items):
+            raise ValueError("a ceiling holds only the line's base")
         floors = tuple(0 if self.smig is None else smig_floor(self.smig, d) for d in range(32))
         fast = tuple(
             (
@@ -79,8 +84,7 @@ class LineSpec:
                 2 * i.rate.num,
                 i.rate.den,
                 2 * i.rate.den,
-                _BASE_INDEX[i.base],
-                i.ceiling,
+                _CAPPED_BASE_INDEX if i.capped else _BASE_INDEX[i.base],
             )
             for i in self.items
         )
@@ -121,7 +125,7 @@ def _build_line_spec(
 
     if regime == INPS:
         ceiling = ruleset.optional("inps.ceiling", at)
-        cap = ceiling if isinstance(ceiling, int) else None
+        cap = isinstance(ceiling, int)
         atmp = ruleset.table("inps.atmp.employer_rate", at).get(str(risk_class))
         if atmp is None:
             raise NotInForce(f"inps.atmp.employer_rate[{risk_class}]", at)
@@ -138,7 +142,11 @@ def _build_line_spec(
                 ItemSpec("AMO", "CANAM", EMPLOYER, rate("inps.amo.employer_rate"), BASE),
                 ItemSpec("AMO", "CANAM", EMPLOYEE, rate("inps.amo.employee_rate"), BASE),
             ]
-        return LineSpec(tuple(items), smig=ruleset.integer("smig", at))
+        return LineSpec(
+            tuple(items),
+            smig=ruleset.integer("smig", at),
+            ceiling=ceiling if isinstance(ceiling, int) else None,
+        )
     if regime == CMSS:
         retraite_base = ruleset.text("cmss.retraite.base", at)
         if retraite_base not in (GROSS, BASE_SALARY):
@@ -191,15 +199,16 @@ def assess_lines(
         floor = spec.floors[days]
         floor_applied = floor > gross
         base = floor if floor_applied else gross
-        values = (base, gross, base_salary)
-        items = []
-        for col, branch, fund, payer, text, p2, q, q2, kind, cap in spec.fast:
+        ceiling = spec.ceiling
+        capped = base if ceiling is None or base <= ceiling else ceiling
+        values = (base, gross, base_salary, capped)  # indexed by each item's kind of base
+        items: list[dict[str, Any]] = []
+        add = items.append
+        for col, branch, fund, payer, text, p2, q, q2, kind in spec.fast:
             b = values[kind]
-            if cap is not None and b > cap:
-                b = cap
             amount = (b * p2 + q) // q2  # = apply_rate(b, rate): round half up, exact
             sums[col] += amount
-            items.append(
+            add(
                 {
                     "branch": branch,
                     "fund": fund,
@@ -227,10 +236,10 @@ def assess_line(line: Line, spec: LineSpec) -> dict[str, Any]:
     return assess_lines([line], {line[1]: spec}, [0] * len(COLUMNS))[0]
 
 
-def item_amount(base: int, item: ItemSpec) -> int:
-    """One item's amount from the base it applies to, the ceiling included."""
-    if item.ceiling is not None:
-        base = min(base, item.ceiling)
+def item_amount(base: int, item: ItemSpec, ceiling: int | None = None) -> int:
+    """One item's amount from the base it applies to, held to the ceiling if it is capped."""
+    if item.capped and ceiling is not None:
+        base = min(base, ceiling)
     return apply_rate(base, item.rate)
 
 
@@ -238,15 +247,14 @@ def totals(sums: Sequence[int], columns_used: Iterable[int]) -> dict[str, Any]:
     """Totals from the per-column sums of rounded items (RULES.md §5 `totals`).
 
     `columns_used` are the columns that had at least one item: a branch or fund appears in
-    `by_branch` / `by_fund` when it had an item, even of 0 francs.
+    `by_branch` / `by_fund` when it had an item, even of 0 francs. COLUMNS is in branch order
+    and in fund order, so walking it fills both mappings in their output order.
     """
-    used = set(columns_used)
     employer = employee = 0
     by_branch: dict[str, int] = {}
     by_fund: dict[str, int] = {}
-    for col, (branch, fund, payer) in enumerate(COLUMNS):
-        if col not in used:
-            continue
+    for col in sorted(columns_used):
+        branch, fund, payer = COLUMNS[col]
         amount = sums[col]
         if payer == EMPLOYER:
             employer += amount
@@ -258,8 +266,8 @@ def totals(sums: Sequence[int], columns_used: Iterable[int]) -> dict[str, Any]:
         "employer": employer,
         "employee": employee,
         "total": employer + employee,
-        "by_branch": {b: by_branch[b] for b in BRANCHES if b in by_branch},
-        "by_fund": {f: by_fund[f] for f in FUNDS if f in by_fund},
+        "by_branch": by_branch,
+        "by_fund": by_fund,
     }
 
 

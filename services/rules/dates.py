@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
+from functools import lru_cache
 
 _PERIOD = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -19,8 +20,11 @@ FILINGS = (MONTHLY, QUARTERLY)
 
 def parse_period(text: object) -> date | None:
     """`YYYY-MM` → the first day of that month; None when it is not a period."""
-    if not isinstance(text, str):
-        return None
+    return _parse_period(text) if isinstance(text, str) else None
+
+
+@lru_cache(maxsize=4096)  # a month's declarations share a handful of periods
+def _parse_period(text: str) -> date | None:
     m = _PERIOD.match(text)
     if m is None:
         return None

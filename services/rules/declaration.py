@@ -9,6 +9,7 @@ Two kinds of problems, kept apart on purpose:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -64,7 +65,7 @@ class DeclarationError:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per declaration, and frozen __init__ is slow
 class Declaration:
     declaration_id: str
     employer_id: str
@@ -75,7 +76,7 @@ class Declaration:
     period: date | None  # first day of the month; None when the period is invalid
     submitted_at: datetime  # UTC
     replaces: str | None
-    lines: tuple[Line, ...]
+    lines: list[Line]
     errors: tuple[DeclarationError, ...]
 
     @property
@@ -85,11 +86,11 @@ class Declaration:
 
 def read_declaration(doc: Mapping[str, Any]) -> Declaration:
     """Read a RULES.md §5 declaration; InvalidInput for shape, errors for broken rules."""
-    if not isinstance(doc, Mapping):
+    if type(doc) is not dict and not isinstance(doc, Mapping):
         raise InvalidInput("a declaration is a JSON object")
     declaration_id = _text(doc, "declaration_id", "declaration_id")
     employer = _field(doc, "employer", "employer")
-    if not isinstance(employer, Mapping):
+    if type(employer) is not dict and not isinstance(employer, Mapping):
         raise InvalidInput("employer must be an object")
     employer_id = _text(employer, "id", "employer.id")
     regime = _text(employer, "regime", "employer.regime", empty_ok=True)
@@ -111,7 +112,7 @@ def read_declaration(doc: Mapping[str, Any]) -> Declaration:
     if replaces is not None and not isinstance(replaces, str):
         raise InvalidInput("replaces must be a declaration id (string) or null")
     raw_lines = _field(doc, "lines", "lines")
-    if not isinstance(raw_lines, list | tuple):
+    if type(raw_lines) is not list and not isinstance(raw_lines, tuple):
         raise InvalidInput("lines must be an array")
 
     errors: list[DeclarationError] = []
@@ -165,84 +166,98 @@ def read_lines(
     allowed: frozenset[str] | None,
     regime: str,
     errors: list[DeclarationError],
-) -> tuple[Line, ...]:
+) -> list[Line]:
     """Lines as tuples, appending every broken rule to `errors`.
 
     `allowed` is None when the regime is unknown: the pairing cannot be judged then, so
     categories are not reported line by line (UNKNOWN_REGIME says it once).
     """
     out: list[Line] = []
+    append = out.append
     first_line: dict[str, int] = {}
-    for index, raw in enumerate(raw_lines):
-        number = index + 1
-        if not isinstance(raw, Mapping):
-            raise InvalidInput(f"lines[{index}] (line {number}) must be an object")
+    categories = allowed if allowed is not None else frozenset()
+    pick = _pick_line
+    for number, raw in enumerate(raw_lines, 1):
         try:
-            worker_id = raw["worker_id"]
-            category = raw["category"]
-            days = raw["days_worked"]
-            base_salary = raw["base_salary"]
-            bonuses = raw["bonuses"]
-            in_kind = raw["benefits_in_kind"]
-            expenses = raw["expense_reimbursements"]
+            line = pick(raw)
         except KeyError as missing:
             raise InvalidInput(
-                f"missing required field lines[{index}].{missing.args[0]} (line {number})"
+                f"missing required field lines[{number - 1}].{missing.args[0]} (line {number})"
             ) from None
-        # `type(x) is int` refuses bools and floats, and is the fast check.
+        except TypeError:
+            raise InvalidInput(f"lines[{number - 1}] (line {number}) must be an object") from None
+        worker_id, category, days, base_salary, bonuses, in_kind, expenses = line
+        # One test for the common, valid line; the slow path finds out what is wrong.
+        # `type(x) is int` refuses bools and floats.
         if not (
             type(days) is int
             and type(base_salary) is int
             and type(bonuses) is int
             and type(in_kind) is int
             and type(expenses) is int
+            and type(worker_id) is str
+            and 0 <= days <= MAX_DAYS
+            and base_salary >= 0
+            and bonuses >= 0
+            and in_kind >= 0
+            and expenses >= 0
+            and category in categories
+            and worker_id
         ):
-            _raise_not_integer(raw, index)
-        if type(worker_id) is not str or not worker_id:
-            raise InvalidInput(f"lines[{index}].worker_id must be a non-empty string (line {number})")
-        if type(category) is not str:
-            raise InvalidInput(f"lines[{index}].category must be a string (line {number})")
-        if allowed is not None and category not in allowed:
-            errors.append(
-                DeclarationError(
-                    number,
-                    worker_id,
-                    CATEGORY_NOT_ALLOWED,
-                    f"category {category!r} is not declared by a {regime} employer "
-                    f"({', '.join(sorted(allowed))})",
-                )
-            )
-        if not 0 <= days <= MAX_DAYS:
-            errors.append(
-                DeclarationError(
-                    number, worker_id, DAYS_OUT_OF_RANGE, f"days_worked {days} is not within 0-31"
-                )
-            )
-        if base_salary < 0 or bonuses < 0 or in_kind < 0 or expenses < 0:
-            for name, amount in zip(AMOUNT_FIELDS, (base_salary, bonuses, in_kind, expenses), strict=True):
-                if amount < 0:
-                    errors.append(
-                        DeclarationError(number, worker_id, NEGATIVE_AMOUNT, f"{name} is negative ({amount})")
-                    )
-        first = first_line.setdefault(worker_id, number)
-        if first != number:
+            _check_line(line, number, allowed, regime, errors)
+        if worker_id in first_line:
             errors.append(
                 DeclarationError(
                     number,
                     worker_id,
                     DUPLICATE_WORKER,
-                    f"worker {worker_id} is already declared on line {first}",
+                    f"worker {worker_id} is already declared on line {first_line[worker_id]}",
                 )
             )
-        out.append((worker_id, category, days, base_salary, bonuses, in_kind, expenses))
-    return tuple(out)
+        else:
+            first_line[worker_id] = number
+        append(line)
+    return out
 
 
-def _raise_not_integer(raw: Mapping[str, Any], index: int) -> None:
-    for name in ("days_worked", *AMOUNT_FIELDS):
-        if type(raw[name]) is not int:
-            raise InvalidInput(
-                f"lines[{index}].{name} must be an integer, not {raw[name]!r} (line {index + 1})"
+_pick_line = operator.itemgetter(*LINE_FIELDS)
+
+
+def _check_line(
+    line: tuple[Any, ...],
+    number: int,
+    allowed: frozenset[str] | None,
+    regime: str,
+    errors: list[DeclarationError],
+) -> None:
+    """Everything wrong with one line: InvalidInput for its shape, errors for broken rules."""
+    index = number - 1
+    for name, value in zip(LINE_FIELDS[2:], line[2:], strict=True):
+        if type(value) is not int:
+            raise InvalidInput(f"lines[{index}].{name} must be an integer, not {value!r} (line {number})")
+    worker_id, category, days = line[0], line[1], line[2]
+    if type(worker_id) is not str or not worker_id:
+        raise InvalidInput(f"lines[{index}].worker_id must be a non-empty string (line {number})")
+    if type(category) is not str:
+        raise InvalidInput(f"lines[{index}].category must be a string (line {number})")
+    if allowed is not None and category not in allowed:
+        errors.append(
+            DeclarationError(
+                number,
+                worker_id,
+                CATEGORY_NOT_ALLOWED,
+                f"category {category!r} is not declared by a {regime} employer "
+                f"({', '.join(sorted(allowed))})",
+            )
+        )
+    if not 0 <= days <= MAX_DAYS:
+        errors.append(
+            DeclarationError(number, worker_id, DAYS_OUT_OF_RANGE, f"days_worked {days} is not within 0-31")
+        )
+    for name, amount in zip(AMOUNT_FIELDS, line[3:], strict=True):
+        if amount < 0:
+            errors.append(
+                DeclarationError(number, worker_id, NEGATIVE_AMOUNT, f"{name} is negative ({amount})")
             )
 
 

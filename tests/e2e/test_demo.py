@@ -1,0 +1,33 @@
+"""`make demo`'s last step, `kalo demo`, pushes a sample month through the running services."""
+
+import subprocess
+import sys
+
+import asyncpg
+
+from tests.integration.conftest import ROOT, Stack
+
+
+async def test_the_demo_pushes_a_sample_month_through_the_stack_and_says_what_happened(
+    services: Stack, db: asyncpg.Connection
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "demo", "--employers", "40", "--timeout", "90"],
+        cwd=ROOT,
+        env={**services.env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "40 declarations" in out
+    assert "NEGATIVE_AMOUNT x1" in out and "DUPLICATE_WORKER x1" in out
+    assert "replaced, not added" in out
+    # What it printed is what the ledger holds: 38 originals and the correction accepted, 2 rejected.
+    rows = await db.fetch(
+        "SELECT status, count(*) AS n FROM declarations WHERE employer_id LIKE 'DEMO-%' GROUP BY status"
+    )
+    counts = {r["status"]: r["n"] for r in rows}
+    assert counts == {"accepted": 39, "rejected": 2}
+    assert "│ accepted │ 39" in out

@@ -99,13 +99,17 @@ async def run_demo(settings: Settings, *, employers: int, timeout_s: float) -> O
     return out
 
 
-async def _submit_all(client: httpx.AsyncClient, docs: list[dict[str, Any]], keys: dict[str, str]) -> list[str]:
+async def _submit_all(
+    client: httpx.AsyncClient, docs: list[dict[str, Any]], keys: dict[str, str]
+) -> list[str]:
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def submit(doc: dict[str, Any]) -> str:
         async with gate:
             r = await client.post(
-                "/v1/declarations", json=doc, headers={"Authorization": f"Bearer {keys[doc['employer']['id']]}"}
+                "/v1/declarations",
+                json=doc,
+                headers={"Authorization": f"Bearer {keys[doc['employer']['id']]}"},
             )
         if r.status_code != 202:
             raise RuntimeError(f"the gateway answered {r.status_code}: {r.text[:300]}")
@@ -126,7 +130,8 @@ async def _correct_one(
     accepted = {
         r["declaration_id"]
         for r in await conn.fetch(
-            "SELECT declaration_id FROM declarations WHERE declaration_id = ANY($1) AND status = 'accepted'", ids
+            "SELECT declaration_id FROM declarations WHERE declaration_id = ANY($1) AND status = 'accepted'",
+            ids,
         )
     }
     inps = [i for i, d in enumerate(docs) if d["employer"]["regime"] == "INPS" and ids[i] in accepted]
@@ -151,7 +156,8 @@ async def _correct_one(
 async def _dues(conn: asyncpg.Connection, employer_id: str) -> dict[str, int]:
     """What the employer's account holds, per fund (the ledger's projection)."""
     rows = await conn.fetch(
-        "SELECT fund, sum(amount) AS amount FROM employer_dues WHERE employer_id = $1 GROUP BY fund ORDER BY fund",
+        """SELECT fund, sum(amount) AS amount FROM employer_dues
+           WHERE employer_id = $1 GROUP BY fund ORDER BY fund""",
         employer_id,
     )
     return {r["fund"]: int(r["amount"]) for r in rows}
@@ -162,7 +168,8 @@ async def _wait_drained(conn: asyncpg.Connection, ids: list[str], timeout_s: flo
     while True:
         pending = int(
             await conn.fetchval(
-                "SELECT count(*) FROM declarations WHERE declaration_id = ANY($1) AND status = 'received'", ids
+                "SELECT count(*) FROM declarations WHERE declaration_id = ANY($1) AND status = 'received'",
+                ids,
             )
         )
         if pending == 0 or time.monotonic() > deadline:

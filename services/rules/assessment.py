@@ -25,6 +25,7 @@ from services.rules.declaration import (
     CATEGORIES,
     INPS,
     PERIOD_NOT_COVERED,
+    RISK_CLASSES,
     Declaration,
     DeclarationError,
     read_declaration,
@@ -64,7 +65,7 @@ def assess_declaration(doc: Mapping[str, Any], ruleset: Ruleset) -> dict[str, An
     sums = [0] * len(COLUMNS)
     worked: set[str] = set()
     lines = assess_lines(declaration.lines, specs, sums, worked)
-    used = {item.column for category in worked for item in specs[category].items}
+    used = frozenset().union(*(specs[category].columns for category in worked))
     declaration_totals = totals(sums, used)
     amount = surcharge(
         declaration_totals["total"],
@@ -85,7 +86,8 @@ def _line_specs(
     allowed = CATEGORIES.get(regime)
     if period is None or allowed is None:
         return {}
-    risk_class = declaration.risk_class if isinstance(declaration.risk_class, int) else None
+    declared_class = declaration.risk_class
+    risk_class = declared_class if type(declared_class) is int and declared_class in RISK_CLASSES else None
     if regime == INPS and risk_class is None:
         return {}  # RISK_CLASS_INVALID already says why nothing can be computed
     key = ("specs", period, regime, risk_class)

@@ -59,7 +59,9 @@ def _matches(actual: Any, expected: Any, path: str = "$") -> None:
         for key, want in expected.items():
             assert key in actual, f"{path}: no key {key!r} in {sorted(actual)}"
             if key == "items":
-                want = [dict(zip(ITEM_KEYS, row, strict=True)) if isinstance(row, list) else row for row in want]
+                want = [
+                    dict(zip(ITEM_KEYS, row, strict=True)) if isinstance(row, list) else row for row in want
+                ]
             _matches(actual[key], want, f"{path}.{key}")
     elif isinstance(expected, list):
         assert isinstance(actual, list), f"{path}: expected a list, got {actual!r}"
@@ -69,6 +71,11 @@ def _matches(actual: Any, expected: Any, path: str = "$") -> None:
     else:
         # Same type too: the rate "0.50" is not 0.5, the amount 100 is not "100", False is not 0.
         assert type(actual) is type(expected) and actual == expected, f"{path}: {actual!r} != {expected!r}"
+
+
+def _item(row: Any) -> Any:
+    """An item row [branch, fund, payer, rate, base, amount] as the §5 object."""
+    return dict(zip(ITEM_KEYS, row, strict=True)) if isinstance(row, list) else row
 
 
 def _declaration(case: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +92,10 @@ def _career(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if "from" in entry:
             first = parse_period(entry["from"])
             assert first is not None
-            out += [{"period": period_text(add_months(first, k)), "base": entry["base"]} for k in range(entry["months"])]
+            out += [
+                {"period": period_text(add_months(first, k)), "base": entry["base"]}
+                for k in range(entry["months"])
+            ]
         else:
             out.append(entry)
     return out

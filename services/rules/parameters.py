@@ -88,7 +88,15 @@ class Parameter:
         return entry.value
 
 
-class _StrictLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (several times faster), else pure Python;
+# both build plain data only.
+if hasattr(yaml, "CSafeLoader"):  # noqa: SIM108 - mypy needs a class, not a conditional expression
+    _SafeLoader = yaml.CSafeLoader
+else:  # pragma: no cover - PyYAML without libyaml
+    _SafeLoader = yaml.SafeLoader  # type: ignore[misc,assignment]
+
+
+class _StrictLoader(_SafeLoader):
     """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
 
 

@@ -20,7 +20,7 @@ from services.rules.contributions import (
     totals,
     zero_totals,
 )
-from services.rules.dates import due_date, months_late
+from services.rules.dates import MONTHLY, QUARTERLY, due_date, months_late
 from services.rules.declaration import (
     CATEGORIES,
     INPS,
@@ -133,11 +133,21 @@ def payment_terms(ruleset: Ruleset, period: date, filing: str) -> Terms:
     return terms
 
 
+def filing_by_size(workers: int, ruleset: Ruleset, period: date) -> str:
+    """RULES.md §2: employers with fewer than 10 workers file quarterly."""
+    below = ruleset.integer("declaration.quarterly_filing_below_workers", period)
+    return QUARTERLY if workers < below else MONTHLY
+
+
 def _terms(declaration: Declaration, ruleset: Ruleset, errors: list[DeclarationError]) -> Terms | None:
-    if declaration.period is None:
+    period = declaration.period
+    if period is None:
         return None
     try:
-        return payment_terms(ruleset, declaration.period, declaration.filing)
+        filing = declaration.filing
+        if filing is None:  # the employer's filing was not given: judge by this month's workers
+            filing = filing_by_size(len({line[0] for line in declaration.lines}), ruleset, period)
+        return payment_terms(ruleset, period, filing)
     except NotInForce as exc:
         errors.append(_not_covered(declaration, exc.name))
         return None

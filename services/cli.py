@@ -5,22 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from services.common.settings import Settings
-
-
-def get_settings() -> Settings:
-    """Imported on use: `kalo rules` needs no settings, and pydantic-settings costs ~0.4 s."""
-    from services.common.settings import get_settings as load
-
-    return load()
-
+from services.common.settings import get_settings
 
 app = typer.Typer(
     help="Kalo: social-security declarations and pensions as event streams.", no_args_is_help=True

@@ -21,6 +21,7 @@ from services.rules import (
     liquidate_claim,
     load_ruleset,
     params_in_force,
+    validate_declaration,
 )
 from services.rules.dates import add_months, parse_period, period_text
 from services.rules.ruleset import jsonable
@@ -108,7 +109,10 @@ def _claim(case: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_assessment(case: dict[str, Any], defaults: dict[str, Any]) -> None:
-    result = assess_declaration(_declaration(case, defaults), RULESET)
+    doc = _declaration(case, defaults)
+    result = assess_declaration(doc, RULESET)
+    # validate_declaration (what a caller checks before accepting) finds the same errors.
+    assert [e.as_json() for e in validate_declaration(doc, RULESET)] == result["errors"]
     expect = dict(case["expect"])
     want_errors = expect.pop("errors", None)
     _matches(result, expect)

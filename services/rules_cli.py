@@ -98,7 +98,10 @@ def params(
     from rich.table import Table
 
     title = f"ruleset {ruleset.id} — " + ("all dated values" if history else f"in force on {when}")
-    table = Table("name", "value", "unit", "status", "since", "reference", title=title)
+    table = Table(title=title)
+    for column in ("name", "value", "unit", "status", "since"):
+        table.add_column(column, no_wrap=True)  # names and dates stay greppable
+    table.add_column("reference")
     for r in rows:
         status = r.status if r.status == "confirmed" else f"[yellow]{r.status}[/yellow]"
         table.add_row(r.name, _show(r.value), r.unit, status, r.since.isoformat(), r.reference)

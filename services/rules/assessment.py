@@ -20,11 +20,12 @@ from services.rules.contributions import (
     totals,
     zero_totals,
 )
-from services.rules.dates import due_date, months_late
+from services.rules.dates import MONTHLY, QUARTERLY, due_date, months_late
 from services.rules.declaration import (
     CATEGORIES,
     INPS,
     PERIOD_NOT_COVERED,
+    RISK_CLASSES,
     Declaration,
     DeclarationError,
     read_declaration,
@@ -64,7 +65,7 @@ def assess_declaration(doc: Mapping[str, Any], ruleset: Ruleset) -> dict[str, An
     sums = [0] * len(COLUMNS)
     worked: set[str] = set()
     lines = assess_lines(declaration.lines, specs, sums, worked)
-    used = {item.column for category in worked for item in specs[category].items}
+    used = frozenset().union(*(specs[category].columns for category in worked))
     declaration_totals = totals(sums, used)
     amount = surcharge(
         declaration_totals["total"],
@@ -85,7 +86,8 @@ def _line_specs(
     allowed = CATEGORIES.get(regime)
     if period is None or allowed is None:
         return {}
-    risk_class = declaration.risk_class if isinstance(declaration.risk_class, int) else None
+    declared_class = declaration.risk_class
+    risk_class = declared_class if type(declared_class) is int and declared_class in RISK_CLASSES else None
     if regime == INPS and risk_class is None:
         return {}  # RISK_CLASS_INVALID already says why nothing can be computed
     key = ("specs", period, regime, risk_class)
@@ -131,11 +133,21 @@ def payment_terms(ruleset: Ruleset, period: date, filing: str) -> Terms:
     return terms
 
 
+def filing_by_size(workers: int, ruleset: Ruleset, period: date) -> str:
+    """RULES.md §2: employers with fewer than 10 workers file quarterly."""
+    below = ruleset.integer("declaration.quarterly_filing_below_workers", period)
+    return QUARTERLY if workers < below else MONTHLY
+
+
 def _terms(declaration: Declaration, ruleset: Ruleset, errors: list[DeclarationError]) -> Terms | None:
-    if declaration.period is None:
+    period = declaration.period
+    if period is None:
         return None
     try:
-        return payment_terms(ruleset, declaration.period, declaration.filing)
+        filing = declaration.filing
+        if filing is None:  # the employer's filing was not given: judge by this month's workers
+            filing = filing_by_size(len({line[0] for line in declaration.lines}), ruleset, period)
+        return payment_terms(ruleset, period, filing)
     except NotInForce as exc:
         errors.append(_not_covered(declaration, exc.name))
         return None

@@ -69,6 +69,7 @@ class LineSpec:
     ceiling: int | None = None
     floors: tuple[int, ...] = field(init=False)  # the floor for 0..31 days worked
     fast: tuple[tuple[Any, ...], ...] = field(init=False)  # items unpacked for the hot loop
+    columns: frozenset[int] = field(init=False)  # the COLUMNS slots its items fill
 
     def __post_init__(self) -> None:
         if any(i.capped and i.base != BASE for i in self.items):
@@ -90,6 +91,7 @@ class LineSpec:
         )
         object.__setattr__(self, "floors", floors)
         object.__setattr__(self, "fast", fast)
+        object.__setattr__(self, "columns", frozenset(i.column for i in self.items))
 
 
 def gross_remuneration(base_salary: int, bonuses: int, benefits_in_kind: int) -> int:
@@ -144,7 +146,8 @@ def _build_line_spec(
             ]
         return LineSpec(
             tuple(items),
-            smig=ruleset.integer("smig", at),
+            # No SMIG known for the period (before 2011): no floor, see parameters/smig.yaml.
+            smig=ruleset.optional_integer("smig", at),
             ceiling=ceiling if isinstance(ceiling, int) else None,
         )
     if regime == CMSS:

@@ -161,8 +161,9 @@ def recompute(claim: Claim, ruleset: Ruleset) -> dict[str, Any]:
                     }
                 return {**result, "reason": "INSUFFICIENT_INSURANCE"}
             early = max(0, normal - age)
-            smig = _int(ruleset.value("smig", at))
-            basis = max(reference, _half_up(_frac(param("floor_smig_multiple")) * smig))
+            smig = ruleset.optional("smig", at)  # no SMIG known (before 2011): no floor
+            floor = 0 if smig is None else _half_up(_frac(param("floor_smig_multiple")) * _int(smig))
+            basis = max(reference, floor)
             reduction = min(_frac(param("early_reduction_per_year")) * early, Fraction(1))
         else:
             assert isinstance(ages, Mapping)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from services.rules.dates import FILINGS, MONTHLY, parse_instant, parse_period
+from services.rules.dates import FILINGS, parse_instant, parse_period
 
 INPS = "INPS"
 CMSS = "CMSS"
@@ -71,7 +71,7 @@ class Declaration:
     employer_id: str
     regime: str
     risk_class: object  # checked, not trusted: RISK_CLASS_INVALID when not 1-4 for INPS
-    filing: str
+    filing: str | None  # None when not given: decided by the number of workers (RULES.md §2)
     period_text: str
     period: date | None  # first day of the month; None when the period is invalid
     submitted_at: datetime  # UTC
@@ -94,10 +94,8 @@ def read_declaration(doc: Mapping[str, Any]) -> Declaration:
         raise InvalidInput("employer must be an object")
     employer_id = _text(employer, "id", "employer.id")
     regime = _text(employer, "regime", "employer.regime", empty_ok=True)
-    filing = employer.get("filing", MONTHLY)
-    if filing is None:
-        filing = MONTHLY
-    if filing not in FILINGS:
+    filing = employer.get("filing")
+    if filing is not None and filing not in FILINGS:
         raise InvalidInput(f"employer.filing must be monthly or quarterly, not {filing!r}")
     risk_class = employer.get("risk_class")
     period_raw = _field(doc, "period", "period")

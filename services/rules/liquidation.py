@@ -208,9 +208,9 @@ def _inps(base: _Outcome, months: list[Month], ruleset: Ruleset, at: date) -> Li
             )
         return base.rejected(INSUFFICIENT_INSURANCE, reference)
     early_years = max(0, normal_age - age)
-    floor = round_half_up(
-        exact_product(ruleset.rate("inps.pension.floor_smig_multiple", at), ruleset.integer("smig", at))
-    )
+    smig = ruleset.optional_integer("smig", at)  # None before the first SMIG: no floor
+    multiple = ruleset.rate("inps.pension.floor_smig_multiple", at)
+    floor = 0 if smig is None else round_half_up(exact_product(multiple, smig))
     return _pension(
         base,
         ruleset,

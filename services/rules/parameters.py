@@ -88,7 +88,15 @@ class Parameter:
         return entry.value
 
 
-class _StrictLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (several times faster), else pure Python;
+# both build plain data only.
+if hasattr(yaml, "CSafeLoader"):  # noqa: SIM108 - mypy needs a class, not a conditional expression
+    _SafeLoader = yaml.CSafeLoader
+else:  # pragma: no cover - PyYAML without libyaml
+    _SafeLoader = yaml.SafeLoader  # type: ignore[misc,assignment]
+
+
+class _StrictLoader(_SafeLoader):
     """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
 
 
@@ -103,7 +111,14 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
     return out
 
 
+def _construct_timestamp(loader: _StrictLoader, node: yaml.ScalarNode) -> str:
+    # Keep dates as written: PyYAML would read 2019-1-1 as a date and fail on 2019-13-01 with
+    # no file named; `_parse_date` accepts exactly YYYY-MM-DD and says what is wrong.
+    return str(loader.construct_scalar(node))
+
+
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 def name_of(path: Path, root: Path) -> str:
@@ -123,7 +138,7 @@ def load_parameter(path: Path, root: Path) -> Parameter:
     try:
         # The loader only builds plain data (SafeLoader subclass).
         doc = yaml.load(path.read_bytes(), Loader=_StrictLoader)
-    except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. 2019-13-01 as a date key
+    except (yaml.YAMLError, ValueError) as exc:
         raise fail(f"not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
         raise fail("expected a mapping with description, metadata, values")
@@ -183,9 +198,7 @@ def _prefixed(fail: _Fail, prefix: str) -> _Fail:
 
 
 def _parse_date(raw: object, fail: _Fail) -> date:
-    # YAML turns an unquoted 2019-01-01 into a date; a quoted one stays a string.
-    if isinstance(raw, date):
-        return raw
+    # Unquoted or quoted, a date reaches here as the text written in the file.
     if isinstance(raw, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
         try:
             return date.fromisoformat(raw)

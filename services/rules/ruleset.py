@@ -87,6 +87,15 @@ class Ruleset:
             raise TypeError(f"parameter {name} is not an integer")
         return _expect(value, int, name)
 
+    def optional_integer(self, name: str, at: date) -> int | None:
+        """An integer in force at `at`, or None when none is (before the first value, after a null)."""
+        value = self.optional(name, at)
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            raise TypeError(f"parameter {name} is not an integer")
+        return _expect(value, int, name)
+
     def text(self, name: str, at: date) -> str:
         return _expect(self.value(name, at), str, name)
 

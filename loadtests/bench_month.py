@@ -75,12 +75,17 @@ class Services:
     def start(self, service: str, name: str, **env: str) -> None:
         with open(self.logs / f"{name}.log", "ab") as log:
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "run", service],
+                [sys.executable, *self.profiler(name), "-m", "services.cli", "run", service],
                 cwd=ROOT,
                 env={**self.sb.env, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def profiler(self, name: str) -> list[str]:
+        """KALO_BENCH_PROFILE=DIR: profile each worker into DIR/NAME.prof (cProfile)."""
+        where = os.environ.get("KALO_BENCH_PROFILE")
+        return ["-m", "cProfile", "-o", f"{where}/{name}.prof"] if where else []
 
     def check(self) -> None:
         for name, proc in self.procs.items():

@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 
+from contracts.declarations import ITEM_COLUMNS
 from services.assessment import handlers
 from services.assessment.app import create_app, submitted_topic
 from services.assessment.registry import Registry
@@ -25,19 +26,18 @@ settings = get_settings()
 app = create_app(settings)
 ruleset = load_ruleset()
 SERVICE = "assessment"
-FUND_OF_BRANCH = {"PF": "INPS", "ATMP": "INPS", "PVID": "INPS", "RETRAITE": "CMSS", "AMO": "CANAM"}
+FUND_OF_BRANCH = {c.split(":")[0]: c.split(":")[1] for c in ITEM_COLUMNS}
 
 
 def _observe(outcome: handlers.Outcome) -> None:
     metrics.DECLARATIONS.labels(outcome.status).inc()
     metrics.LINES.labels(outcome.status).inc(outcome.lines)
     for err in outcome.errors:
-        metrics.REJECTIONS.labels(err.code).inc()
-    if outcome.assessed is not None:
-        for branch, amount in outcome.assessed.totals.by_branch.items():
-            metrics.CONTRIBUTIONS.labels(branch, FUND_OF_BRANCH.get(branch, "?")).inc(amount)
-        latency = (datetime.now(UTC) - outcome.assessed.submitted_at).total_seconds()
-        metrics.END_TO_END.labels("assessed").observe(max(latency, 0.0))
+        metrics.REJECTIONS.labels(err["code"]).inc()
+    for branch, amount in outcome.by_branch.items():
+        metrics.CONTRIBUTIONS.labels(branch, FUND_OF_BRANCH.get(branch, "?")).inc(amount)
+    latency = (datetime.now(UTC) - outcome.submitted_at).total_seconds()
+    metrics.END_TO_END.labels("assessment").observe(max(latency, 0.0))
 
 
 class Sender:

@@ -125,7 +125,7 @@ class TrackedConsumer:
                     r for rs in batches.values() for r in rs if r.offset < ends[TopicPartition(r.topic, r.partition)]
                 ]
                 if records:
-                    await self.process(records)
+                    await self.process(records, commit=False)  # not a group member
                     count += len(records)
             return count
         finally:
@@ -135,7 +135,7 @@ class TrackedConsumer:
     def stop(self) -> None:
         self._stopping.set()
 
-    async def process(self, records: list[ConsumerRecord]) -> None:
+    async def process(self, records: list[ConsumerRecord], *, commit: bool = True) -> None:
         started = time.perf_counter()
         decoded: list[tuple[ConsumerRecord, Decoded]] = []
         for record in records:
@@ -154,7 +154,8 @@ class TrackedConsumer:
             log.exception("%s: batch failed; applying its records one by one", self.name)
             await self._one_by_one(decoded, offsets)
         metrics.PROCESSING.labels(self.name).observe(time.perf_counter() - started)
-        await self.consumer.commit(offsets)  # for lag tools only; PostgreSQL is the truth
+        if commit:
+            await self.consumer.commit(offsets)  # for lag tools only; PostgreSQL is the truth
 
     async def _one_by_one(
         self, decoded: list[tuple[ConsumerRecord, Decoded]], offsets: dict[TopicPartition, int]

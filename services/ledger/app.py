@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 
 import asyncpg
 from prometheus_client import start_http_server
@@ -38,8 +39,11 @@ async def run(settings: Settings | None = None) -> None:
     # Held for the life of the process: a rebuild waits for every ledger to stop.
     lock = await asyncpg.connect(s.dsn)
     await lock.execute("SELECT pg_advisory_lock_shared($1)", LEDGER_LOCK)
+    consumer = _consumer(s, pool)
+    # SIGTERM: finish the batch, leave the group, close cleanly.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, consumer.stop)
     try:
-        await _consumer(s, pool).run()
+        await consumer.run()
     finally:
         await lock.close()
         await pool.close()

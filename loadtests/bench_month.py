@@ -208,7 +208,17 @@ async def sql_batch(conn: asyncpg.Connection, docs: list[dict[str, Any]]) -> tup
         spec = line_spec(ruleset, parse_period(period), regime, category, risk)
         for item in spec.items:
             spec_rows.append(
-                (regime, category, risk, item.branch, item.fund, item.payer, item.rate.value, item.base, spec.smig)
+                (
+                    regime,
+                    category,
+                    risk,
+                    item.branch,
+                    item.fund,
+                    item.payer,
+                    item.rate.value,
+                    item.base,
+                    spec.smig,
+                )
             )
     await conn.execute(
         """CREATE TABLE bench_specs (regime text, category text, risk_class int, branch text, fund text,
@@ -290,10 +300,16 @@ async def bench(employers: int, assessment_workers: int, partitions: int, keep_l
                 sent_at = await produce(sb, messages)
                 produced = time.monotonic() - t0
                 print(f"produced in {produced:.1f} s", flush=True)
-                applied = "SELECT count(*) FROM declarations WHERE event_id IS NOT NULL AND period = '2026-10'"
+                applied = (
+                    "SELECT count(*) FROM declarations WHERE event_id IS NOT NULL AND period = '2026-10'"
+                )
                 t_ledger = await wait_until(conn, applied, len(docs), services, 900)
                 t_workers = await wait_until(
-                    conn, "SELECT count(*) FROM workers WHERE first_period = '2026-10'", workers, services, 300
+                    conn,
+                    "SELECT count(*) FROM workers WHERE first_period = '2026-10'",
+                    workers,
+                    services,
+                    300,
                 )
                 elapsed = max(t_ledger, t_workers) - t0
                 rss = services.peak_rss()
@@ -301,8 +317,8 @@ async def bench(employers: int, assessment_workers: int, partitions: int, keep_l
             finally:
                 services.stop()
             rows = await conn.fetch(
-                "SELECT declaration_id, extract(epoch FROM assessed_at) AS at, (totals->>'total')::bigint AS total"
-                " FROM declarations WHERE period = '2026-10'"
+                "SELECT declaration_id, extract(epoch FROM assessed_at) AS at,"
+                " (totals->>'total')::bigint AS total FROM declarations WHERE period = '2026-10'"
             )
             sent = {d["declaration_id"]: s for d, s in zip(docs, sent_at, strict=True)}
             latencies = [float(r["at"]) - sent[r["declaration_id"]] for r in rows]
@@ -357,9 +373,7 @@ async def _warm_up(sb: Sandbox, conn: asyncpg.Connection, services: Services) ->
         payload_sha256="0" * 64,
     )
     await produce(sb, [(b"BENCH-WARMUP", event.model_dump_json().encode())])
-    await wait_until(
-        conn, "SELECT count(*) FROM declarations WHERE event_id IS NOT NULL", 1, services, 120
-    )
+    await wait_until(conn, "SELECT count(*) FROM declarations WHERE event_id IS NOT NULL", 1, services, 120)
 
 
 async def _scrape(services: Services) -> dict[str, float]:
@@ -370,16 +384,25 @@ async def _scrape(services: Services) -> dict[str, float]:
         for port in ports:
             text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
             for line in text.splitlines():
-                if line.startswith(
-                    ("kalo_declarations_total{", "kalo_declaration_lines_total{", "kalo_processing_seconds_")
-                ) and "bucket" not in line:
+                if (
+                    line.startswith(
+                        (
+                            "kalo_declarations_total{",
+                            "kalo_declaration_lines_total{",
+                            "kalo_processing_seconds_",
+                        )
+                    )
+                    and "bucket" not in line
+                ):
                     name = line.split(" ")[0]
                     out[name] = out.get(name, 0.0) + float(line.split()[-1])
     return out
 
 
 def main(
-    employers: Annotated[int, typer.Option(help="employers (declarations) in the month")] = NATIONAL_EMPLOYERS,
+    employers: Annotated[
+        int, typer.Option(help="employers (declarations) in the month")
+    ] = NATIONAL_EMPLOYERS,
     assessment_workers: Annotated[int, typer.Option(help="assessment processes in one group")] = 1,
     partitions: Annotated[int, typer.Option(help="partitions per topic")] = 6,
     keep_logs: Annotated[bool, typer.Option(help="keep the workers' logs")] = False,
@@ -389,7 +412,9 @@ def main(
     lines, secs = r["lines"], r["seconds"]
     print(f"\nend to end: {r['declarations']:,} declarations, {lines:,} lines in {secs:.1f} s")
     print(f"  {r['lines_per_s']:,.0f} lines/s, {r['declarations_per_s']:,.0f} declarations/s")
-    print(f"  latency produce -> ledger commit: p50 {r['latency_p50_s']:.2f} s, p99 {r['latency_p99_s']:.2f} s")
+    print(
+        f"  latency produce -> ledger commit: p50 {r['latency_p50_s']:.2f} s, p99 {r['latency_p99_s']:.2f} s"
+    )
     for name, mib in r["peak_rss_mib"].items():
         print(f"  peak RSS {name}: {mib:,.0f} MiB")
     print(f"  careers rows {r['careers']:,}; total assessed {r['stream_total']:,} XOF")
@@ -399,7 +424,8 @@ def main(
         f"stream / pass-through = {secs / r['passthrough_s']:.1f}x"
     )
     print(
-        f"SQL batch (COPY + one INSERT ... SELECT): {r['sql_batch_s']:.1f} s, total {r['sql_batch_total']:,} XOF; "
+        f"SQL batch (COPY + one INSERT ... SELECT): {r['sql_batch_s']:.1f} s, "
+        f"total {r['sql_batch_total']:,} XOF; "
         f"stream / batch = {secs / r['sql_batch_s']:.1f}x"
     )
     print(f"target 30 s: {'met' if secs <= 30 else 'missed'}")

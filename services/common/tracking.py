@@ -122,7 +122,10 @@ class TrackedConsumer:
             while [tp for tp in tps if await self.consumer.position(tp) < ends[tp]]:
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
                 records = [
-                    r for rs in batches.values() for r in rs if r.offset < ends[TopicPartition(r.topic, r.partition)]
+                    r
+                    for rs in batches.values()
+                    for r in rs
+                    if r.offset < ends[TopicPartition(r.topic, r.partition)]
                 ]
                 if records:
                     await self.process(records, commit=False)  # not a group member

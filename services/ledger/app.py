@@ -59,7 +59,7 @@ async def rebuild(settings: Settings | None = None) -> dict[str, int]:
         records = await _consumer(s, pool).replay_to_end()
         counts = {"records": records}
         for table in ("declarations", "employer_periods", "employer_dues", "careers", "workers"):
-            counts[table] = await pool.fetchval(f"SELECT count(*) FROM {table}")  # noqa: S608
+            counts[table] = await pool.fetchval(f"SELECT count(*) FROM {table}")
         return counts
     finally:
         await pool.close()

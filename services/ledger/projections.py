@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 

@@ -63,9 +63,15 @@ async def test_the_largest_employer_passes_end_to_end(services: Stack, db) -> No
     )
     assert career["n"] == BIG
     assert career["base"] == sum(
-        i["base"] for line in want["lines"] for i in line["items"] if i["branch"] == "PVID" and i["payer"] == "employee"
+        i["base"]
+        for line in want["lines"]
+        for i in line["items"]
+        if i["branch"] == "PVID" and i["payer"] == "employee"
     )
-    assert await db.fetchval("SELECT count(*) FROM workers WHERE first_declaration_id = $1", declaration_id) == BIG
+    assert (
+        await db.fetchval("SELECT count(*) FROM workers WHERE first_declaration_id = $1", declaration_id)
+        == BIG
+    )
 
 
 def samples(text: str) -> dict[str, float]:
@@ -83,7 +89,9 @@ async def scrape(stack: Stack) -> dict[str, dict[str, float]]:
         "ledger": stack.settings.ledger_metrics_port,
     }
     async with httpx.AsyncClient(timeout=10) as client:
-        return {k: samples((await client.get(f"http://127.0.0.1:{p}/metrics")).text) for k, p in ports.items()}
+        return {
+            k: samples((await client.get(f"http://127.0.0.1:{p}/metrics")).text) for k, p in ports.items()
+        }
 
 
 async def test_worker_metrics_move_with_the_work(services: Stack, db) -> None:

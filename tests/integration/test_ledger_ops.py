@@ -10,8 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -106,7 +105,8 @@ async def snapshot(conn: asyncpg.Connection) -> dict[str, list[tuple[Any, ...]]]
         "employer_periods": "SELECT * FROM employer_periods",
         "employer_dues": "SELECT * FROM employer_dues",
         "careers": "SELECT * FROM careers",
-        "workers": "SELECT worker_id, first_employer_id, first_period, first_declaration_id, status FROM workers",
+        "workers": "SELECT worker_id, first_employer_id, first_period, first_declaration_id, status"
+        " FROM workers",
     }
     return {name: sorted(tuple(r) for r in await conn.fetch(q)) for name, q in queries.items()}
 
@@ -139,7 +139,8 @@ async def test_a_correction_counts_once_in_the_ledger(flowing) -> None:
     # Both stay in the declarations table (the original is still a record); the account and
     # the careers hold the corrective only.
     original_total = await conn.fetchval(
-        "SELECT (totals->>'total')::bigint FROM declarations WHERE declaration_id = $1", correction["replaces"]
+        "SELECT (totals->>'total')::bigint FROM declarations WHERE declaration_id = $1",
+        correction["replaces"],
     )
     assert state["total"] == want["total"] + original_total
     assert state["careers"] == want["careers"] and state["dues"] == want["dues"]
@@ -163,11 +164,14 @@ async def test_poison_on_a_ledger_topic_goes_to_the_dlq_and_the_partition_flows(
     assert await conn.fetchval(
         "SELECT status FROM declarations WHERE declaration_id = 'D-it-after-poison'"
     ) in ("accepted", "rejected")
-    assert not await conn.fetchval("SELECT count(*) FROM declarations WHERE declaration_id = 'D-it-second-original'")
+    assert not await conn.fetchval(
+        "SELECT count(*) FROM declarations WHERE declaration_id = 'D-it-second-original'"
+    )
     letters = [e for e in await read_all(stack.settings, "kalo.dlq") if e["data"]["service"] == "kalo-ledger"]
     topic = kafka.topic("kalo.declarations.assessed", stack.settings)
     got = {
-        (e["data"]["partition"], e["data"]["offset"]): base64.b64decode(e["data"]["value_b64"]) for e in letters
+        (e["data"]["partition"], e["data"]["offset"]): base64.b64decode(e["data"]["value_b64"])
+        for e in letters
     }
     assert got == bad
     assert all(e["data"]["topic"] == topic and e["data"]["error"] for e in letters)

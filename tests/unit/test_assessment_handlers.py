@@ -25,7 +25,9 @@ def line(worker: str, salary: int) -> dict[str, Any]:
     return {"worker_id": worker, "category": "salarie", "days_worked": 30, "base_salary": salary}
 
 
-def run(lines: list[dict[str, Any]], employer: EmployerRecord | None = REGISTERED, known=frozenset()) -> Outcome:
+def run(
+    lines: list[dict[str, Any]], employer: EmployerRecord | None = REGISTERED, known=frozenset()
+) -> Outcome:
     raw = (
         submitted_event(
             declaration_id="D1",
@@ -38,9 +40,7 @@ def run(lines: list[dict[str, Any]], employer: EmployerRecord | None = REGISTERE
         .model_dump_json()
         .encode()
     )
-    return assess_submitted(
-        decode_submitted(raw), raw, RULESET, employer=employer, known_workers=set(known)
-    )
+    return assess_submitted(decode_submitted(raw), raw, RULESET, employer=employer, known_workers=set(known))
 
 
 def by_topic(outcome: Outcome) -> dict[str, Envelope[Any]]:

@@ -131,7 +131,7 @@ async def process(events: list[Any]) -> None:
 
 @app.agent(submitted_topic(app, settings))
 async def assess(stream: faust.StreamT) -> None:
-    async for events in stream.take_events(200, within=0.2):
+    async for events in stream.take_events(500, within=0.2):
         # take_events acks the batch when this body ends, even on error: so an outage of
         # PostgreSQL or Kafka is retried here until the batch is done (the partition waits).
         while True:

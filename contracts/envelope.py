@@ -88,13 +88,13 @@ def envelope_json(
         event_id = derived_id(causation_id, data_type.TYPE) if causation_id else uuid.uuid4()
     head = orjson.dumps(
         {
-            "id": str(event_id),
+            "id": event_id,
             "type": data_type.TYPE,
             "version": data_type.VERSION,
             "occurred_at": occurred_at or datetime.now(UTC),
             "producer": producer,
             "correlation_id": correlation_id,
-            "causation_id": str(causation_id) if causation_id else None,
+            "causation_id": causation_id,
         },
         option=orjson.OPT_UTC_Z,
     )

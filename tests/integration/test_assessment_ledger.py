@@ -120,7 +120,13 @@ async def register(conn: asyncpg.Connection, count: int) -> list[dict[str, Any]]
     return employers
 
 
-async def produce(stack: Stack, docs: list[dict[str, Any]], *, raw: list[bytes] | None = None) -> None:
+async def produce(
+    stack: Stack,
+    docs: list[dict[str, Any]],
+    *,
+    raw: list[bytes] | None = None,
+    submitted_at: datetime = SUBMITTED_AT,
+) -> None:
     producer = kafka.producer(stack.settings)
     await producer.start()
     try:
@@ -131,8 +137,9 @@ async def produce(stack: Stack, docs: list[dict[str, Any]], *, raw: list[bytes] 
                 employer=doc["employer"],
                 period=doc["period"],
                 lines=doc["lines"],
-                submitted_at=SUBMITTED_AT,
+                submitted_at=submitted_at,
                 payload_sha256="0" * 64,
+                replaces=doc.get("replaces"),
             )
             await producer.send(name, event.model_dump_json().encode(), key=doc["employer"]["id"].encode())
         for value in raw or []:
@@ -321,7 +328,9 @@ async def test_two_workers_share_partitions_and_totals_stay_right(
                 if line.startswith("kalo_declarations_total{")
             )
     assert all(c > 0 for c in counts.values()), f"each worker assessed some declarations: {counts}"
-    assert sum(counts.values()) == len(docs), "each declaration assessed by one worker (no rebalance here)"
+    # A rebalance while both join may have a few batches assessed twice: same event ids,
+    # dropped by the ledger (its rows were checked above).
+    assert sum(counts.values()) >= len(docs)
 
 
 async def test_poison_bytes_go_to_the_dlq_and_the_partition_keeps_flowing(

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
+import pytest_asyncio
 
 from services.common import kafka
 from services.rules import assess_declaration, load_ruleset
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, isolated_stack
 from tests.integration.helpers import (
     auth,
     consume_until,
@@ -21,6 +25,7 @@ from tests.integration.helpers import (
     register_employer,
     wait_status,
 )
+from tests.integration.test_assessment_ledger import produce, register, wait_applied
 
 BIG = 30_000
 
@@ -83,6 +88,18 @@ def samples(text: str) -> dict[str, float]:
     return out
 
 
+async def _wait_scrape(stack: Stack, seconds: float = 60) -> dict[str, dict[str, float]]:
+    """The first scrape, once both workers serve /metrics."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return await scrape(stack)
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 async def scrape(stack: Stack) -> dict[str, dict[str, float]]:
     ports = {
         "assessment": stack.settings.assessment_web_port,
@@ -94,23 +111,37 @@ async def scrape(stack: Stack) -> dict[str, dict[str, float]]:
         }
 
 
-async def test_worker_metrics_move_with_the_work(services: Stack, db) -> None:
-    employer_id, key = await register_employer(db, risk_class=2)
-    before = await scrape(services)
-    async with httpx.AsyncClient(base_url=services.gateway_url, timeout=30) as client:
-        ok = await client.post(
-            "/v1/declarations",
-            headers=auth(key),
-            json=declaration(employer_id, [inps_line("MW1", 250_000)], period="2026-09"),
-        )
-        bad = await client.post(
-            "/v1/declarations",
-            headers=auth(key),
-            json=declaration(employer_id, [inps_line("MW2", -5), inps_line("MW3", 100)], period="2026-08"),
-        )
-        for r in (ok, bad):
-            assert r.status_code == 202, r.text
-            await wait_status(client, r.json()["declaration_id"], key)
+@pytest_asyncio.fixture(loop_scope="session")
+async def workers(tmp_path: Path) -> AsyncIterator[tuple[Stack, asyncpg.Connection]]:
+    """Its own sandbox: the poison sent here must not reach the topics other tests read."""
+    async with isolated_stack(tmp_path) as stack:
+        conn = await asyncpg.connect(stack.settings.dsn)
+        try:
+            stack.start("assessment")
+            stack.start("ledger")
+            yield stack, conn
+        finally:
+            await conn.close()
+
+
+async def test_worker_metrics_move_with_the_work(workers: tuple[Stack, asyncpg.Connection]) -> None:
+    services, db = workers
+    employer = (await register(db, 2))[1]  # INPS, risk class 2, monthly
+    ok = {
+        "declaration_id": "D-metrics-ok",
+        "employer": employer,
+        "period": "2026-09",
+        "lines": [inps_line("MW1", 250_000)],
+    }
+    bad = {
+        "declaration_id": "D-metrics-bad",
+        "employer": employer,
+        "period": "2026-08",
+        "lines": [inps_line("MW2", -5), inps_line("MW3", 100)],
+    }
+    before = await _wait_scrape(services)
+    await produce(services, [ok, bad])
+    await wait_applied(db, 2, seconds=60)
     producer = kafka.producer(services.settings)
     await producer.start()
     try:
@@ -157,7 +188,7 @@ async def test_worker_metrics_move_with_the_work(services: Stack, db) -> None:
         assert after[proc][count] > before[proc].get(count, 0)
         assert after[proc][f'kalo_processing_seconds_sum{{service="{service}"}}'] > 0
     # Lag per consumed partition; the work above is done, so nothing is left behind.
-    lag = await _lags(services, before=after)
+    lag = await _lags(services)
     assert {p for (svc, topic, p) in lag if svc == "assessment" and topic == submitted} == {
         str(p) for p in range(services.settings.partitions)
     }
@@ -165,7 +196,7 @@ async def test_worker_metrics_move_with_the_work(services: Stack, db) -> None:
     assert all(v == 0 for v in lag.values()), lag
 
 
-async def _lags(stack: Stack, before: dict[str, dict[str, float]]) -> dict[tuple[str, str, str], float]:
+async def _lags(stack: Stack) -> dict[tuple[str, str, str], float]:
     deadline = time.monotonic() + 20
     while True:
         scraped = await scrape(stack)
@@ -178,6 +209,7 @@ async def _lags(stack: Stack, before: dict[str, dict[str, float]]) -> dict[tuple
                     )
                     key = tuple(labels[k].strip('"') for k in ("service", "topic", "partition"))
                     lag[key] = value  # type: ignore[index]
-        if (lag and all(v == 0 for v in lag.values())) or time.monotonic() > deadline:
+        both = {svc for svc, _, _ in lag} == {"assessment", "kalo-ledger"}
+        if (both and all(v == 0 for v in lag.values())) or time.monotonic() > deadline:
             return lag
         await asyncio.sleep(1)

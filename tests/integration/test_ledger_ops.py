@@ -21,7 +21,6 @@ from aiokafka import TopicPartition
 from contracts.declarations import DeclarationAssessed, Totals
 from contracts.envelope import wrap
 from services.common import kafka
-from services.common.submitted import submitted_event
 from tests.integration.conftest import ROOT, Stack, isolated_stack
 from tests.integration.helpers import read_all
 from tests.integration.test_assessment_ledger import (
@@ -64,16 +63,7 @@ async def flowing(
 
 
 async def produce_submitted(stack: Stack, doc: dict[str, Any], *, submitted_at: datetime) -> None:
-    event = submitted_event(
-        declaration_id=doc["declaration_id"],
-        employer=doc["employer"],
-        period=doc["period"],
-        lines=doc["lines"],
-        submitted_at=submitted_at,
-        payload_sha256="0" * 64,
-        replaces=doc.get("replaces"),
-    )
-    await send(stack, "kalo.declarations.submitted", doc["employer"]["id"], event.model_dump_json().encode())
+    await produce(stack, [doc], submitted_at=submitted_at)
 
 
 async def send(stack: Stack, topic: str, key: str, value: bytes) -> tuple[int, int]:

@@ -51,6 +51,12 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (robust to a shared machine, unlike wall time)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -95,6 +101,9 @@ class Services:
 
     def peak_rss(self) -> dict[str, float]:
         return {name: peak_rss_mib(p.pid) for name, p in self.procs.items()}
+
+    def cpu(self) -> dict[str, float]:
+        return {name: cpu_seconds(p.pid) for name, p in self.procs.items()}
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -295,6 +304,7 @@ async def bench(employers: int, assessment_workers: int, partitions: int, keep_l
             services = Services(sb, tmp / "logs", assessment_workers)
             try:
                 await _warm_up(sb, conn, services)
+                cpu_before = services.cpu()
                 started = time.time()
                 t0 = time.monotonic()
                 sent_at = await produce(sb, messages)
@@ -313,6 +323,7 @@ async def bench(employers: int, assessment_workers: int, partitions: int, keep_l
                 )
                 elapsed = max(t_ledger, t_workers) - t0
                 rss = services.peak_rss()
+                cpu = {k: v - cpu_before[k] for k, v in services.cpu().items()}
                 scraped = await _scrape(services)
             finally:
                 services.stop()
@@ -342,6 +353,7 @@ async def bench(employers: int, assessment_workers: int, partitions: int, keep_l
             "latency_p50_s": percentile(latencies, 0.5),
             "latency_p99_s": percentile(latencies, 0.99),
             "peak_rss_mib": {**rss, "bench": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
+            "cpu_s": cpu,
             "careers": careers,
             "stream_total": stream_total,
             "passthrough_s": passthrough,
@@ -417,6 +429,8 @@ def main(
     )
     for name, mib in r["peak_rss_mib"].items():
         print(f"  peak RSS {name}: {mib:,.0f} MiB")
+    for name, cpu in r["cpu_s"].items():
+        print(f"  CPU time {name}: {cpu:.1f} s")
     print(f"  careers rows {r['careers']:,}; total assessed {r['stream_total']:,} XOF")
     print(f"  worker counters: {r['metrics']}")
     print(

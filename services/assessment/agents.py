@@ -10,15 +10,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
 
 from contracts.declarations import ITEM_COLUMNS
 from services.assessment import handlers
 from services.assessment.app import create_app, submitted_topic
 from services.assessment.registry import Registry
-from services.common import metrics
+from services.common import kafka, metrics
 from services.common.db import connect_pool
 from services.common.dlq import dead_letter
-from services.common.kafka import topic
+from services.common.kafka import BatchSender, topic
 from services.common.settings import get_settings
 from services.rules import load_ruleset
 
@@ -55,19 +56,17 @@ def _observe(outcomes: list[handlers.Outcome]) -> None:
 
 
 class Sender:
-    """Sends through faust's producer and waits for every acknowledgement at the end of a batch."""
+    """The batch's outputs, by registry topic name; `flush` returns once all are acknowledged."""
 
-    def __init__(self) -> None:
-        self.futures: list[Any] = []
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.batch = BatchSender(producer)
 
     async def send(self, registry_name: str, key: str, value: bytes) -> None:
-        fut = await app.producer.send(topic(registry_name, settings), key.encode(), value, None, None, None)
-        self.futures.append(fut)
+        await self.batch.send(topic(registry_name, settings), key.encode(), value)
 
     async def flush(self) -> None:
         # Outputs must be acknowledged before the batch's offsets are committed.
-        await asyncio.gather(*self.futures)
-        self.futures.clear()
+        await self.batch.flush()
 
 
 async def _dead_letter(sender: Sender, msg: Any, exc: BaseException) -> None:
@@ -86,6 +85,16 @@ async def _dead_letter(sender: Sender, msg: Any, exc: BaseException) -> None:
 
 
 _registry: Registry | None = None
+_producer: AIOKafkaProducer | None = None
+
+
+async def producer() -> AIOKafkaProducer:
+    """The outputs' own producer: record batches built here, not one `send` per message."""
+    global _producer
+    if _producer is None:
+        _producer = kafka.producer(settings, max_batch_size=1_048_576)
+        await _producer.start()
+    return _producer
 
 
 async def registry() -> Registry:
@@ -97,7 +106,7 @@ async def registry() -> Registry:
 
 async def process(events: list[Any]) -> None:
     started = time.perf_counter()
-    sender = Sender()
+    sender = Sender(await producer())
     decoded = []
     for event in events:
         try:
@@ -131,7 +140,7 @@ async def process(events: list[Any]) -> None:
 
 @app.agent(submitted_topic(app, settings))
 async def assess(stream: faust.StreamT) -> None:
-    async for events in stream.take_events(500, within=0.2):
+    async for events in stream.take_events(settings.assessment_batch, within=0.2):
         # take_events acks the batch when this body ends, even on error: so an outage of
         # PostgreSQL or Kafka is retried here until the batch is done (the partition waits).
         while True:

@@ -259,13 +259,14 @@ async def test_sigkilled_workers_never_double_count(fresh: tuple[Stack, asyncpg.
     rng = random.Random(3)
     at_kill = []
     for round_ in range(3):
-        proc = stack.start("assessment", name=f"assessment-{round_}")
+        # Small batches: a kill lands between and inside batches, not only after big ones.
+        proc = stack.start("assessment", name=f"assessment-{round_}", KALO_ASSESSMENT_BATCH="50")
         # Kill it while it works: once the ledger has seen it make progress.
-        floor = await applied_count(conn) + 100
+        floor = await applied_count(conn) + 1
         deadline = time.monotonic() + 90
         while await applied_count(conn) < floor and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        await asyncio.sleep(rng.uniform(0, 0.5))
+        await asyncio.sleep(rng.uniform(0, 0.3))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         at_kill.append(await applied_count(conn))

@@ -44,7 +44,7 @@ def _observe(outcomes: list[handlers.Outcome]) -> None:
         errors.update(err["code"] for err in outcome.errors)
         francs.update(outcome.by_branch)
         latency = (now - outcome.submitted_at).total_seconds()
-        metrics.END_TO_END.labels("assessment").observe(max(latency, 0.0))
+        metrics.END_TO_END.labels("assessed").observe(max(latency, 0.0))
     for status, n in declarations.items():
         metrics.DECLARATIONS.labels(status).inc(n)
     for status, n in lines.items():

@@ -23,10 +23,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
         value_serializer="raw",
         topic_partitions=s.partitions,
         producer_acks=-1,
-        # Let the producer batch the outputs of a batch of declarations (the default sends each alone).
-        producer_linger_ms=10,
-        # aiokafka's 16 KB default batch makes a month's outputs thousands of sequential requests.
-        producer_max_batch_size=1_048_576,
         producer_max_request_size=s.max_message_bytes,
         consumer_max_fetch_size=s.max_message_bytes,
         consumer_auto_offset_reset="earliest",

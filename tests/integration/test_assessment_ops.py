@@ -164,7 +164,7 @@ async def test_worker_metrics_move_with_the_work(workers: tuple[Stack, asyncpg.C
             'kalo_contributions_francs_total{branch="ATMP",fund="INPS"}': 5_000,
             'kalo_contributions_francs_total{branch="PVID",fund="INPS"}': 22_500,
             'kalo_contributions_francs_total{branch="AMO",fund="CANAM"}': 16_400,
-            'kalo_end_to_end_seconds_count{stage="assessment"}': 2,
+            'kalo_end_to_end_seconds_count{stage="assessed"}': 2,
             f'kalo_dlq_messages_total{{service="assessment",topic="{submitted}"}}': 1,
         },
         "ledger": {

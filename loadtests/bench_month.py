@@ -431,6 +431,8 @@ def main(
         print(f"  peak RSS {name}: {mib:,.0f} MiB")
     for name, cpu in r["cpu_s"].items():
         print(f"  CPU time {name}: {cpu:.1f} s")
+    workers_rss = {k: v for k, v in r["peak_rss_mib"].items() if k != "bench"}
+    print(f"  peak RSS of every worker < 1 GiB: {'yes' if max(workers_rss.values()) < 1024 else 'NO'}")
     print(f"  careers rows {r['careers']:,}; total assessed {r['stream_total']:,} XOF")
     print(f"  worker counters: {r['metrics']}")
     print(

@@ -404,7 +404,7 @@ async def _scrape(services: Services) -> dict[str, float]:
                             "kalo_processing_seconds_",
                         )
                     )
-                    and "bucket" not in line
+                    and not any(x in line for x in ("bucket", "_created"))
                 ):
                     name = line.split(" ")[0]
                     out[name] = out.get(name, 0.0) + float(line.split()[-1])

@@ -26,6 +26,8 @@ app.add_typer(employers_app, name="employers")
 app.add_typer(keys_app, name="keys")
 dlq_app = typer.Typer(help="The dead-letter topic (kalo.dlq).", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+ledger_app = typer.Typer(help="The ledger's projections (accounts, careers).", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
 try:
     from services import rules_cli
 
@@ -266,6 +268,23 @@ def demo(
     if out.pending:
         console.print(f"[red]{out.pending} declaration(s) still not assessed after {timeout:.0f} s[/red]")
         raise typer.Exit(1)
+
+
+@ledger_app.command("rebuild")
+def ledger_rebuild(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Empty the ledger's projections and replay its topics from the beginning (ledger stopped)."""
+    from services.ledger.app import rebuild
+    from services.ledger.rebuild import LedgerRunning
+
+    try:
+        counts = asyncio.run(rebuild(get_settings()))
+    except LedgerRunning as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(counts))
+        return
+    console.print(", ".join(f"{k} {v:,}" for k, v in counts.items()))
 
 
 def main() -> None:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
 
+from contracts.declarations import ITEM_COLUMNS
 from services.assessment import handlers
 from services.assessment.app import create_app, submitted_topic
 from services.assessment.registry import Registry
-from services.common import metrics
+from services.common import kafka, metrics
 from services.common.db import connect_pool
 from services.common.dlq import dead_letter
-from services.common.kafka import topic
+from services.common.kafka import BatchSender, topic
 from services.common.settings import get_settings
 from services.rules import load_ruleset
 
@@ -25,35 +28,45 @@ settings = get_settings()
 app = create_app(settings)
 ruleset = load_ruleset()
 SERVICE = "assessment"
-FUND_OF_BRANCH = {"PF": "INPS", "ATMP": "INPS", "PVID": "INPS", "RETRAITE": "CMSS", "AMO": "CANAM"}
+FUND_OF_BRANCH = {c.split(":")[0]: c.split(":")[1] for c in ITEM_COLUMNS}
 
 
-def _observe(outcome: handlers.Outcome) -> None:
-    metrics.DECLARATIONS.labels(outcome.status).inc()
-    metrics.LINES.labels(outcome.status).inc(outcome.lines)
-    for err in outcome.errors:
-        metrics.REJECTIONS.labels(err.code).inc()
-    if outcome.assessed is not None:
-        for branch, amount in outcome.assessed.totals.by_branch.items():
-            metrics.CONTRIBUTIONS.labels(branch, FUND_OF_BRANCH.get(branch, "?")).inc(amount)
-        latency = (datetime.now(UTC) - outcome.assessed.submitted_at).total_seconds()
+def _observe(outcomes: list[handlers.Outcome]) -> None:
+    """Metrics of a batch, added once per label (a label lookup costs as much as a small line)."""
+    declarations: Counter[str] = Counter()
+    lines: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    francs: Counter[str] = Counter()
+    now = datetime.now(UTC)
+    for outcome in outcomes:
+        declarations[outcome.status] += 1
+        lines[outcome.status] += outcome.lines
+        errors.update(err["code"] for err in outcome.errors)
+        francs.update(outcome.by_branch)
+        latency = (now - outcome.submitted_at).total_seconds()
         metrics.END_TO_END.labels("assessed").observe(max(latency, 0.0))
+    for status, n in declarations.items():
+        metrics.DECLARATIONS.labels(status).inc(n)
+    for status, n in lines.items():
+        metrics.LINES.labels(status).inc(n)
+    for code, n in errors.items():
+        metrics.REJECTIONS.labels(code).inc(n)
+    for branch, amount in francs.items():
+        metrics.CONTRIBUTIONS.labels(branch, FUND_OF_BRANCH.get(branch, "?")).inc(amount)
 
 
 class Sender:
-    """Sends through faust's producer and waits for every acknowledgement at the end of a batch."""
+    """The batch's outputs, by registry topic name; `flush` returns once all are acknowledged."""
 
-    def __init__(self) -> None:
-        self.futures: list[Any] = []
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.batch = BatchSender(producer)
 
     async def send(self, registry_name: str, key: str, value: bytes) -> None:
-        fut = await app.producer.send(topic(registry_name, settings), key.encode(), value, None, None, None)
-        self.futures.append(fut)
+        await self.batch.send(topic(registry_name, settings), key.encode(), value)
 
     async def flush(self) -> None:
         # Outputs must be acknowledged before the batch's offsets are committed.
-        await asyncio.gather(*self.futures)
-        self.futures.clear()
+        await self.batch.flush()
 
 
 async def _dead_letter(sender: Sender, msg: Any, exc: BaseException) -> None:
@@ -72,6 +85,16 @@ async def _dead_letter(sender: Sender, msg: Any, exc: BaseException) -> None:
 
 
 _registry: Registry | None = None
+_producer: AIOKafkaProducer | None = None
+
+
+async def producer() -> AIOKafkaProducer:
+    """The outputs' own producer: record batches built here, not one `send` per message."""
+    global _producer
+    if _producer is None:
+        _producer = kafka.producer(settings, max_batch_size=1_048_576)
+        await _producer.start()
+    return _producer
 
 
 async def registry() -> Registry:
@@ -83,7 +106,7 @@ async def registry() -> Registry:
 
 async def process(events: list[Any]) -> None:
     started = time.perf_counter()
-    sender = Sender()
+    sender = Sender(await producer())
     decoded = []
     for event in events:
         try:
@@ -93,6 +116,7 @@ async def process(events: list[Any]) -> None:
     reg = await registry()
     employers = await reg.employers(env.data.employer.id for _, env in decoded)
     known = await reg.known_workers(sorted({line[0] for _, env in decoded for line in env.data.lines}))
+    outcomes = []
     for msg, env in decoded:
         try:
             outcome = handlers.assess_submitted(
@@ -108,14 +132,15 @@ async def process(events: list[Any]) -> None:
             continue
         for out in outcome.messages:
             await sender.send(out.topic, out.key, out.value)
-        _observe(outcome)
+        outcomes.append(outcome)
     await sender.flush()
+    _observe(outcomes)
     metrics.PROCESSING.labels(SERVICE).observe(time.perf_counter() - started)
 
 
 @app.agent(submitted_topic(app, settings))
 async def assess(stream: faust.StreamT) -> None:
-    async for events in stream.take_events(200, within=0.2):
+    async for events in stream.take_events(settings.assessment_batch, within=0.2):
         # take_events acks the batch when this body ends, even on error: so an outage of
         # PostgreSQL or Kafka is retried here until the batch is done (the partition waits).
         while True:

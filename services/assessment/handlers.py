@@ -8,20 +8,21 @@ reprocessed declaration produces duplicates that every sink drops.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+import orjson
 
 from contracts.audit import AuditRecorded
 from contracts.declarations import (
     LINE_FIELDS,
     AmoDeductions,
     DeclarationAssessed,
-    DeclarationError,
     DeclarationRejected,
     DeclarationSubmitted,
-    Totals,
     WorkerPreRegistered,
 )
-from contracts.envelope import Envelope, Payload, wrap
+from contracts.envelope import Envelope, Payload, envelope_json
 from services.assessment.encoding import amo_parts, compact_lines, rules_input
 from services.assessment.registry import EmployerRecord
 from services.common.hashing import sha256_hex
@@ -42,9 +43,10 @@ class Outcome:
     declaration_id: str
     status: str
     lines: int
+    submitted_at: datetime
     messages: list[Outgoing] = field(default_factory=list)
-    assessed: DeclarationAssessed | None = None
-    errors: list[DeclarationError] = field(default_factory=list)
+    by_branch: dict[str, int] = field(default_factory=dict)  # francs per branch (accepted only)
+    errors: list[dict[str, Any]] = field(default_factory=list)
     preregistered: int = 0
 
 
@@ -52,8 +54,9 @@ def decode_submitted(raw: bytes) -> Envelope[DeclarationSubmitted]:
     return Envelope[DeclarationSubmitted].model_validate_json(raw)
 
 
-def _send(outcome: Outcome, topic: str, key: str, event: Envelope[Any]) -> None:
-    outcome.messages.append(Outgoing(topic, key, event.model_dump_json().encode()))
+def _json(payload: dict[str, Any]) -> bytes:
+    # Field order and names are those of the contracts (a unit test validates the bytes).
+    return orjson.dumps(payload, option=orjson.OPT_UTC_Z)
 
 
 def registry_errors(d: DeclarationSubmitted, employer: EmployerRecord | None) -> list[dict[str, Any]]:
@@ -100,75 +103,89 @@ def assess_submitted(
             "totals": {"employer": 0, "employee": 0, "total": 0, "by_branch": {}, "by_fund": {}},
         }
     employer_id = d.employer.id
-    outcome = Outcome(d.declaration_id, result["status"], len(d.lines))
+    outcome = Outcome(d.declaration_id, result["status"], len(d.lines), d.submitted_at)
 
-    def derived(data: Payload) -> Envelope[Any]:
-        return wrap(data, producer=PRODUCER, correlation_id=d.declaration_id, causation_id=env.id)
+    def send(topic: str, key: str, data_type: type[Payload], data_json: bytes) -> None:
+        _, value = envelope_json(
+            data_json, data_type, producer=PRODUCER, correlation_id=d.declaration_id, causation_id=env.id
+        )
+        outcome.messages.append(Outgoing(topic, key, value))
 
+    output_type: type[Payload]
     if result["status"] == "accepted":
         unknown = sorted({line[0] for line in d.lines} - known_workers)
         warnings = list(result.get("warnings", []))
         if unknown:
             warnings.append(f"{len(unknown)} worker(s) not yet registered were pre-registered")
         lines, rates = compact_lines(result["lines"])
-        assessed = DeclarationAssessed(
-            declaration_id=d.declaration_id,
-            employer_id=employer_id,
-            regime=d.employer.regime,
-            period=d.period,
-            replaces=d.replaces,
-            ruleset=result["ruleset"],
-            submitted_at=d.submitted_at,
-            due_date=result["due_date"],
-            months_late=result["months_late"],
-            surcharge=result["surcharge"],
-            totals=Totals(**result["totals"]),
-            rates=rates,
-            lines=lines,
-            warnings=warnings,
+        output_type = DeclarationAssessed
+        output_json = _json(
+            {
+                "declaration_id": d.declaration_id,
+                "employer_id": employer_id,
+                "regime": d.employer.regime,
+                "period": d.period,
+                "replaces": d.replaces,
+                "ruleset": result["ruleset"],
+                "submitted_at": d.submitted_at,
+                "due_date": result["due_date"],
+                "months_late": result["months_late"],
+                "surcharge": result["surcharge"],
+                "totals": result["totals"],
+                "rates": rates,
+                "lines": lines,
+                "warnings": warnings,
+            }
         )
-        outcome.assessed = assessed
-        output = derived(assessed)
-        _send(outcome, "kalo.declarations.assessed", employer_id, output)
+        outcome.by_branch = dict(result["totals"]["by_branch"])
+        send("kalo.declarations.assessed", employer_id, output_type, output_json)
         parts = amo_parts(lines)
-        amo = AmoDeductions(
-            declaration_id=d.declaration_id,
-            employer_id=employer_id,
-            regime=d.employer.regime,
-            period=d.period,
-            replaces=d.replaces,
-            employee_total=sum(p[2] for p in parts),
-            employer_total=sum(p[3] for p in parts),
-            workers=parts,
-        )
-        _send(outcome, "kalo.amo.deductions", employer_id, derived(amo))
+        amo = {
+            "declaration_id": d.declaration_id,
+            "employer_id": employer_id,
+            "regime": d.employer.regime,
+            "period": d.period,
+            "replaces": d.replaces,
+            "employee_total": sum(p[2] for p in parts),
+            "employer_total": sum(p[3] for p in parts),
+            "workers": parts,
+        }
+        send("kalo.amo.deductions", employer_id, AmoDeductions, _json(amo))
         if unknown:
-            registration = WorkerPreRegistered(
-                declaration_id=d.declaration_id, employer_id=employer_id, period=d.period, worker_ids=unknown
-            )
-            _send(outcome, "kalo.workers.registrations", employer_id, derived(registration))
+            registration = {
+                "declaration_id": d.declaration_id,
+                "employer_id": employer_id,
+                "period": d.period,
+                "worker_ids": unknown,
+            }
+            send("kalo.workers.registrations", employer_id, WorkerPreRegistered, _json(registration))
             outcome.preregistered = len(unknown)
     else:
-        outcome.errors = [DeclarationError(**e) for e in result["errors"]]
-        rejected = DeclarationRejected(
-            declaration_id=d.declaration_id,
-            employer_id=employer_id,
-            period=d.period,
-            replaces=d.replaces,
-            ruleset=result["ruleset"],
-            submitted_at=d.submitted_at,
-            errors=outcome.errors,
+        outcome.errors = [
+            {k: e.get(k) for k in ("line", "worker_id", "code", "message")} for e in result["errors"]
+        ]
+        output_type = DeclarationRejected
+        output_json = _json(
+            {
+                "declaration_id": d.declaration_id,
+                "employer_id": employer_id,
+                "period": d.period,
+                "replaces": d.replaces,
+                "ruleset": result["ruleset"],
+                "submitted_at": d.submitted_at,
+                "errors": outcome.errors,
+            }
         )
-        output = derived(rejected)
-        _send(outcome, "kalo.declarations.rejected", employer_id, output)
+        send("kalo.declarations.rejected", employer_id, output_type, output_json)
 
-    audit = AuditRecorded(
-        action=output.type,
-        subject=d.declaration_id,
-        ruleset=result["ruleset"],
-        input_sha256=sha256_hex(raw),
-        output_sha256=sha256_hex(output.data.model_dump_json().encode()),
-        details={
+    audit = {
+        "action": output_type.TYPE,
+        "subject": d.declaration_id,
+        "ruleset": result["ruleset"],
+        # The input as received, the output as sent (its payload): an auditor re-derives both.
+        "input_sha256": sha256_hex(raw),
+        "output_sha256": sha256_hex(output_json),
+        "details": {
             "employer_id": employer_id,
             "period": d.period,
             "lines": len(d.lines),
@@ -176,8 +193,8 @@ def assess_submitted(
             "total": result["totals"]["total"],
             "errors": len(result["errors"]),
         },
-    )
-    _send(outcome, "kalo.audit", d.declaration_id, derived(audit))
+    }
+    send("kalo.audit", d.declaration_id, AuditRecorded, _json(audit))
     return outcome
 
 

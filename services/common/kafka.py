@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.partitioner import murmur2
 
 from contracts.topics import TOPICS, topic_name
 from services.common.settings import Settings, get_settings
@@ -101,3 +104,43 @@ async def partitions_of(name: str, settings: Settings | None = None) -> list[int
     finally:
         await admin.close()
     return sorted(p["partition"] for d in described if not d.get("error_code") for p in d["partitions"])
+
+
+class BatchSender:
+    """Outputs of one batch of work, sent as a few record batches per partition.
+
+    `producer.send` costs tens of µs per message; a month's assessments are ~230,000
+    messages. Records are appended to a batch per topic-partition (the partition the
+    default partitioner would choose for the key, so keys stay where they always were)
+    and `flush` sends them and waits for every acknowledgement.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+        self._partitions: dict[str, int] = {}
+        self._open: dict[tuple[str, int], Any] = {}
+        self._futures: list[asyncio.Future[Any]] = []
+
+    async def _partition(self, name: str, key: bytes) -> int:
+        count = self._partitions.get(name)
+        if count is None:
+            count = self._partitions[name] = len(await self.producer.partitions_for(name))
+        return (murmur2(key) & 0x7FFFFFFF) % count
+
+    async def send(self, name: str, key: bytes, value: bytes) -> None:
+        partition = await self._partition(name, key)
+        tp = (name, partition)
+        batch = self._open.get(tp)
+        if batch is not None and batch.append(timestamp=None, key=key, value=value) is not None:
+            return
+        if batch is not None:  # full: send it, start another
+            self._futures.append(await self.producer.send_batch(batch, name, partition=partition))
+        batch = self._open[tp] = self.producer.create_batch()
+        batch.append(timestamp=None, key=key, value=value)  # a fresh batch takes any record
+
+    async def flush(self) -> None:
+        for (name, partition), batch in self._open.items():
+            self._futures.append(await self.producer.send_batch(batch, name, partition=partition))
+        self._open.clear()
+        futures, self._futures = self._futures, []
+        await asyncio.gather(*futures)

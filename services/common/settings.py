@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     # Keep in step with the broker's message.max.bytes (deploy/local/kafka.sh).
     max_message_bytes: int = 33_554_432
 
+    # Declarations the assessment takes per batch (one registry lookup, one flush, one ack).
+    assessment_batch: int = 500
+
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     gateway_max_body_bytes: int = 32 * 1024 * 1024

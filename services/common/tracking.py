@@ -101,10 +101,44 @@ class TrackedConsumer:
             await self.consumer.stop()
             await self.producer.stop()
 
+    async def replay_to_end(self) -> int:
+        """Apply every record from the stored offsets to the topics' current end, then stop.
+
+        For rebuilds: partitions are assigned by hand (no group membership), so this must
+        not run beside a live consumer of the same name. Returns the records read.
+        """
+        await self.producer.start()
+        await self.consumer.start()
+        try:
+            tps = [
+                TopicPartition(t, p) for t in self.topics for p in await kafka.partitions_of(t, self.settings)
+            ]
+            self.consumer.assign(tps)
+            stored = await stored_offsets(self.pool, self.name)
+            for tp in tps:
+                self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
+            ends = await self.consumer.end_offsets(tps)
+            count = 0
+            while [tp for tp in tps if await self.consumer.position(tp) < ends[tp]]:
+                batches = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                records = [
+                    r
+                    for rs in batches.values()
+                    for r in rs
+                    if r.offset < ends[TopicPartition(r.topic, r.partition)]
+                ]
+                if records:
+                    await self.process(records, commit=False)  # not a group member
+                    count += len(records)
+            return count
+        finally:
+            await self.consumer.stop()
+            await self.producer.stop()
+
     def stop(self) -> None:
         self._stopping.set()
 
-    async def process(self, records: list[ConsumerRecord]) -> None:
+    async def process(self, records: list[ConsumerRecord], *, commit: bool = True) -> None:
         started = time.perf_counter()
         decoded: list[tuple[ConsumerRecord, Decoded]] = []
         for record in records:
@@ -123,7 +157,8 @@ class TrackedConsumer:
             log.exception("%s: batch failed; applying its records one by one", self.name)
             await self._one_by_one(decoded, offsets)
         metrics.PROCESSING.labels(self.name).observe(time.perf_counter() - started)
-        await self.consumer.commit(offsets)  # for lag tools only; PostgreSQL is the truth
+        if commit:
+            await self.consumer.commit(offsets)  # for lag tools only; PostgreSQL is the truth
 
     async def _one_by_one(
         self, decoded: list[tuple[ConsumerRecord, Decoded]], offsets: dict[TopicPartition, int]

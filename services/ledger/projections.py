@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from contracts.declarations import DeclarationAssessed, DeclarationRejected
 from contracts.envelope import Envelope
+from services.common import metrics
 from services.ledger.handlers import Batch, latest_per_month, split
 
 _UPSERT_DECLARATIONS = """
@@ -117,6 +119,9 @@ async def apply_declarations(conn: asyncpg.Connection, batch: Batch) -> None:
         for r in await conn.fetch(_UPSERT_DECLARATIONS, *map(list, zip(*rows, strict=True)))
     }
     fresh = [e for e in batch.assessed if e.data.declaration_id in applied]
+    now = datetime.now(UTC)
+    for e in (*fresh, *(r for r in batch.rejected if r.data.declaration_id in applied)):
+        metrics.END_TO_END.labels("ledger").observe(max((now - e.data.submitted_at).total_seconds(), 0.0))
     await _apply_accounts_and_careers(conn, latest_per_month(fresh))
 
 

@@ -1,0 +1,233 @@
+"""The ledger on the real stack: poison → DLQ while the partition flows, `kalo dlq list` /
+`kalo dlq replay`, and `kalo ledger rebuild` giving back the same rows."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from aiokafka import TopicPartition
+
+from contracts.declarations import DeclarationAssessed, Totals
+from contracts.envelope import wrap
+from services.common import kafka
+from tests.integration.conftest import ROOT, Stack, isolated_stack
+from tests.integration.helpers import read_all
+from tests.integration.test_assessment_ledger import (
+    SUBMITTED_AT,
+    expected,
+    ledger_state,
+    make_month,
+    produce,
+    register,
+    wait_applied,
+)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def flowing(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[Stack, asyncpg.Connection, list[dict[str, Any]]]]:
+    """A sandbox where 300 declarations (some rejected, one corrected) went through."""
+    async with isolated_stack(tmp_path_factory.mktemp("ledger-ops")) as stack:
+        conn = await asyncpg.connect(stack.settings.dsn)
+        try:
+            employers = await register(conn, 20)
+            docs = make_month(300, employers, seed=5)
+            original = next(d for d in docs if d["employer"]["regime"] == "INPS")
+            correction = {
+                **original,
+                "declaration_id": "D-it-correction",
+                "replaces": original["declaration_id"],
+                "lines": [{**original["lines"][0], "base_salary": 777_000, "days_worked": 30}],
+            }
+            stack.start("ledger")
+            stack.start("assessment")
+            await produce(stack, docs)
+            await wait_applied(conn, len(docs), seconds=120)
+            await produce_submitted(stack, correction, submitted_at=SUBMITTED_AT.replace(hour=10))
+            await wait_applied(conn, len(docs) + 1, seconds=60)
+            yield stack, conn, [*docs, correction]
+        finally:
+            await conn.close()
+
+
+async def produce_submitted(stack: Stack, doc: dict[str, Any], *, submitted_at: datetime) -> None:
+    await produce(stack, [doc], submitted_at=submitted_at)
+
+
+async def send(stack: Stack, topic: str, key: str, value: bytes) -> tuple[int, int]:
+    producer = kafka.producer(stack.settings)
+    await producer.start()
+    try:
+        meta = await producer.send_and_wait(kafka.topic(topic, stack.settings), value, key=key.encode())
+        return meta.partition, meta.offset
+    finally:
+        await producer.stop()
+
+
+def kalo(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+async def snapshot(conn: asyncpg.Connection) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row the ledger derives, without the wall-clock columns."""
+    queries = {
+        "declarations": "SELECT declaration_id, employer_id, period, replaces, status, line_count, ruleset,"
+        " totals::text, report::text, event_id FROM declarations",
+        "employer_periods": "SELECT * FROM employer_periods",
+        "employer_dues": "SELECT * FROM employer_dues",
+        "careers": "SELECT * FROM careers",
+        "workers": "SELECT worker_id, first_employer_id, first_period, first_declaration_id, status"
+        " FROM workers",
+    }
+    return {name: sorted(tuple(r) for r in await conn.fetch(q)) for name, q in queries.items()}
+
+
+def a_second_original(doc: dict[str, Any], declaration_id: str) -> bytes:
+    """An assessed event that decodes but cannot be applied: a second original of a month."""
+    data = DeclarationAssessed(
+        declaration_id=declaration_id,
+        employer_id=doc["employer"]["id"],
+        regime=doc["employer"]["regime"],
+        period=doc["period"],
+        ruleset="r",
+        submitted_at=SUBMITTED_AT,
+        due_date="2026-11-15",
+        months_late=0,
+        surcharge=0,
+        totals=Totals(employer=1, employee=0, total=1, by_branch={"PF": 1}, by_fund={"INPS": 1}),
+        rates={},
+        lines=[],
+    )
+    return wrap(data, producer="test", correlation_id=declaration_id).model_dump_json().encode()
+
+
+async def test_a_correction_counts_once_in_the_ledger(flowing) -> None:
+    _, conn, docs = flowing
+    *month, correction = docs
+    corrected = [d for d in month if d["declaration_id"] != correction["replaces"]] + [correction]
+    want = expected(corrected)
+    state = await ledger_state(conn)
+    # Both stay in the declarations table (the original is still a record); the account and
+    # the careers hold the corrective only.
+    original_total = await conn.fetchval(
+        "SELECT (totals->>'total')::bigint FROM declarations WHERE declaration_id = $1",
+        correction["replaces"],
+    )
+    assert state["total"] == want["total"] + original_total
+    assert state["careers"] == want["careers"] and state["dues"] == want["dues"]
+    assert await conn.fetchval("SELECT sum(total) FROM employer_periods") == want["total"]
+
+
+async def test_poison_on_a_ledger_topic_goes_to_the_dlq_and_the_partition_flows(flowing) -> None:
+    stack, conn, docs = flowing
+    target = docs[1]
+    key = target["employer"]["id"]
+    undecodable = b"\x00\x01 not an event"
+    unapplicable = a_second_original(target, "D-it-second-original")
+    bad = {
+        await send(stack, "kalo.declarations.assessed", key, undecodable): undecodable,
+        await send(stack, "kalo.declarations.assessed", key, unapplicable): unapplicable,
+    }
+    # A good declaration behind them on the same partition (same employer key).
+    follow = {**target, "declaration_id": "D-it-after-poison", "period": "2026-09"}
+    await produce_submitted(stack, follow, submitted_at=SUBMITTED_AT)
+    await wait_applied(conn, len(docs) + 1, seconds=60)
+    assert await conn.fetchval(
+        "SELECT status FROM declarations WHERE declaration_id = 'D-it-after-poison'"
+    ) in ("accepted", "rejected")
+    assert not await conn.fetchval(
+        "SELECT count(*) FROM declarations WHERE declaration_id = 'D-it-second-original'"
+    )
+    letters = [e for e in await read_all(stack.settings, "kalo.dlq") if e["data"]["service"] == "kalo-ledger"]
+    topic = kafka.topic("kalo.declarations.assessed", stack.settings)
+    got = {
+        (e["data"]["partition"], e["data"]["offset"]): base64.b64decode(e["data"]["value_b64"])
+        for e in letters
+    }
+    assert got == bad
+    assert all(e["data"]["topic"] == topic and e["data"]["error"] for e in letters)
+    assert any("declarations_one_original" in e["data"]["error"] for e in letters)
+
+
+async def test_dlq_list_and_replay(flowing) -> None:
+    stack, _, docs = flowing
+    poison = b"\xff replay me " + uuid.uuid4().hex.encode()
+    await send(stack, "kalo.declarations.submitted", docs[0]["employer"]["id"], poison)
+    letter = await _wait_letter(stack, poison)
+    listed = kalo(stack, "dlq", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["id"]: r for r in json.loads(listed.stdout)}
+    assert rows[letter["id"]]["service"] == "assessment"
+    assert rows[letter["id"]]["bytes"] == len(poison) and rows[letter["id"]]["error"]
+
+    replayed = kalo(stack, "dlq", "replay", letter["id"])
+    assert replayed.returncode == 0, replayed.stderr
+    partition, offset = (int(x) for x in replayed.stdout.split("partition ")[1].split(" offset "))
+    consumer = kafka.consumer(group_id=None, settings=stack.settings)
+    await consumer.start()
+    try:
+        tp = TopicPartition(kafka.topic("kalo.declarations.submitted", stack.settings), partition)
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        record = (await consumer.getmany(tp, timeout_ms=5000))[tp][0]
+        assert record.value == poison  # the original bytes, back on their topic
+    finally:
+        await consumer.stop()
+    # Still poison: parked again, from its new position.
+    again = await _wait_letter(stack, poison, offset=offset)
+    assert again["id"] != letter["id"]
+    missing = kalo(stack, "dlq", "replay", str(uuid.uuid4()))
+    assert missing.returncode == 1 and "no dead letter" in missing.stdout
+
+
+async def _wait_letter(stack: Stack, value: bytes, offset: int | None = None) -> dict[str, Any]:
+    for _ in range(30):
+        for e in await read_all(stack.settings, "kalo.dlq", seconds=1):
+            if base64.b64decode(e["data"]["value_b64"]) == value and offset in (None, e["data"]["offset"]):
+                return e
+    raise TimeoutError("the poison never reached kalo.dlq")
+
+
+async def test_rebuild_gives_the_same_rows(flowing) -> None:
+    stack, conn, docs = flowing
+    refused = kalo(stack, "ledger", "rebuild")
+    assert refused.returncode == 1 and "stop it" in refused.stdout
+    before = await snapshot(conn)
+    assert before["careers"] and before["employer_dues"] and before["workers"]
+    stack.stop("ledger", signal.SIGTERM)
+
+    rebuilt = kalo(stack, "ledger", "rebuild", "--json")
+    assert rebuilt.returncode == 0, rebuilt.stderr + rebuilt.stdout
+    counts = json.loads(rebuilt.stdout.strip().splitlines()[-1])
+    assert counts["careers"] == len(before["careers"]) and counts["records"] > len(docs)
+    assert await snapshot(conn) == before
+
+    # The ledger resumes after the rebuild's offsets: one new declaration, nothing counted twice.
+    stack.start("ledger", name="ledger-after-rebuild")
+    extra = {**docs[2], "declaration_id": "D-it-after-rebuild", "period": "2026-08"}
+    await produce_submitted(stack, extra, submitted_at=SUBMITTED_AT)
+    applied = await conn.fetchval("SELECT count(*) FROM declarations WHERE event_id IS NOT NULL")
+    await wait_applied(conn, applied + 1, seconds=60)
+    after = await snapshot(conn)
+    for table in ("employer_periods", "careers"):
+        assert set(before[table]) <= set(after[table])
+    assert len(after["declarations"]) == len(before["declarations"]) + 1

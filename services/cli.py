@@ -172,6 +172,24 @@ def keys_add(
 
 
 @app.command()
+def openapi(
+    check: Annotated[bool, typer.Option("--check", help="exit 1 if contracts/openapi.json is stale")] = False,
+) -> None:
+    """Export the gateway's OpenAPI document to contracts/openapi.json."""
+    from services.gateway.openapi import EXPORT, document, render
+
+    text = render(document())
+    if check:
+        if not EXPORT.exists() or EXPORT.read_text() != text:
+            console.print(f"[red]{EXPORT} is stale: run `kalo openapi`[/red]")
+            raise typer.Exit(1)
+        console.print(f"{EXPORT} is up to date")
+        return
+    EXPORT.write_text(text)
+    console.print(f"wrote {EXPORT}")
+
+
+@app.command()
 def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Topics, consumer lag, declarations by status, outbox backlog."""
     from services.common.status import database_status, kafka_status

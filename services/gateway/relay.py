@@ -1,8 +1,13 @@
 """Outbox relay: publishes what the gateway committed to PostgreSQL, in commit order.
 
-A row is marked published only after Kafka acknowledged it (acks=all). A crash in
-between republishes the row on restart with the same event id, and every consumer drops
-the duplicate by that id: no receipted declaration is lost, none is counted twice.
+A row is marked published only after Kafka acknowledged it (acks=all). A crash in between
+leaves rows that may already be on the topic; so whoever takes over the relay (one leader
+per database, by an advisory lock) first reads the topic back from the oldest pending
+row's time and marks the rows it finds there as published, then publishes the rest.
+A receipted declaration is never lost and is published once. Every message carries its
+event id (deterministic per declaration) in a header and in the envelope, so any
+duplicate that still slipped through (a broker that appended a request from a process
+killed mid-flight) is dropped by the consumers.
 """
 
 from __future__ import annotations
@@ -10,40 +15,123 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from services.common.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
 
 log = logging.getLogger(__name__)
+# pg_try_advisory_lock key of the relay leader (advisory locks are per database).
+RELAY_LOCK = 7_206_004
+# Producer timestamps of a row's message are later than the row's created_at; the margin
+# covers clock adjustments.
+RECONCILE_MARGIN = timedelta(seconds=30)
 
 
 async def publish_pending(pool: asyncpg.Pool, producer: AIOKafkaProducer, batch: int = 500) -> int:
     """Publish one batch of pending outbox rows; returns how many were published."""
     async with pool.acquire() as conn, conn.transaction():
-        # SKIP LOCKED lets several gateway instances relay side by side.
         rows = await conn.fetch(
-            """SELECT seq, topic, key, value FROM outbox WHERE published_at IS NULL
+            """SELECT seq, event_id, topic, key, value FROM outbox WHERE published_at IS NULL
                ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED""",
             batch,
         )
         if not rows:
             return 0
-        futures = [await producer.send(r["topic"], r["value"], key=r["key"]) for r in rows]
+        futures = [
+            await producer.send(
+                r["topic"], r["value"], key=r["key"], headers=[("event_id", str(r["event_id"]).encode())]
+            )
+            for r in rows
+        ]
         await asyncio.gather(*futures)
         await conn.execute(
             "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])",
             [r["seq"] for r in rows],
         )
-        return len(rows)
+    OUTBOX_PUBLISHED.inc(len(rows))
+    return len(rows)
+
+
+def _event_id(headers: tuple[tuple[str, bytes], ...] | list[tuple[str, bytes]], value: bytes) -> str:
+    for name, raw in headers or ():
+        if name == "event_id":
+            return raw.decode()
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        return str(orjson.loads(value)["id"])
+    return ""
+
+
+async def reconcile(pool: asyncpg.Pool, consumer: Callable[[], AIOKafkaConsumer]) -> int:
+    """Mark the pending rows already on their topic as published; returns how many."""
+    pending = await pool.fetch("SELECT event_id, topic, created_at FROM outbox WHERE published_at IS NULL")
+    if not pending:
+        return 0
+    wanted = {str(r["event_id"]) for r in pending}
+    since_ms = int((min(r["created_at"] for r in pending) - RECONCILE_MARGIN).timestamp() * 1000)
+    found: list[uuid.UUID] = []
+    reader = consumer()
+    await reader.start()
+    try:
+        for name in sorted({r["topic"] for r in pending}):
+            tps = [TopicPartition(name, p) for p in sorted(reader.partitions_for_topic(name) or ())]
+            if not tps:
+                await reader.client.force_metadata_update()
+                tps = [TopicPartition(name, p) for p in sorted(reader.partitions_for_topic(name) or ())]
+            reader.assign(tps)
+            ends = await reader.end_offsets(tps)
+            starts = await reader.offsets_for_times(dict.fromkeys(tps, since_ms))
+            todo = {}
+            for tp in tps:
+                start = starts[tp].offset if starts.get(tp) else ends[tp]
+                if start < ends[tp]:
+                    reader.seek(tp, start)
+                    todo[tp] = ends[tp]
+            while todo:
+                batches = await reader.getmany(*todo, timeout_ms=1000)
+                for records in batches.values():
+                    for rec in records:
+                        event_id = _event_id(rec.headers, rec.value)
+                        if event_id in wanted:
+                            found.append(uuid.UUID(event_id))
+                for tp in list(todo):
+                    if await reader.position(tp) >= todo[tp]:
+                        del todo[tp]
+    finally:
+        await reader.stop()
+    if found:
+        await pool.execute(
+            """UPDATE outbox SET published_at = now()
+               WHERE event_id = ANY($1::uuid[]) AND published_at IS NULL""",
+            found,
+        )
+        log.warning("outbox relay: %d pending row(s) were already on Kafka; marked published", len(found))
+    return len(found)
 
 
 class Relay:
-    """Background task: publish as soon as woken, and poll in case a wake-up was missed."""
+    """Background task: lead the relay when no other gateway does, publish as soon as woken,
+    and poll in case a wake-up was missed."""
 
-    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, poll_s: float = 0.5):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        dsn: str,
+        consumer: Callable[[], AIOKafkaConsumer],
+        poll_s: float = 0.5,
+    ):
         self.pool = pool
         self.producer = producer
+        self.dsn = dsn
+        self.consumer = consumer
         self.poll_s = poll_s
+        self.leading = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -62,13 +150,29 @@ class Relay:
     async def _run(self) -> None:
         while True:
             try:
-                while await publish_pending(self.pool, self.producer):
-                    pass
+                lock = await asyncpg.connect(self.dsn)
+                try:
+                    while not await lock.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
+                        await asyncio.sleep(self.poll_s)  # another gateway relays
+                    self.leading = True
+                    await self._lead(lock)
+                finally:
+                    self.leading = False
+                    await lock.close()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # Kafka or PostgreSQL away: keep the rows, try again
+            except Exception:  # Kafka or PostgreSQL away: keep the rows, take over again
                 log.exception("outbox relay failed; retrying")
                 await asyncio.sleep(1)
+
+    async def _lead(self, lock: asyncpg.Connection) -> None:
+        await reconcile(self.pool, self.consumer)
+        while not lock.is_closed():
+            while await publish_pending(self.pool, self.producer):
+                pass
+            OUTBOX_PENDING.set(
+                await self.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            )
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)

@@ -159,7 +159,9 @@ async def test_technical_validation_names_every_field_and_line(db: Any, client: 
         ("employer.extra", None),
     }
     r = await client.post(
-        "/v1/declarations", content=b'{"employer": ', headers={**auth(key), "Content-Type": "application/json"}
+        "/v1/declarations",
+        content=b'{"employer": ',
+        headers={**auth(key), "Content-Type": "application/json"},
     )
     assert r.status_code == 400
     assert r.json()["title"] == "Malformed body"
@@ -167,7 +169,7 @@ async def test_technical_validation_names_every_field_and_line(db: Any, client: 
 
 async def test_authentication_and_roles(db: Any, client: httpx.AsyncClient) -> None:
     a_id, a_key = await register_employer(db)
-    b_id, b_key = await register_employer(db)
+    _, b_key = await register_employer(db)
     backoffice = await add_staff_key(db, role="backoffice", label="INPS recouvrement")
     auditor = await add_staff_key(db, role="auditor", label="Cour des comptes")
     controller = await add_staff_key(db, role="controller", label="commission")
@@ -207,7 +209,9 @@ async def test_authentication_and_roles(db: Any, client: httpx.AsyncClient) -> N
         "/v1/declarations", params={"employer": a_id, "period": "2026-10"}, headers=auth(backoffice)
     )
     assert [d["declaration_id"] for d in r.json()["items"]] == [did]
-    r = await client.get("/v1/declarations", params={"employer": a_id, "period": "2026-09"}, headers=auth(auditor))
+    r = await client.get(
+        "/v1/declarations", params={"employer": a_id, "period": "2026-09"}, headers=auth(auditor)
+    )
     assert r.json()["items"] == []
 
 
@@ -310,7 +314,8 @@ async def test_a_late_declaration_shows_its_surcharge_in_the_account(
 ) -> None:
     employer_id, key = await register_employer(db)
     r = await client.post(
-        "/v1/declarations", json=declaration(employer_id, [inps_line("W1", 200_000)], period="2025-01"),
+        "/v1/declarations",
+        json=declaration(employer_id, [inps_line("W1", 200_000)], period="2025-01"),
         headers=auth(key),
     )
     doc = await wait_status(client, r.json()["declaration_id"], key)

@@ -78,8 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.relay = Relay(
             app.state.pool,
             app.state.producer,
-            settings.dsn,
-            lambda: kafka.consumer(group_id=None, settings=settings),
+            settings,
         )
         app.state.relay.start()
         try:

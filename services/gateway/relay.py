@@ -16,14 +16,15 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
+from services.common.kafka import consumer, partitions_of
 from services.common.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
+from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
 # pg_try_advisory_lock key of the relay leader (advisory locks are per database).
@@ -67,7 +68,7 @@ def _event_id(headers: tuple[tuple[str, bytes], ...] | list[tuple[str, bytes]], 
     return ""
 
 
-async def reconcile(pool: asyncpg.Pool, consumer: Callable[[], AIOKafkaConsumer]) -> int:
+async def reconcile(pool: asyncpg.Pool, settings: Settings) -> int:
     """Mark the pending rows already on their topic as published; returns how many."""
     pending = await pool.fetch("SELECT event_id, topic, created_at FROM outbox WHERE published_at IS NULL")
     if not pending:
@@ -75,14 +76,11 @@ async def reconcile(pool: asyncpg.Pool, consumer: Callable[[], AIOKafkaConsumer]
     wanted = {str(r["event_id"]) for r in pending}
     since_ms = int((min(r["created_at"] for r in pending) - RECONCILE_MARGIN).timestamp() * 1000)
     found: list[uuid.UUID] = []
-    reader = consumer()
+    reader = consumer(group_id=None, settings=settings)
     await reader.start()
     try:
         for name in sorted({r["topic"] for r in pending}):
-            tps = [TopicPartition(name, p) for p in sorted(reader.partitions_for_topic(name) or ())]
-            if not tps:
-                await reader.client.force_metadata_update()
-                tps = [TopicPartition(name, p) for p in sorted(reader.partitions_for_topic(name) or ())]
+            tps = [TopicPartition(name, p) for p in await partitions_of(name, settings)]
             reader.assign(tps)
             ends = await reader.end_offsets(tps)
             starts = await reader.offsets_for_times(dict.fromkeys(tps, since_ms))
@@ -122,14 +120,12 @@ class Relay:
         self,
         pool: asyncpg.Pool,
         producer: AIOKafkaProducer,
-        dsn: str,
-        consumer: Callable[[], AIOKafkaConsumer],
+        settings: Settings,
         poll_s: float = 0.5,
     ):
         self.pool = pool
         self.producer = producer
-        self.dsn = dsn
-        self.consumer = consumer
+        self.settings = settings
         self.poll_s = poll_s
         self.leading = False
         self._wake = asyncio.Event()
@@ -150,7 +146,7 @@ class Relay:
     async def _run(self) -> None:
         while True:
             try:
-                lock = await asyncpg.connect(self.dsn)
+                lock = await asyncpg.connect(self.settings.dsn)
                 try:
                     while not await lock.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
                         await asyncio.sleep(self.poll_s)  # another gateway relays
@@ -166,7 +162,7 @@ class Relay:
                 await asyncio.sleep(1)
 
     async def _lead(self, lock: asyncpg.Connection) -> None:
-        await reconcile(self.pool, self.consumer)
+        await asyncio.wait_for(reconcile(self.pool, self.settings), timeout=300)
         while not lock.is_closed():
             while await publish_pending(self.pool, self.producer):
                 pass

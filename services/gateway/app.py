@@ -61,6 +61,11 @@ class BodyLimit:
         await response(scope, lambda: _empty(), send)  # type: ignore[arg-type]
 
 
+async def _keep_session(conn: object) -> None:
+    """No reset query when a connection goes back to the pool (a round trip per request):
+    the gateway keeps no session state (its advisory locks are per transaction)."""
+
+
 async def _empty() -> Message:
     return {"type": "http.disconnect"}
 
@@ -71,7 +76,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await connect_pool(
-            settings.dsn, min_size=settings.gateway_pool_size, max_size=settings.gateway_pool_size
+            settings.dsn,
+            min_size=settings.gateway_pool_size,
+            max_size=settings.gateway_pool_size,
+            reset=_keep_session,
         )
         app.state.producer = kafka.producer(settings)
         await app.state.producer.start()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
-from contracts.declarations import LINE_FIELDS
-from services.common.submitted import submitted_event
+from contracts.declarations import LINE_FIELDS, DeclarationSubmitted
+from contracts.envelope import derived_id
 from services.gateway.auth import READ_ANY, require
 from services.gateway.errors import Problem, conflict, forbidden, not_found
 from services.gateway.registry import Principal
@@ -40,6 +42,44 @@ def new_declaration_id(now: datetime) -> str:
     return f"D-{now:%Y%m%d}-{uuid.uuid4().hex[:16]}"
 
 
+_LINE = operator.attrgetter(*LINE_FIELDS)
+
+
+def submitted_message(
+    declaration_id: str, decl: DeclarationIn, payload_sha256: str, now: datetime
+) -> tuple[uuid.UUID, bytes]:
+    """The `declaration.submitted` envelope, encoded straight from the validated input: the
+    same JSON as `services.common.submitted.submitted_event` (a unit test holds them equal)
+    at a fraction of the cost on the receipt's hot path."""
+    event_id = derived_id(declaration_id, DeclarationSubmitted.TYPE)
+    at = now.isoformat().replace("+00:00", "Z")
+    employer = decl.employer
+    doc = {
+        "id": str(event_id),
+        "type": DeclarationSubmitted.TYPE,
+        "version": DeclarationSubmitted.VERSION,
+        "occurred_at": at,
+        "producer": "gateway",
+        "correlation_id": declaration_id,
+        "causation_id": None,
+        "data": {
+            "declaration_id": declaration_id,
+            "employer": {
+                "id": employer.id,
+                "regime": employer.regime,
+                "risk_class": employer.risk_class,
+                "filing": employer.filing,
+            },
+            "period": decl.period,
+            "submitted_at": at,
+            "replaces": decl.replaces,
+            "payload_sha256": payload_sha256,
+            "lines": [_LINE(ln) for ln in decl.lines],
+        },
+    }
+    return event_id, orjson.dumps(doc)
+
+
 async def submit_declaration(
     db: Db,
     principal: Principal,
@@ -59,15 +99,7 @@ async def submit_declaration(
     if principal.employer_id != employer_id:
         raise forbidden(f"this API key cannot submit declarations for employer {employer_id!r}")
     declaration_id = new_declaration_id(now)
-    event = submitted_event(
-        declaration_id=declaration_id,
-        employer=decl.employer.model_dump(),
-        period=decl.period,
-        lines=[{f: getattr(ln, f) for f in LINE_FIELDS} for ln in decl.lines],
-        submitted_at=now,
-        payload_sha256=payload_sha256,
-        replaces=decl.replaces,
-    )
+    event_id, message = submitted_message(declaration_id, decl, payload_sha256, now)
     row = await db.fetchrow(
         "SELECT * FROM gateway_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         declaration_id,
@@ -78,9 +110,9 @@ async def submit_declaration(
         idempotency_key,
         len(decl.lines),
         now,
-        event.id,
+        event_id,
         topic,
-        event.model_dump_json().encode(),
+        message,
     )
     assert row is not None
     outcome, other = row["outcome"], row["other"]

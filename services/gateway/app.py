@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import make_asgi_app
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import kafka
@@ -118,6 +120,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if exc.status == 429:
             headers = {"Retry-After": str(max(1, round(exc.extra.get("retry_after", 1) + 0.49)))}
         return ProblemResponse(exc.body(request.url.path), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
+        # Unknown routes, wrong methods, unparsable forms: problem+json like every other error.
+        title = HTTPStatus(exc.status_code).phrase
+        body = Problem(exc.status_code, title, str(exc.detail)).body(request.url.path)
+        return ProblemResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> ProblemResponse:

@@ -421,3 +421,44 @@ async def _account_when(
             return r.json()
         assert time.monotonic() < deadline, r.json()
         await asyncio.sleep(0.2)
+
+
+async def test_kalo_employers_add_prints_a_working_key_once(services: Stack, db: Any) -> None:
+    import subprocess
+    import sys
+    import uuid
+
+    employer_id = f"{uuid.uuid4().int % 10**8}/1"  # INPS numbers carry a slash
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "employers",
+            "add",
+            employer_id,
+            "--regime",
+            "INPS",
+            "--risk-class",
+            "3",
+            "--filing",
+            "quarterly",
+            "--json",
+        ],
+        env=services.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    printed = orjson.loads(out.stdout)
+    assert printed["employer_id"] == employer_id and printed["api_key"].startswith("kalo_emp_")
+    row = await db.fetchrow("SELECT regime, risk_class, filing FROM employers WHERE id = $1", employer_id)
+    assert dict(row) == {"regime": "INPS", "risk_class": 3, "filing": "quarterly"}
+    key = printed["api_key"]
+    assert await db.fetchval("SELECT count(*) FROM api_keys WHERE key_hash = $1", key) == 0
+    async with httpx.AsyncClient(base_url=services.gateway_url, timeout=30) as c:
+        r = await c.get(f"/v1/employers/{employer_id}/account", headers=auth(key))
+        assert r.status_code == 200, r.text
+        assert r.json()["employer"]["filing"] == "quarterly" and r.json()["periods"] == []
+        r = await c.get("/v1/nowhere", headers=auth(key))
+        assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"

@@ -43,11 +43,12 @@ def run(service: Annotated[str, typer.Argument(help=" | ".join(SERVICES))]) -> N
     if service == "gateway":
         import uvicorn
 
-        from services.gateway.app import create_app
-
         s = get_settings()
+        # Several worker processes share the port; one of them relays the outbox (leader lock).
         uvicorn.run(
-            create_app(s),
+            "services.gateway.app:create_app",
+            factory=True,
+            workers=s.gateway_workers,
             host=s.gateway_host,
             port=s.gateway_port,
             log_level="info",

@@ -200,10 +200,11 @@ class Phase:
             f"    gateway CPU:          {self.cpu / self.elapsed * 100:.0f} % of one core, "
             f"{self.cpu / max(ok, 1) * 1000:.2f} ms per receipt (relay included)"
         )
-        print(
-            f"    of which PostgreSQL:  {self.db_seconds / max(ok, 1) * 1000:.1f} ms per receipt "
-            "(pool wait + gateway_submit + commit)"
-        )
+        if os.environ.get("KALO_GATEWAY_WORKERS", "1") == "1":  # /metrics is per worker process
+            print(
+                f"    of which PostgreSQL:  {self.db_seconds / max(ok, 1) * 1000:.1f} ms per receipt "
+                "(pool wait + gateway_submit + commit)"
+            )
         print(f"    outbox drained:       {self.drained:.2f} s after the last receipt")
 
 

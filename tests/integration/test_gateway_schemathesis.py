@@ -56,6 +56,7 @@ def run_schemathesis(stack: Stack, config: Path, key: str, *extra: str) -> subpr
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=config.parent,  # its cache (.schemathesis/) stays out of the repository
     )
 
 

@@ -27,6 +27,15 @@ from tests.integration.helpers import (
 HEADER = "worker_id,category,days_worked,base_salary,bonuses,benefits_in_kind,expense_reimbursements\n"
 
 
+async def upload(client: httpx.AsyncClient, key: str, csv: bytes, period: str) -> httpx.Response:
+    return await client.post(
+        "/v1/declarations/upload",
+        headers=auth(key),
+        data={"period": period},
+        files={"file": ("declaration.csv", csv, "text/csv")},
+    )
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(services: Stack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=services.gateway_url, timeout=60) as c:
@@ -61,23 +70,13 @@ async def test_json_receipt_is_written_with_its_message(
 async def test_csv_upload_comma_and_semicolon(services: Stack, db: Any, client: httpx.AsyncClient) -> None:
     employer_id, key = await register_employer(db, risk_class=3)
     comma = (HEADER + "W1,salarie,30,250000,0,0,0\nW2,salarie,15,60000,5000,0,1000\n").encode()
-    r = await client.post(
-        "/v1/declarations/upload",
-        headers=auth(key),
-        data={"period": "2026-09"},
-        files={"file": ("sept.csv", comma, "text/csv")},
-    )
+    r = await upload(client, key, comma, "2026-09")
     assert r.status_code == 202, r.text
     receipt = r.json()
     assert receipt["payload_sha256"] == hashlib.sha256(comma).hexdigest()
     # Semicolons, a BOM, columns in another order, optional columns left out, non-ASCII ids.
     semi = "\ufeffcategory;worker_id;base_salary;days_worked\nsalarie;Wé1;250000;30\n".encode()
-    r2 = await client.post(
-        "/v1/declarations/upload",
-        headers=auth(key),
-        data={"period": "2026-10"},
-        files={"file": ("oct.csv", semi, "text/csv")},
-    )
+    r2 = await upload(client, key, semi, "2026-10")
     assert r2.status_code == 202, r2.text
     event = await consume_until(
         services.settings,
@@ -99,12 +98,7 @@ async def test_csv_upload_comma_and_semicolon(services: Stack, db: Any, client: 
 async def test_csv_errors_name_every_bad_cell(db: Any, client: httpx.AsyncClient) -> None:
     _, key = await register_employer(db)
     bad = (HEADER + "W1,salarie,30,250000,0,0,0\nW2,salarie,trente,1e5,0,0,0\nW3,salarie,30\n").encode()
-    r = await client.post(
-        "/v1/declarations/upload",
-        headers=auth(key),
-        data={"period": "2026-10"},
-        files={"file": ("x.csv", bad, "text/csv")},
-    )
+    r = await upload(client, key, bad, "2026-10")
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == "application/problem+json"
     problem = r.json()
@@ -112,29 +106,14 @@ async def test_csv_errors_name_every_bad_cell(db: Any, client: httpx.AsyncClient
     assert cells == {(2, 3, "days_worked"), (2, 3, "base_salary"), (3, 4, None)}
     # Cells that parse but break the technical schema are named the same way.
     long_id = "W" * 65
-    r = await client.post(
-        "/v1/declarations/upload",
-        headers=auth(key),
-        data={"period": "2026-10"},
-        files={"file": ("x.csv", (HEADER + f"{long_id},salarie,30,1,0,0,0\n").encode(), "text/csv")},
-    )
+    r = await upload(client, key, (HEADER + f"{long_id},salarie,30,1,0,0,0\n").encode(), "2026-10")
     assert r.status_code == 422
     assert [(e["line"], e["row"], e["column"]) for e in r.json()["errors"]] == [(1, 2, "worker_id")]
     # A missing required column, an unknown one; then a file that is not UTF-8.
-    r = await client.post(
-        "/v1/declarations/upload",
-        headers=auth(key),
-        data={"period": "2026-10"},
-        files={"file": ("x.csv", b"worker_id;category;salary\nW1;salarie;1\n", "text/csv")},
-    )
+    r = await upload(client, key, b"worker_id;category;salary\nW1;salarie;1\n", "2026-10")
     assert r.status_code == 422
     assert {e["column"] for e in r.json()["errors"]} == {"salary", "days_worked", "base_salary"}
-    r = await client.post(
-        "/v1/declarations/upload",
-        headers=auth(key),
-        data={"period": "2026-10"},
-        files={"file": ("x.csv", HEADER.encode() + b"W\xe9,salarie,30,1,0,0,0\n", "text/csv")},
-    )
+    r = await upload(client, key, HEADER.encode() + b"W\xe9,salarie,30,1,0,0,0\n", "2026-10")
     assert r.status_code == 400
     assert "not UTF-8" in r.json()["detail"]
     assert r.json()["errors"][0]["row"] == 2
@@ -347,12 +326,7 @@ async def test_too_many_lines_is_413(db: Any, client: httpx.AsyncClient) -> None
     assert r.status_code == 413
     assert "100,000 lines" in r.json()["detail"]
     csv = (HEADER + "W,salarie,30,1,0,0,0\n" * 100_001).encode()
-    r = await client.post(
-        "/v1/declarations/upload",
-        headers=auth(key),
-        data={"period": "2026-10"},
-        files={"file": ("big.csv", csv, "text/csv")},
-    )
+    r = await upload(client, key, csv, "2026-10")
     assert r.status_code == 413
     assert "100,000 lines" in r.json()["detail"]
 

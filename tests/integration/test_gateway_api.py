@@ -357,11 +357,26 @@ async def test_body_size_and_rate_limits(services: Stack, db: Any) -> None:
 
             r = await c.post("/v1/declarations", content=chunks(), headers=auth(key))
             assert r.status_code == 413
+
+            async def multipart() -> AsyncIterator[bytes]:  # a streamed CSV upload, no length either
+                yield b'--b\r\nContent-Disposition: form-data; name="period"\r\n\r\n2026-10\r\n'
+                yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n'
+                yield HEADER.encode()
+                for _ in range(100):
+                    yield b"W1,salarie,30,100000,0,0,0\n" * 10
+                yield b"\r\n--b--\r\n"
+
+            r = await c.post(
+                "/v1/declarations/upload",
+                content=multipart(),
+                headers={**auth(key), "Content-Type": "multipart/form-data; boundary=b"},
+            )
+            assert r.status_code == 413, r.text
             statuses = []
             for _ in range(5):
                 r = await c.get("/v1/declarations", headers=auth(key))
                 statuses.append(r.status_code)
-            # Burst 3: the chunked submission and two reads pass, then the key is throttled.
+            # Burst 3: the two streamed submissions and a read pass, then the key is throttled.
             assert statuses[0] == 200 and statuses[-1] == 429, statuses
             assert int(r.headers["Retry-After"]) >= 1
             assert r.headers["content-type"] == "application/problem+json"

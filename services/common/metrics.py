@@ -35,3 +35,6 @@ RECEIPT_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 OUTBOX_PUBLISHED = Counter("kalo_outbox_published_total", "Outbox messages published to Kafka by the relay")
+GATEWAY_PROBLEMS = Counter(
+    "kalo_gateway_problems_total", "Gateway requests answered with a problem (4xx), by status", ["status"]
+)

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import kafka
 from services.common.db import connect_pool
+from services.common.metrics import GATEWAY_PROBLEMS
 from services.common.settings import Settings, get_settings
 from services.gateway.auth import PrincipalCache
 from services.gateway.errors import Problem
@@ -59,6 +60,7 @@ class BodyLimit:
         )
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
+        GATEWAY_PROBLEMS.labels("413").inc()
         response = ProblemResponse(self._problem().body(scope["path"]), status_code=413)
         await response(scope, lambda: _empty(), send)  # type: ignore[arg-type]
 
@@ -116,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(Problem)
     async def problem(request: Request, exc: Problem) -> ProblemResponse:
+        GATEWAY_PROBLEMS.labels(str(exc.status)).inc()
         headers = None
         if exc.status == 429:
             headers = {"Retry-After": str(max(1, round(exc.extra.get("retry_after", 1) + 0.49)))}
@@ -125,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
         # Unknown routes, wrong methods, unparsable forms: problem+json like every other error.
         title = HTTPStatus(exc.status_code).phrase
+        GATEWAY_PROBLEMS.labels(str(exc.status_code)).inc()
         body = Problem(exc.status_code, title, str(exc.detail)).body(request.url.path)
         return ProblemResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
@@ -140,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for e in exc.errors()
         ]
         body = Problem(422, "Invalid request", f"{len(errors)} error(s)", errors=errors)
+        GATEWAY_PROBLEMS.labels("422").inc()
         return ProblemResponse(body.body(request.url.path), status_code=422)
 
     @app.get("/health", include_in_schema=False)

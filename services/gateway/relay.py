@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from datetime import timedelta
 
@@ -32,6 +33,7 @@ RELAY_LOCK = 7_206_004
 # Producer timestamps of a row's message are later than the row's created_at; the margin
 # covers clock adjustments.
 RECONCILE_MARGIN = timedelta(seconds=30)
+OUTBOX_KEEP = timedelta(days=7)
 
 
 async def publish_pending(pool: asyncpg.Pool, producer: AIOKafkaProducer, batch: int = 500) -> int:
@@ -163,9 +165,16 @@ class Relay:
 
     async def _lead(self, lock: asyncpg.Connection) -> None:
         await asyncio.wait_for(reconcile(self.pool, self.settings), timeout=300)
+        next_purge = 0.0
         while not lock.is_closed():
             while await publish_pending(self.pool, self.producer):
                 pass
+            if time.monotonic() >= next_purge:
+                # Published rows are history only (the topic keeps everything): keep a week.
+                await self.pool.execute(
+                    "DELETE FROM outbox WHERE published_at < now() - $1::interval", OUTBOX_KEEP
+                )
+                next_purge = time.monotonic() + 600
             OUTBOX_PENDING.set(
                 await self.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             )

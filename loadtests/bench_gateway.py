@@ -181,6 +181,7 @@ class Phase:
     cpu: float
     drained: float
     db_seconds: float  # the gateway's time in gateway_submit (its histogram), summed
+    db_p99: str  # the histogram bucket of its 99th percentile
 
     def report(self, lines: int) -> None:
         r, ok = self.results, len(self.results.latencies)
@@ -202,8 +203,8 @@ class Phase:
         )
         if os.environ.get("KALO_GATEWAY_WORKERS", "1") == "1":  # /metrics is per worker process
             print(
-                f"    of which PostgreSQL:  {self.db_seconds / max(ok, 1) * 1000:.1f} ms per receipt "
-                "(pool wait + gateway_submit + commit)"
+                f"    of which PostgreSQL:  {self.db_seconds / max(ok, 1) * 1000:.1f} ms per receipt, "
+                f"p99 {self.db_p99} (pool wait + gateway_submit + commit)"
             )
         print(f"    outbox drained:       {self.drained:.2f} s after the last receipt")
 
@@ -220,7 +221,7 @@ async def run_phase(
     rate: float | None,
 ) -> Phase:
     results = Results()
-    db_before = await receipt_db_seconds(port)
+    db_before = await receipt_db_histogram(port)
     cpu_before = cpu_seconds(pid)
     results.first = time.perf_counter()
     until = results.first + seconds
@@ -235,19 +236,35 @@ async def run_phase(
     elapsed = (results.last or time.perf_counter()) - results.first
     cpu = cpu_seconds(pid) - cpu_before
     drained = await wait_drained(conn, results.last)
-    db_seconds = await receipt_db_seconds(port) - db_before
-    return Phase(name, results, elapsed, cpu, drained, db_seconds)
+    db_after = await receipt_db_histogram(port)
+    db_seconds = db_after.get("sum", 0.0) - db_before.get("sum", 0.0)
+    db_p99 = bucket_quantile(db_before, db_after, 0.99)
+    return Phase(name, results, elapsed, cpu, drained, db_seconds, db_p99)
 
 
-async def receipt_db_seconds(port: int) -> float:
-    """kalo_gateway_receipt_seconds_sum from the gateway's /metrics."""
+async def receipt_db_histogram(port: int) -> dict[str, float]:
+    """kalo_gateway_receipt_seconds from the gateway's /metrics: cumulative bucket counts
+    by upper bound, and the sum under "sum"."""
     async with httpx.AsyncClient() as c:
         text = (await c.get(f"http://127.0.0.1:{port}/metrics/", timeout=10)).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("kalo_gateway_receipt_seconds_sum")
-    )
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("kalo_gateway_receipt_seconds_bucket"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            out[bound] = out.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith("kalo_gateway_receipt_seconds_sum"):
+            out["sum"] = out.get("sum", 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def bucket_quantile(before: dict[str, float], after: dict[str, float], q: float) -> str:
+    """The histogram bucket holding the q-quantile of what happened between two scrapes."""
+    bounds = sorted((b for b in after if b not in ("sum", "+Inf")), key=float)
+    total = after.get("+Inf", 0.0) - before.get("+Inf", 0.0)
+    for b in bounds:
+        if after[b] - before.get(b, 0.0) >= q * total:
+            return f"<= {float(b) * 1000:g} ms"
+    return f"> {float(bounds[-1]) * 1000:g} ms" if bounds else "n/a"
 
 
 async def bench(seconds: float, employers: int, lines: int, warmup: float, rate: float) -> None:

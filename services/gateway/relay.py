@@ -36,7 +36,7 @@ RECONCILE_MARGIN = timedelta(seconds=30)
 OUTBOX_KEEP = timedelta(days=7)
 
 
-async def publish_pending(pool: asyncpg.Pool, producer: AIOKafkaProducer, batch: int = 500) -> int:
+async def publish_pending(pool: asyncpg.Pool, producer: AIOKafkaProducer, batch: int = 200) -> int:
     """Publish one batch of pending outbox rows; returns how many were published."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
@@ -46,12 +46,15 @@ async def publish_pending(pool: asyncpg.Pool, producer: AIOKafkaProducer, batch:
         )
         if not rows:
             return 0
-        futures = [
-            await producer.send(
-                r["topic"], r["value"], key=r["key"], headers=[("event_id", str(r["event_id"]).encode())]
+        futures = []
+        for i, r in enumerate(rows):
+            futures.append(
+                await producer.send(
+                    r["topic"], r["value"], key=r["key"], headers=[("event_id", str(r["event_id"]).encode())]
+                )
             )
-            for r in rows
-        ]
+            if i % 20 == 19:
+                await asyncio.sleep(0)  # let receipts through: sends do not yield on their own
         await asyncio.gather(*futures)
         await conn.execute(
             "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])",

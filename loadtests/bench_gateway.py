@@ -159,11 +159,14 @@ def peak_rss_mb(pid: int) -> list[float]:
     return peaks
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process and its children have used."""
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
+    """User + system CPU time the process (and its children) have used."""
     total = 0.0
-    for p in process_tree(pid):
-        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+    for p in process_tree(pid) if children else [pid]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # gone meanwhile
+            continue
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
@@ -182,6 +185,7 @@ class Phase:
     drained: float
     db_seconds: float  # the gateway's time in gateway_submit (its histogram), summed
     db_p99: str  # the histogram bucket of its 99th percentile
+    pg_cpu: float  # CPU seconds of the gateway's PostgreSQL backends
 
     def report(self, lines: int) -> None:
         r, ok = self.results, len(self.results.latencies)
@@ -206,6 +210,10 @@ class Phase:
                 f"    of which PostgreSQL:  {self.db_seconds / max(ok, 1) * 1000:.1f} ms per receipt, "
                 f"p99 {self.db_p99} (pool wait + gateway_submit + commit)"
             )
+        print(
+            f"    PostgreSQL CPU:       {self.pg_cpu / self.elapsed * 100:.0f} % of one core, "
+            f"{self.pg_cpu / max(ok, 1) * 1000:.2f} ms per receipt (the gateway's backends)"
+        )
         print(f"    outbox drained:       {self.drained:.2f} s after the last receipt")
 
 
@@ -222,6 +230,13 @@ async def run_phase(
 ) -> Phase:
     results = Results()
     db_before = await receipt_db_histogram(port)
+    backends = [
+        r["pid"]
+        for r in await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    ]
+    pg_cpu_before = sum(cpu_seconds(b, children=False) for b in backends)
     cpu_before = cpu_seconds(pid)
     results.first = time.perf_counter()
     until = results.first + seconds
@@ -235,11 +250,12 @@ async def run_phase(
     months.update(zip(keys, next_months, strict=True))
     elapsed = (results.last or time.perf_counter()) - results.first
     cpu = cpu_seconds(pid) - cpu_before
+    pg_cpu = sum(cpu_seconds(b, children=False) for b in backends) - pg_cpu_before
     drained = await wait_drained(conn, results.last)
     db_after = await receipt_db_histogram(port)
     db_seconds = db_after.get("sum", 0.0) - db_before.get("sum", 0.0)
     db_p99 = bucket_quantile(db_before, db_after, 0.99)
-    return Phase(name, results, elapsed, cpu, drained, db_seconds, db_p99)
+    return Phase(name, results, elapsed, cpu, drained, db_seconds, db_p99, pg_cpu)
 
 
 async def receipt_db_histogram(port: int) -> dict[str, float]:

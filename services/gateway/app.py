@@ -1,4 +1,4 @@
-"""Gateway wiring: FastAPI app, PostgreSQL pool, Kafka producer, outbox relay."""
+"""Gateway wiring: FastAPI app, PostgreSQL pool, outbox relay (with its Kafka producer)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from prometheus_client import make_asgi_app
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common import kafka
 from services.common.db import connect_pool
 from services.common.metrics import GATEWAY_PROBLEMS
 from services.common.settings import Settings, get_settings
@@ -85,19 +84,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_size=settings.gateway_pool_size,
             reset=_keep_session,
         )
-        app.state.producer = kafka.producer(settings)
-        await app.state.producer.start()
-        app.state.relay = Relay(
-            app.state.pool,
-            app.state.producer,
-            settings,
-        )
+        app.state.relay = Relay(app.state.pool, settings)
         app.state.relay.start()
         try:
             yield
         finally:
             await app.state.relay.stop()
-            await app.state.producer.stop()
             await app.state.pool.close()
 
     app = FastAPI(

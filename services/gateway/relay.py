@@ -24,6 +24,7 @@ import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from services.common.kafka import consumer, partitions_of
+from services.common.kafka import producer as kafka_producer
 from services.common.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
 from services.common.settings import Settings
 
@@ -119,17 +120,11 @@ async def reconcile(pool: asyncpg.Pool, settings: Settings) -> int:
 
 class Relay:
     """Background task: lead the relay when no other gateway does, publish as soon as woken,
-    and poll in case a wake-up was missed."""
+    and poll in case a wake-up was missed. It owns its Kafka producer: with Kafka away the
+    gateway still starts and receipts keep being written; they go out when Kafka is back."""
 
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        producer: AIOKafkaProducer,
-        settings: Settings,
-        poll_s: float = 0.5,
-    ):
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, poll_s: float = 0.5):
         self.pool = pool
-        self.producer = producer
         self.settings = settings
         self.poll_s = poll_s
         self.leading = False
@@ -155,8 +150,13 @@ class Relay:
                 try:
                     while not await lock.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
                         await asyncio.sleep(self.poll_s)  # another gateway relays
-                    self.leading = True
-                    await self._lead(lock)
+                    producer = kafka_producer(self.settings)
+                    try:
+                        await producer.start()
+                        self.leading = True
+                        await self._lead(lock, producer)
+                    finally:
+                        await producer.stop()
                 finally:
                     self.leading = False
                     await lock.close()
@@ -166,11 +166,11 @@ class Relay:
                 log.exception("outbox relay failed; retrying")
                 await asyncio.sleep(1)
 
-    async def _lead(self, lock: asyncpg.Connection) -> None:
+    async def _lead(self, lock: asyncpg.Connection, producer: AIOKafkaProducer) -> None:
         await asyncio.wait_for(reconcile(self.pool, self.settings), timeout=300)
         next_purge = 0.0
         while not lock.is_closed():
-            while await publish_pending(self.pool, self.producer):
+            while await publish_pending(self.pool, producer):
                 pass
             if time.monotonic() >= next_purge:
                 # Published rows are history only (the topic keeps everything): keep a week.

@@ -18,6 +18,7 @@ import pytest_asyncio
 from contracts.envelope import derived_id
 from services.common import kafka
 from services.common.db import connect_pool
+from services.common.sandbox import free_port
 from services.gateway.relay import RELAY_LOCK, publish_pending
 from tests.integration.conftest import Stack, isolated_stack, wait_http
 from tests.integration.helpers import auth, declaration, inps_line, read_all, register_employer
@@ -149,3 +150,26 @@ async def test_sigkill_while_receiving_and_relaying(fresh: tuple[Stack, asyncpg.
     await wait_outbox_empty(conn)
     await assert_published_exactly_once(stack, conn, receipts)
     print(f"at the kill: {killed_at}; receipts seen by clients: {len(receipts)}")
+
+
+async def test_receipts_keep_coming_while_kafka_is_unreachable(
+    fresh: tuple[Stack, asyncpg.Connection],
+) -> None:
+    stack, conn = fresh
+    keys = dict([await register_employer(conn) for _ in range(5)])
+    proc = stack.start("gateway", name="gateway-no-kafka", KALO_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}")
+    try:
+        wait_http(f"{stack.gateway_url}/health", proc)
+    except Exception:
+        print(stack.log_tail("gateway-no-kafka"))
+        raise
+    receipts = await submit_many(stack, keys, 20)
+    assert len(receipts) == 20
+    await asyncio.sleep(2)
+    assert await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 20
+    stack.stop("gateway-no-kafka")  # a clean stop, relay still failing to reach Kafka
+    assert "outbox relay failed" in stack.log_tail("gateway-no-kafka", 400)
+
+    start_gateway(stack, "gateway-kafka-back")
+    await wait_outbox_empty(conn)
+    await assert_published_exactly_once(stack, conn, receipts)

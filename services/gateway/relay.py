@@ -144,6 +144,7 @@ class Relay:
                 await self._task
 
     async def _run(self) -> None:
+        failures = 0
         while True:
             try:
                 lock = await asyncpg.connect(self.settings.dsn)
@@ -154,6 +155,7 @@ class Relay:
                     try:
                         await producer.start()
                         self.leading = True
+                        failures = 0
                         await self._lead(lock, producer)
                     finally:
                         await producer.stop()
@@ -163,8 +165,9 @@ class Relay:
             except asyncio.CancelledError:
                 raise
             except Exception:  # Kafka or PostgreSQL away: keep the rows, take over again
-                log.exception("outbox relay failed; retrying")
-                await asyncio.sleep(1)
+                failures += 1
+                log.exception("outbox relay failed (%d in a row); retrying", failures)
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
 
     async def _lead(self, lock: asyncpg.Connection, producer: AIOKafkaProducer) -> None:
         await asyncio.wait_for(reconcile(self.pool, self.settings), timeout=300)

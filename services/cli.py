@@ -45,11 +45,12 @@ def run(service: Annotated[str, typer.Argument(help=" | ".join(SERVICES))]) -> N
     if service == "gateway":
         import uvicorn
 
-        from services.gateway.app import create_app
-
         s = get_settings()
+        # Several worker processes share the port; one of them relays the outbox (leader lock).
         uvicorn.run(
-            create_app(s),
+            "services.gateway.app:create_app",
+            factory=True,
+            workers=s.gateway_workers,
             host=s.gateway_host,
             port=s.gateway_port,
             log_level="info",
@@ -171,6 +172,24 @@ def keys_add(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     print(json.dumps({"role": role, "label": label, "api_key": key}) if as_json else key)
+
+
+@app.command()
+def openapi(
+    check: Annotated[bool, typer.Option("--check", help="exit 1 if contracts/openapi.json is stale")] = False,
+) -> None:
+    """Export the gateway's OpenAPI document to contracts/openapi.json."""
+    from services.gateway.openapi import EXPORT, document, render
+
+    text = render(document())
+    if check:
+        if not EXPORT.exists() or EXPORT.read_text() != text:
+            console.print(f"[red]{EXPORT} is stale: run `kalo openapi`[/red]")
+            raise typer.Exit(1)
+        console.print(f"{EXPORT} is up to date")
+        return
+    EXPORT.write_text(text)
+    console.print(f"wrote {EXPORT}")
 
 
 @app.command()

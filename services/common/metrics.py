@@ -28,3 +28,13 @@ DLQ = Counter("kalo_dlq_messages_total", "Messages sent to the dead-letter topic
 LAG = Gauge("kalo_consumer_lag", "Messages not yet consumed", ["service", "topic", "partition"])
 RECEIPTS = Counter("kalo_receipts_total", "Declarations received by the gateway", ["channel"])
 OUTBOX_PENDING = Gauge("kalo_outbox_pending", "Receipts not yet published to Kafka")
+RECEIPT_SECONDS = Histogram(
+    "kalo_gateway_receipt_seconds",
+    "Gateway: from a parsed declaration to its committed receipt, by channel",
+    ["channel"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+OUTBOX_PUBLISHED = Counter("kalo_outbox_published_total", "Outbox messages published to Kafka by the relay")
+GATEWAY_PROBLEMS = Counter(
+    "kalo_gateway_problems_total", "Gateway requests answered with a problem (4xx), by status", ["status"]
+)

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     gateway_max_body_bytes: int = 32 * 1024 * 1024
     gateway_rate_per_second: float = 50.0
     gateway_rate_burst: int = 200
+    gateway_pool_size: int = 10
+    gateway_workers: int = 1
     # Where the workers serve /metrics (0.0.0.0 inside containers).
     metrics_host: str = "127.0.0.1"
     assessment_web_port: int = 6066

@@ -1,24 +1,76 @@
-"""Gateway wiring: FastAPI app, PostgreSQL pool, Kafka producer, outbox relay."""
+"""Gateway wiring: FastAPI app, PostgreSQL pool, outbox relay (with its Kafka producer)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.utils import get_openapi
 from prometheus_client import make_asgi_app
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common import kafka
 from services.common.db import connect_pool
+from services.common.metrics import GATEWAY_PROBLEMS
 from services.common.settings import Settings, get_settings
+from services.gateway.auth import PrincipalCache
 from services.gateway.errors import Problem
 from services.gateway.limits import RateLimiter
 from services.gateway.relay import Relay
+from services.gateway.responses import ProblemResponse
 from services.gateway.routes import router
+from services.gateway.schemas import DeclarationIn
 
-PROBLEM_JSON = "application/problem+json"
+
+class BodyLimit:
+    """413 for a body over `limit` bytes, announced (Content-Length) or streamed (chunked)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(scope, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise self._problem()
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _problem(self) -> Problem:
+        return Problem(
+            413, "Payload too large", f"the body exceeds {self.limit:,} bytes", max_bytes=self.limit
+        )
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        GATEWAY_PROBLEMS.labels("413").inc()
+        response = ProblemResponse(self._problem().body(scope["path"]), status_code=413)
+        await response(scope, lambda: _empty(), send)  # type: ignore[arg-type]
+
+
+async def _keep_session(conn: object) -> None:
+    """No reset query when a connection goes back to the pool (a round trip per request):
+    the gateway keeps no session state (its advisory locks are per transaction)."""
+
+
+async def _empty() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,54 +78,84 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = await connect_pool(settings.dsn, min_size=2, max_size=20)
-        app.state.producer = kafka.producer(settings)
-        await app.state.producer.start()
-        app.state.relay = Relay(app.state.pool, app.state.producer)
+        app.state.pool = await connect_pool(
+            settings.dsn,
+            min_size=settings.gateway_pool_size,
+            max_size=settings.gateway_pool_size,
+            reset=_keep_session,
+        )
+        app.state.relay = Relay(app.state.pool, settings)
         app.state.relay.start()
         try:
             yield
         finally:
             await app.state.relay.stop()
-            await app.state.producer.stop()
             await app.state.pool.close()
 
     app = FastAPI(
         title="Kalo gateway",
         version="1",
-        description="Tele-declaration of monthly salaries to INPS, CMSS and CANAM.",
+        description=(
+            "Tele-declaration of monthly salaries to INPS, CMSS and CANAM. Authenticate with "
+            "`Authorization: Bearer <API key>`. Errors are RFC 7807 `application/problem+json`."
+        ),
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.limiter = RateLimiter(settings.gateway_rate_per_second, settings.gateway_rate_burst)
+    app.state.principals = PrincipalCache()
     app.include_router(router)
     app.mount("/metrics", make_asgi_app())
+    app.add_middleware(BodyLimit, limit=settings.gateway_max_body_bytes)
 
     @app.exception_handler(Problem)
-    async def problem(request: Request, exc: Problem) -> JSONResponse:
-        headers = (
-            {"Retry-After": str(max(1, round(exc.extra.get("retry_after", 1))))}
-            if exc.status == 429
-            else None
-        )
-        return JSONResponse(
-            exc.body(request.url.path),
-            status_code=exc.status,
-            media_type=PROBLEM_JSON,
-            headers=headers,
-        )
+    async def problem(request: Request, exc: Problem) -> ProblemResponse:
+        GATEWAY_PROBLEMS.labels(str(exc.status)).inc()
+        headers = None
+        if exc.status == 429:
+            headers = {"Retry-After": str(max(1, round(exc.extra.get("retry_after", 1) + 0.49)))}
+        return ProblemResponse(exc.body(request.url.path), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
+        # Unknown routes, wrong methods, unparsable forms: problem+json like every other error.
+        title = HTTPStatus(exc.status_code).phrase
+        GATEWAY_PROBLEMS.labels(str(exc.status_code)).inc()
+        body = Problem(exc.status_code, title, str(exc.detail)).body(request.url.path)
+        return ProblemResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> ProblemResponse:
         errors = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+            {
+                "field": ".".join(str(p) for p in e["loc"]),
+                "line": None,
+                "message": e["msg"],
+                "type": e["type"],
+            }
+            for e in exc.errors()
         ]
         body = Problem(422, "Invalid request", f"{len(errors)} error(s)", errors=errors)
-        return JSONResponse(body.body(request.url.path), status_code=422, media_type=PROBLEM_JSON)
+        GATEWAY_PROBLEMS.labels("422").inc()
+        return ProblemResponse(body.body(request.url.path), status_code=422)
 
     @app.get("/health", include_in_schema=False)
-    async def health() -> dict[str, str]:
+    async def health() -> dict[str, Any]:
         await app.state.pool.fetchval("SELECT 1")
-        return {"status": "ok"}
+        return {"status": "ok", "relay_leader": app.state.relay.leading}
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            # The JSON body is parsed by the route itself (one pass, exact errors); publish its models.
+            models = DeclarationIn.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(models.pop("$defs", {}))
+            schemas["DeclarationIn"] = models
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

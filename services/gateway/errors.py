@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.exceptions import HTTPException
 
-class Problem(Exception):
+
+class Problem(HTTPException):
+    """An RFC 7807 problem. An HTTPException, so that FastAPI lets it through unchanged
+    even from inside its own body parsing (a streamed upload over the size limit)."""
+
     def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
+        super().__init__(status_code=status, detail=detail)
         self.status = status
         self.title = title
         self.detail = detail

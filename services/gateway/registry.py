@@ -68,11 +68,23 @@ async def add_staff_key(conn: asyncpg.Connection, *, role: str, label: str) -> s
     return key
 
 
-async def principal_for(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> Principal | None:
+async def principal_for(conn: asyncpg.Connection | asyncpg.Pool, key_hash: str) -> Principal | None:
+    """The principal of an API key, given the key's hash (None: unknown, or employer inactive)."""
     row = await conn.fetchrow(
         """SELECT k.role, k.employer_id, k.label FROM api_keys k
            LEFT JOIN employers e ON e.id = k.employer_id
            WHERE k.key_hash = $1 AND (k.employer_id IS NULL OR e.active)""",
-        api_key_hash(key),
+        key_hash,
     )
     return Principal(row["role"], row["employer_id"], row["label"]) if row else None
+
+
+async def registered_employer(
+    conn: asyncpg.Connection | asyncpg.Pool, principal: Principal
+) -> asyncpg.Record:
+    """The registration of the calling employer (regime, risk class, filing)."""
+    row = await conn.fetchrow(
+        "SELECT id, regime, risk_class, filing FROM employers WHERE id = $1", principal.employer_id
+    )
+    assert row is not None  # the key's employer exists: api_keys references employers
+    return row

@@ -16,17 +16,11 @@ def expand_lines(assessed: dict[str, Any]) -> list[dict[str, Any]]:
     for line in assessed["lines"]:
         worker_id, category, gross, base, floor_applied, pension_base, amo_base, amounts = line
         items = []
-        for (branch, fund, payer), rate, amount in zip(
-            _COLUMNS, rates[category], amounts, strict=True
-        ):
+        for (branch, fund, payer), rate, amount in zip(_COLUMNS, rates[category], amounts, strict=True):
             if amount is None:
                 continue
             item_base = (
-                pension_base
-                if branch in ("PVID", "RETRAITE")
-                else amo_base
-                if branch == "AMO"
-                else base
+                pension_base if branch in ("PVID", "RETRAITE") else amo_base if branch == "AMO" else base
             )
             items.append(
                 {
@@ -70,3 +64,23 @@ def business_report(row: dict[str, Any]) -> dict[str, Any] | None:
 
 
 assert ASSESSED_LINE_FIELDS[-1] == "amounts"  # expand_lines unpacks in this order
+
+
+def difference(row: dict[str, Any]) -> dict[str, Any] | None:
+    """What a corrective declaration changes against the one it replaces: new − old per
+    branch, per fund, per payer and in total (a rejected declaration counts as zero).
+    None until both are assessed."""
+    if row["status"] == "received" or row.get("replaced_status") in (None, "received"):
+        return None
+    new = row["totals"] if row["status"] == "accepted" else None
+    old = row["replaced_totals"] if row["replaced_status"] == "accepted" else None
+    if new is None:
+        # A rejected correction changes nothing: the month keeps the declaration it replaced.
+        return {"applied": False, "reason": "the correction was rejected; the month is unchanged"}
+    diff: dict[str, Any] = {"applied": True, "replaces": row["replaces"]}
+    for key in ("by_branch", "by_fund"):
+        names = sorted(set(new[key]) | set((old or {}).get(key, {})))
+        diff[key] = {n: new[key].get(n, 0) - (old or {}).get(key, {}).get(n, 0) for n in names}
+    for key in ("employer", "employee", "total"):
+        diff[key] = new[key] - (old or {}).get(key, 0)
+    return diff

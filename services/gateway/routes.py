@@ -1,92 +1,180 @@
-"""HTTP routes for employers: thin — decode, call a handler, answer."""
+"""HTTP routes: thin — decode, call a handler, answer."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi.responses import Response
 from pydantic import ValidationError
 
 from services.common.hashing import sha256_hex
+from services.common.kafka import topic
+from services.common.metrics import RECEIPT_SECONDS, RECEIPTS
 from services.gateway import handlers
-from services.gateway.auth import authenticate
-from services.gateway.errors import Problem
-from services.gateway.registry import Principal
-from services.gateway.report import business_report
-from services.gateway.schemas import DeclarationIn, Receipt
+from services.gateway.auth import authenticate, require
+from services.gateway.csv_upload import parse_lines
+from services.gateway.registry import Principal, registered_employer
+from services.gateway.responses import ORJSONResponse
+from services.gateway.schemas import (
+    MAX_LINES,
+    Account,
+    DeclarationIn,
+    DeclarationList,
+    DeclarationView,
+    ProblemDoc,
+    Receipt,
+)
 from services.gateway.validation import problem_from_validation
 
 router = APIRouter(prefix="/v1")
 Caller = Annotated[Principal, Depends(authenticate)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        max_length=128,
+        description="same key and body: the same receipt; same key, other body: 409",
+    ),
+]
 
 
-async def read_body(request: Request) -> bytes:
-    limit = request.app.state.settings.gateway_max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise Problem(413, "Payload too large", f"the body exceeds {limit} bytes")
-    body = await request.body()
-    if len(body) > limit:
-        raise Problem(413, "Payload too large", f"the body exceeds {limit} bytes")
-    return body
+def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ProblemDoc, "content": {"application/problem+json": {}}} for code in codes}
+
+
+SUBMIT_ERRORS = _problems(400, 401, 403, 409, 413, 422, 429)
+READ_ERRORS = _problems(401, 403, 404, 422, 429)
 
 
 @router.post(
     "/declarations",
     status_code=202,
     response_model=Receipt,
+    responses=SUBMIT_ERRORS,
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {
-                    "schema": DeclarationIn.model_json_schema(
-                        ref_template="#/components/schemas/{model}"
-                    )
-                }
-            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DeclarationIn"}}},
         }
     },
     summary="Submit a monthly declaration (JSON)",
 )
-async def submit_json(
-    request: Request,
-    caller: Caller,
-    idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
-) -> JSONResponse:
-    body = await read_body(request)
+async def submit_json(request: Request, caller: Caller, idempotency_key: IdempotencyKey = None) -> Response:
+    body = await request.body()
     try:
         decl = DeclarationIn.model_validate_json(body)
     except ValidationError as exc:
         raise problem_from_validation(exc) from None
-    return await _submit(request, caller, decl, sha256_hex(body), idempotency_key)
+    return await _submit(request, caller, decl, sha256_hex(body), idempotency_key, "json")
+
+
+@router.post(
+    "/declarations/upload",
+    status_code=202,
+    response_model=Receipt,
+    responses=SUBMIT_ERRORS,
+    summary="Submit a monthly declaration (CSV file)",
+    description=(
+        "multipart/form-data with `file` (UTF-8 CSV, comma or semicolon, a header row; "
+        "columns worker_id, category, days_worked, base_salary, and optionally bonuses, "
+        "benefits_in_kind, expense_reimbursements) and `period`; `replaces` for a correction. "
+        "regime, risk_class and filing default to the employer's registration. The receipt's "
+        "SHA-256 is that of the file."
+    ),
+)
+async def submit_csv(
+    request: Request,
+    caller: Caller,
+    file: Annotated[UploadFile, File(description="the CSV file")],
+    period: Annotated[str, Form(min_length=1, max_length=16, examples=["2026-10"])],
+    replaces: Annotated[str | None, Form(max_length=64)] = None,
+    regime: Annotated[str | None, Form(max_length=16)] = None,
+    risk_class: Annotated[int | None, Form()] = None,
+    filing: Annotated[str | None, Form(max_length=16)] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    require(caller, "employer")
+    data = await file.read()
+    lines, rows = parse_lines(data, MAX_LINES)
+    registered = await registered_employer(request.app.state.pool, caller)
+    employer = {
+        "id": caller.employer_id,
+        "regime": regime or registered["regime"],
+        "risk_class": risk_class if risk_class is not None else registered["risk_class"],
+        "filing": filing or registered["filing"],
+    }
+    doc = {"employer": employer, "period": period, "replaces": replaces or None, "lines": lines}
+    try:
+        decl = DeclarationIn.model_validate(doc)
+    except ValidationError as exc:
+        raise problem_from_validation(exc, rows=rows) from None
+    return await _submit(request, caller, decl, sha256_hex(data), idempotency_key, "csv")
 
 
 async def _submit(
-    request: Request, caller: Principal, decl: DeclarationIn, sha: str, idempotency_key: str | None
-) -> JSONResponse:
-    async with request.app.state.pool.acquire() as conn:
+    request: Request,
+    caller: Principal,
+    decl: DeclarationIn,
+    sha: str,
+    idempotency_key: str | None,
+    channel: str,
+) -> Response:
+    with RECEIPT_SECONDS.labels(channel).time():
         receipt, created = await handlers.submit_declaration(
-            conn,
+            request.app.state.pool,
             caller,
             decl,
             payload_sha256=sha,
             idempotency_key=idempotency_key,
             now=datetime.now(UTC),
+            topic=topic(handlers.SUBMITTED, request.app.state.settings),
         )
     if created:
+        RECEIPTS.labels(channel).inc()
         request.app.state.relay.wake()
-    return JSONResponse(receipt.model_dump(), status_code=202 if created else 200)
+    # A repeated submission gets the same receipt (and says so in a header).
+    headers = None if created else {"Idempotent-Replayed": "true"}
+    return ORJSONResponse(receipt.model_dump(), status_code=202, headers=headers)
 
 
-@router.get("/declarations/{declaration_id}", summary="Status and business report")
-async def get_declaration(declaration_id: str, request: Request, caller: Caller) -> dict[str, Any]:
-    row = dict(await handlers.get_declaration(request.app.state.pool, caller, declaration_id))
-    receipt = handlers.receipt_of(row).model_dump()
-    receipt["superseded_by"] = row["superseded_by"]
-    receipt["assessed_at"] = row["assessed_at"].isoformat() if row["assessed_at"] else None
-    receipt["totals"] = row["totals"]
-    receipt["report"] = business_report(row)
-    return receipt
+@router.get(
+    "/declarations/{declaration_id}",
+    response_model=DeclarationView,
+    responses=READ_ERRORS,
+    summary="Status, business report and, for a correction, its difference",
+)
+async def get_declaration(declaration_id: str, request: Request, caller: Caller) -> Response:
+    doc = await handlers.get_declaration(request.app.state.pool, caller, declaration_id)
+    return ORJSONResponse(doc)
+
+
+@router.get(
+    "/declarations",
+    response_model=DeclarationList,
+    responses=READ_ERRORS,
+    summary="The caller's declarations (staff: any employer's), newest first",
+)
+async def list_declarations(
+    request: Request,
+    caller: Caller,
+    period: Annotated[str | None, Query(max_length=16, examples=["2026-10"])] = None,
+    employer: Annotated[str | None, Query(max_length=64, description="staff only")] = None,
+    status: Annotated[str | None, Query(pattern="^(received|accepted|rejected)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    doc = await handlers.list_declarations(
+        request.app.state.pool, caller, period=period, employer_id=employer, status=status, limit=limit
+    )
+    return ORJSONResponse(doc)
+
+
+@router.get(
+    "/employers/{employer_id:path}/account",
+    response_model=Account,
+    responses=READ_ERRORS,
+    summary="What is due per period and fund: due dates, surcharges, corrections",
+)
+async def employer_account(employer_id: str, request: Request, caller: Caller) -> Response:
+    doc = await handlers.employer_account(request.app.state.pool, caller, employer_id)
+    return ORJSONResponse(doc)

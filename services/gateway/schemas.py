@@ -6,7 +6,7 @@ stream and end in the declaration's report; here only shape, types and sizes.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -40,9 +40,7 @@ class DeclarationIn(BaseModel):
 
     employer: EmployerIn
     period: str = Field(min_length=1, max_length=16, examples=["2026-10"])
-    replaces: str | None = Field(
-        default=None, max_length=64, description="the declaration this one corrects"
-    )
+    replaces: str | None = Field(default=None, max_length=64, description="the declaration this one corrects")
     lines: list[LineIn] = Field(max_length=MAX_LINES)
 
 
@@ -55,3 +53,65 @@ class Receipt(BaseModel):
     payload_sha256: str
     replaces: str | None = None
     links: dict[str, str] = Field(default_factory=dict)
+
+
+class ProblemDoc(BaseModel):
+    """RFC 7807 problem details; `errors` names every bad field, line (and CSV row/column)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class DeclarationView(Receipt):
+    line_count: int
+    superseded_by: str | None = None
+    assessed_at: str | None = None
+    totals: dict[str, Any] | None = None
+    report: dict[str, Any] | None = Field(
+        default=None,
+        description="accepted: ruleset, due_date, months_late, surcharge, totals, lines with items; "
+        "rejected: every error with its code, line and worker",
+    )
+    difference: dict[str, Any] | None = Field(
+        default=None,
+        description="a correction: new minus replaced, per branch, per fund, per payer and total",
+    )
+
+
+class DeclarationListItem(Receipt):
+    superseded_by: str | None = None
+    line_count: int
+    total: int | None = None
+
+
+class DeclarationList(BaseModel):
+    items: list[DeclarationListItem]
+    count: int
+    limit: int
+
+
+class AccountPeriod(BaseModel):
+    period: str
+    declaration_id: str = Field(description="the declaration in force for the month")
+    due_date: str
+    months_late: int
+    by_fund: dict[str, int]
+    contributions: int
+    surcharge: int
+    due: int
+    original_total: int | None = None
+    correction_effect: int | None = Field(
+        default=None, description="contributions now minus those of the original declaration"
+    )
+    corrections: list[dict[str, Any]]
+
+
+class Account(BaseModel):
+    employer: dict[str, Any]
+    periods: list[AccountPeriod]
+    totals: dict[str, Any]
+    periods_awaiting_assessment: list[str]

@@ -38,6 +38,7 @@ lint: install
 
 schemas: install
 	$(PY) -m contracts.generate
+	$(KALO) openapi
 
 test-unit: install
 	$(VENV)/bin/pytest -m unit -q
@@ -54,6 +55,8 @@ demo: up
 
 bench: up
 	$(PY) -m loadtests.bench_rules
+	$(PY) -m loadtests.bench_gateway
+	$(PY) -m loadtests.bench_month
 
 clean: down
 	rm -rf $(LOCAL)/.state $(LOCAL)/.kafka

@@ -97,6 +97,17 @@ async def isolated_stack(tmp: Path) -> AsyncIterator[Stack]:
                 stack.stop(name)
 
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def fresh(tmp_path: Path) -> AsyncIterator[tuple[Stack, asyncpg.Connection]]:
+    """A stack of the test's own (fresh database and topics), for tests that kill services."""
+    async with isolated_stack(tmp_path) as stack:
+        conn = await asyncpg.connect(stack.settings.dsn)
+        try:
+            yield stack, conn
+        finally:
+            await conn.close()
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     async with isolated_stack(tmp_path_factory.mktemp("stack")) as s:

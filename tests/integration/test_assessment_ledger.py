@@ -8,14 +8,11 @@ import base64
 import random
 import signal
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest_asyncio
 from aiokafka import TopicPartition
 
 from services.common import kafka
@@ -23,7 +20,7 @@ from services.common.sandbox import free_port
 from services.common.submitted import submitted_event
 from services.gateway.registry import add_employer
 from services.rules import assess_declaration, load_ruleset
-from tests.integration.conftest import Stack, isolated_stack
+from tests.integration.conftest import Stack
 from tests.integration.helpers import auth, declaration, inps_line, read_all, register_employer, wait_status
 
 SUBMITTED_AT = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
@@ -155,16 +152,6 @@ async def wait_applied(conn: asyncpg.Connection, count: int, seconds: float = 24
         if time.monotonic() > deadline:
             raise TimeoutError(f"{n} of {count} declarations in the ledger after {seconds}s")
         await asyncio.sleep(0.5)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def fresh(tmp_path: Path) -> AsyncIterator[tuple[Stack, asyncpg.Connection]]:
-    async with isolated_stack(tmp_path) as stack:
-        conn = await asyncpg.connect(stack.settings.dsn)
-        try:
-            yield stack, conn
-        finally:
-            await conn.close()
 
 
 def expected_rows(docs: list[dict[str, Any]]) -> dict[str, Any]:

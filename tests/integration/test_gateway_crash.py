@@ -7,31 +7,18 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest_asyncio
 
 from contracts.envelope import derived_id
 from services.common import kafka
 from services.common.db import connect_pool
 from services.common.sandbox import free_port
 from services.gateway.relay import RELAY_LOCK, publish_pending
-from tests.integration.conftest import Stack, isolated_stack, wait_http
+from tests.integration.conftest import Stack, wait_http
 from tests.integration.helpers import auth, declaration, inps_line, read_all, register_employer
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def fresh(tmp_path: Path) -> AsyncIterator[tuple[Stack, asyncpg.Connection]]:
-    async with isolated_stack(tmp_path) as stack:
-        conn = await asyncpg.connect(stack.settings.dsn)
-        try:
-            yield stack, conn
-        finally:
-            await conn.close()
 
 
 def start_gateway(stack: Stack, name: str) -> None:

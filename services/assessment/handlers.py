@@ -23,10 +23,10 @@ from contracts.declarations import (
     WorkerPreRegistered,
 )
 from contracts.envelope import Envelope, Payload, envelope_json
-from services.assessment.encoding import amo_parts, compact_lines, rules_input
+from services.assessment.encoding import amo_parts, rules_input
 from services.assessment.registry import EmployerRecord
 from services.common.hashing import sha256_hex
-from services.rules import Ruleset, assess_declaration
+from services.rules import Ruleset, assess_declaration_compact
 
 PRODUCER = "assessment"
 
@@ -92,7 +92,7 @@ def assess_submitted(
 ) -> Outcome:
     """Assess one declaration; `employer` and `known_workers` come from the registries."""
     d = env.data
-    result = assess_declaration(rules_input(d), ruleset)
+    result = assess_declaration_compact(rules_input(d), ruleset, line_arrays=True)
     extra = registry_errors(d, employer)
     if extra:
         errors = (result["errors"] if result["status"] == "rejected" else []) + extra
@@ -117,7 +117,7 @@ def assess_submitted(
         warnings = list(result.get("warnings", []))
         if unknown:
             warnings.append(f"{len(unknown)} worker(s) not yet registered were pre-registered")
-        lines, rates = compact_lines(result["lines"])
+        lines, rates = result["lines"], result["rates"]
         output_type = DeclarationAssessed
         output_json = _json(
             {

@@ -8,7 +8,7 @@ reprocessed declaration produces duplicates that every sink drops.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -122,9 +122,16 @@ def assess_submitted(
     employer_id = d.employer.id
     outcome = Outcome(d.declaration_id, result["status"], len(d.lines), d.submitted_at)
 
+    occurred_at = datetime.now(UTC)  # one instant for everything this declaration causes
+
     def send(topic: str, key: str, data_type: type[Payload], data_json: bytes) -> None:
         _, value = envelope_json(
-            data_json, data_type, producer=PRODUCER, correlation_id=d.declaration_id, causation_id=env.id
+            data_json,
+            data_type,
+            producer=PRODUCER,
+            correlation_id=d.declaration_id,
+            causation_id=env.id,
+            occurred_at=occurred_at,
         )
         outcome.messages.append(Outgoing(topic, key, value))
 

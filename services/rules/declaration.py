@@ -237,7 +237,9 @@ class _NotAnArray(Exception):
 
 
 def _pick_array(raw: Any) -> Any:
-    if type(raw) is tuple and len(raw) == len(LINE_FIELDS):
+    # Lists from JSON are used as they are (unpacked like tuples, never changed): a copy
+    # per line would cost more than reading it.
+    if (type(raw) is list or type(raw) is tuple) and len(raw) == len(LINE_FIELDS):
         return raw
     if not isinstance(raw, list | tuple) or len(raw) != len(LINE_FIELDS):
         raise _NotAnArray

@@ -262,18 +262,17 @@ def expand_lines(
             ceiling = spec.ceiling
             capped = base if ceiling is None or base <= ceiling else ceiling
             values = (base, gross, line[3], capped)  # the same bases as the amounts'
-            add = items.append
-            for col, branch, fund, payer, text, _p2, _q, _q2, kind in spec.fast:
-                add(
-                    {
-                        "branch": branch,
-                        "fund": fund,
-                        "payer": payer,
-                        "rate": text,
-                        "base": values[kind],
-                        "amount": amounts[col],
-                    }
-                )
+            items = [
+                {
+                    "branch": branch,
+                    "fund": fund,
+                    "payer": payer,
+                    "rate": text,
+                    "base": values[kind],
+                    "amount": amounts[col],
+                }
+                for col, branch, fund, payer, text, _p2, _q, _q2, kind in spec.fast
+            ]
         append(
             {
                 "worker_id": worker_id,

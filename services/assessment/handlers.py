@@ -8,7 +8,7 @@ reprocessed declaration produces duplicates that every sink drops.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -23,10 +23,10 @@ from contracts.declarations import (
     WorkerPreRegistered,
 )
 from contracts.envelope import Envelope, Payload, envelope_json
-from services.assessment.encoding import amo_parts, compact_lines, rules_input
+from services.assessment.encoding import amo_parts, rules_input
 from services.assessment.registry import EmployerRecord
 from services.common.hashing import sha256_hex
-from services.rules import Ruleset, assess_declaration
+from services.rules import Ruleset, assess_declaration_compact
 
 PRODUCER = "assessment"
 
@@ -50,8 +50,25 @@ class Outcome:
     preregistered: int = 0
 
 
+_SUBMITTED = Envelope[DeclarationSubmitted]
+
+
 def decode_submitted(raw: bytes) -> Envelope[DeclarationSubmitted]:
-    return Envelope[DeclarationSubmitted].model_validate_json(raw)
+    """The envelope and every field validated by the contract, except the types inside the
+    line arrays: the rules check those strictly anyway (`assess_declaration_compact` with
+    `line_arrays`: InvalidInput naming the line and field), and letting pydantic build
+    hundreds of thousands of tuples first cost more than the assessment itself."""
+    doc = orjson.loads(raw)
+    data = doc.get("data") if isinstance(doc, dict) else None
+    lines = data.get("lines") if isinstance(data, dict) else None
+    if type(lines) is not list:
+        return _SUBMITTED.model_validate(doc)  # the contract says what is wrong
+    for n, line in enumerate(lines):
+        # Worker ids are read before the rules run (registry lookups): shape checked here.
+        if type(line) is not list or len(line) != len(LINE_FIELDS) or type(line[0]) is not str:
+            raise ValueError(f"data.lines[{n}] must be an array of {', '.join(LINE_FIELDS)}")
+    env = _SUBMITTED.model_validate({**doc, "data": {**data, "lines": []}})
+    return env.model_copy(update={"data": env.data.model_copy(update={"lines": lines})})
 
 
 def _json(payload: dict[str, Any]) -> bytes:
@@ -92,7 +109,7 @@ def assess_submitted(
 ) -> Outcome:
     """Assess one declaration; `employer` and `known_workers` come from the registries."""
     d = env.data
-    result = assess_declaration(rules_input(d), ruleset)
+    result = assess_declaration_compact(rules_input(d), ruleset, line_arrays=True)
     extra = registry_errors(d, employer)
     if extra:
         errors = (result["errors"] if result["status"] == "rejected" else []) + extra
@@ -105,9 +122,16 @@ def assess_submitted(
     employer_id = d.employer.id
     outcome = Outcome(d.declaration_id, result["status"], len(d.lines), d.submitted_at)
 
+    occurred_at = datetime.now(UTC)  # one instant for everything this declaration causes
+
     def send(topic: str, key: str, data_type: type[Payload], data_json: bytes) -> None:
         _, value = envelope_json(
-            data_json, data_type, producer=PRODUCER, correlation_id=d.declaration_id, causation_id=env.id
+            data_json,
+            data_type,
+            producer=PRODUCER,
+            correlation_id=d.declaration_id,
+            causation_id=env.id,
+            occurred_at=occurred_at,
         )
         outcome.messages.append(Outgoing(topic, key, value))
 
@@ -117,7 +141,7 @@ def assess_submitted(
         warnings = list(result.get("warnings", []))
         if unknown:
             warnings.append(f"{len(unknown)} worker(s) not yet registered were pre-registered")
-        lines, rates = compact_lines(result["lines"])
+        lines, rates = result["lines"], result["rates"]
         output_type = DeclarationAssessed
         output_json = _json(
             {

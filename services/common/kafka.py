@@ -118,17 +118,20 @@ class BatchSender:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
         self._partitions: dict[str, int] = {}
+        self._hashes: dict[bytes, int] = {}  # murmur2 is pure Python; a key recurs per topic
         self._open: dict[tuple[str, int], Any] = {}
         self._futures: list[asyncio.Future[Any]] = []
 
-    async def _partition(self, name: str, key: bytes) -> int:
-        count = self._partitions.get(name)
-        if count is None:
-            count = self._partitions[name] = len(await self.producer.partitions_for(name))
-        return (murmur2(key) & 0x7FFFFFFF) % count
+    async def _partition_count(self, name: str) -> int:
+        count = self._partitions[name] = len(await self.producer.partitions_for(name))
+        return count
 
     async def send(self, name: str, key: bytes, value: bytes) -> None:
-        partition = await self._partition(name, key)
+        count = self._partitions.get(name) or await self._partition_count(name)
+        h = self._hashes.get(key)
+        if h is None:
+            h = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        partition = h % count
         tp = (name, partition)
         batch = self._open.get(tp)
         if batch is not None and batch.append(timestamp=None, key=key, value=value) is not None:
@@ -142,5 +145,6 @@ class BatchSender:
         for (name, partition), batch in self._open.items():
             self._futures.append(await self.producer.send_batch(batch, name, partition=partition))
         self._open.clear()
+        self._hashes.clear()
         futures, self._futures = self._futures, []
         await asyncio.gather(*futures)

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from services.common import kafka, metrics
@@ -53,7 +54,10 @@ class _SeekFromStore(ConsumerRebalanceListener):  # type: ignore[misc]
         self.tracked = tracked
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        pass
+        # The batch being written commits its offsets before anyone reads them again.
+        pending = self.tracked._pending
+        if pending is not None:
+            await asyncio.wait([pending])
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         stored = await stored_offsets(self.tracked.pool, self.tracked.name)
@@ -85,8 +89,12 @@ class TrackedConsumer:
         self.consumer = kafka.consumer(group_id=f"{settings.topic_prefix}{name}", settings=settings)
         self.producer: AIOKafkaProducer = kafka.producer(settings)
         self._stopping = asyncio.Event()
+        self._pending: asyncio.Task[None] | None = None  # the batch being written
 
     async def run(self) -> None:
+        """Consume until stopped. Batches are written strictly one after the other, each
+        with its offsets in its own transaction; the next batch is fetched and decoded
+        while the previous one is being written (PostgreSQL works, this process decodes)."""
         await self.producer.start()
         await self.consumer.start()
         self.consumer.subscribe(self.topics, listener=_SeekFromStore(self))
@@ -95,11 +103,22 @@ class TrackedConsumer:
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
                 records = [r for rs in batches.values() for r in rs]
                 if records:
-                    await self.process(records)
+                    decoded = await self._decode(records)
+                    await self._written()
+                    self._pending = asyncio.create_task(self._apply(records, decoded))
                     await self._observe_lag()
+            await self._written()
         finally:
+            if self._pending is not None:  # stopped by an error: do not leave the write behind
+                await asyncio.wait([self._pending])
             await self.consumer.stop()
             await self.producer.stop()
+
+    async def _written(self) -> None:
+        """Wait for the batch being written; its error (say PostgreSQL away) ends `run`."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending
 
     async def replay_to_end(self) -> int:
         """Apply every record from the stored offsets to the topics' current end, then stop.
@@ -139,13 +158,25 @@ class TrackedConsumer:
         self._stopping.set()
 
     async def process(self, records: list[ConsumerRecord], *, commit: bool = True) -> None:
-        started = time.perf_counter()
+        await self._apply(records, await self._decode(records), commit=commit)
+
+    async def _decode(self, records: list[ConsumerRecord]) -> list[tuple[ConsumerRecord, Decoded]]:
         decoded: list[tuple[ConsumerRecord, Decoded]] = []
         for record in records:
             try:
                 decoded.append((record, self.decode(record)))
             except Exception as exc:
                 await self._dead_letter(record, exc)
+        return decoded
+
+    async def _apply(
+        self,
+        records: list[ConsumerRecord],
+        decoded: list[tuple[ConsumerRecord, Decoded]],
+        *,
+        commit: bool = True,
+    ) -> None:
+        started = time.perf_counter()
         offsets = {TopicPartition(r.topic, r.partition): r.offset + 1 for r in records}
         try:
             async with self.pool.acquire() as conn, conn.transaction():
@@ -158,7 +189,10 @@ class TrackedConsumer:
             await self._one_by_one(decoded, offsets)
         metrics.PROCESSING.labels(self.name).observe(time.perf_counter() - started)
         if commit:
-            await self.consumer.commit(offsets)  # for lag tools only; PostgreSQL is the truth
+            try:
+                await self.consumer.commit(offsets)  # for lag tools only; PostgreSQL is the truth
+            except KafkaError as exc:  # e.g. a rebalance meanwhile: the stored offsets hold
+                log.warning("%s: Kafka commit skipped: %r", self.name, exc)
 
     async def _one_by_one(
         self, decoded: list[tuple[ConsumerRecord, Decoded]], offsets: dict[TopicPartition, int]

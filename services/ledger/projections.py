@@ -8,16 +8,14 @@ from typing import Any
 
 import asyncpg
 
-from contracts.declarations import DeclarationAssessed, DeclarationRejected
-from contracts.envelope import Envelope
 from services.common import metrics
-from services.ledger.handlers import Batch, latest_per_month, split
+from services.ledger.handlers import Batch, Decoded, latest_per_month, split
 
 _UPSERT_DECLARATIONS = """
 INSERT INTO declarations AS d (declaration_id, employer_id, period, replaces, status, payload_sha256,
     line_count, received_at, assessed_at, ruleset, totals, report, event_id)
 SELECT u.id, u.employer, u.period, u.replaces, u.status, '', u.lines, u.submitted, now(), u.ruleset,
-       u.totals::jsonb, u.report::jsonb, u.event_id
+       u.totals::jsonb, u.report::json, u.event_id
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
             $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::uuid[])
      AS u(id, employer, period, replaces, status, lines, submitted, ruleset, totals, report, event_id)
@@ -39,7 +37,7 @@ SET declaration_id = EXCLUDED.declaration_id, submitted_at = EXCLUDED.submitted_
     due_date = EXCLUDED.due_date, months_late = GREATEST(p.months_late, EXCLUDED.months_late),
     total = EXCLUDED.total, surcharge = GREATEST(p.surcharge, EXCLUDED.surcharge)
 WHERE p.submitted_at <= EXCLUDED.submitted_at
-RETURNING employer_id, period, declaration_id
+RETURNING employer_id, period, declaration_id, xmax = 0 AS first
 """
 
 _DELETE_MONTHS = """
@@ -48,32 +46,50 @@ WHERE t.employer_id = m.employer_id AND t.period = m.period
 """
 
 
-def _report(data: DeclarationAssessed | DeclarationRejected) -> str:
-    return data.model_dump_json(
-        exclude={"declaration_id", "employer_id", "period", "replaces", "submitted_at"}
-    )
-
-
-async def apply_events(conn: asyncpg.Connection, events: Sequence[Envelope[Any]]) -> None:
+async def apply_events(conn: asyncpg.Connection, events: Sequence[Decoded]) -> None:
     """Apply one batch of ledger events (in one transaction, with the offsets)."""
+    # The commit need not wait for its WAL to reach the disk: the batch and its consumed
+    # offsets are in this one transaction, so a crash of PostgreSQL loses both or neither
+    # (at most the last few batches, which are then consumed and applied again).
+    await conn.execute("SET LOCAL synchronous_commit = off")
     batch = split(list(events))
     await apply_declarations(conn, batch)
     await apply_registrations(conn, batch)
 
 
+_INSERT_WORKERS = """
+INSERT INTO workers (worker_id, first_employer_id, first_period, first_declaration_id)
+SELECT w.id, e.employer_id, e.period, e.declaration_id
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+     AS e(employer_id, period, declaration_id, ids, n),
+     LATERAL unnest(string_to_array(e.ids, E'\\n')) WITH ORDINALITY AS w(id, k)
+ORDER BY e.n, w.k
+ON CONFLICT (worker_id) DO NOTHING
+"""
+_INSERT_WORKERS_ONE_BY_ONE = """
+INSERT INTO workers (worker_id, first_employer_id, first_period, first_declaration_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+ON CONFLICT (worker_id) DO NOTHING
+"""
+
+
 async def apply_registrations(conn: asyncpg.Connection, batch: Batch) -> None:
+    """The workers first seen, each event's ids as one newline-joined text: a month is
+    400,000 ids, and encoding them element by element cost more than inserting them."""
     rows = [
-        (w, e.data.employer_id, e.data.period, e.data.declaration_id)
+        (e.data.employer_id, e.data.period, e.data.declaration_id, e.data.worker_ids)
         for e in batch.registrations
-        for w in e.data.worker_ids
+        if e.data.worker_ids
     ]
-    if rows:
-        await conn.execute(
-            """INSERT INTO workers (worker_id, first_employer_id, first_period, first_declaration_id)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-               ON CONFLICT (worker_id) DO NOTHING""",
-            *map(list, zip(*rows, strict=True)),
-        )
+    if not rows:
+        return
+    if any("\n" in w for *_, ids in rows for w in ids):  # cannot be joined: one row per id
+        per_id = [(w, *r[:3]) for r in rows for w in r[3]]
+        await conn.execute(_INSERT_WORKERS_ONE_BY_ONE, *map(list, zip(*per_id, strict=True)))
+        return
+    columns = [list(c) for c in zip(*rows, strict=True)]
+    columns[3] = ["\n".join(ids) for ids in columns[3]]
+    await conn.execute(_INSERT_WORKERS, *columns)
 
 
 async def apply_declarations(conn: asyncpg.Connection, batch: Batch) -> None:
@@ -87,11 +103,11 @@ async def apply_declarations(conn: asyncpg.Connection, batch: Batch) -> None:
                 d.period,
                 d.replaces,
                 "accepted",
-                len(d.lines),
+                len(e.lines),
                 d.submitted_at,
                 d.ruleset,
                 d.totals.model_dump_json(),
-                _report(d),
+                e.report,
                 e.id,
             )
         )
@@ -108,7 +124,7 @@ async def apply_declarations(conn: asyncpg.Connection, batch: Batch) -> None:
                 x.submitted_at,
                 x.ruleset,
                 None,
-                _report(x),
+                r.report,
                 r.id,
             )
         )
@@ -125,9 +141,7 @@ async def apply_declarations(conn: asyncpg.Connection, batch: Batch) -> None:
     await _apply_accounts_and_careers(conn, latest_per_month(fresh))
 
 
-async def _apply_accounts_and_careers(
-    conn: asyncpg.Connection, events: list[Envelope[DeclarationAssessed]]
-) -> None:
+async def _apply_accounts_and_careers(conn: asyncpg.Connection, events: list[Decoded]) -> None:
     if not events:
         return
     periods = [
@@ -145,12 +159,12 @@ async def _apply_accounts_and_careers(
     ]
     won = await conn.fetch(_UPSERT_PERIODS, *map(list, zip(*periods, strict=True)))
     winners = {r["declaration_id"] for r in won}
-    months = [(r["employer_id"], r["period"]) for r in won]
-    if not months:
-        return
-    employers, period_list = map(list, zip(*months, strict=True))
-    for table in ("employer_dues", "careers"):
-        await conn.execute(_DELETE_MONTHS.format(table=table), employers, period_list)
+    # Only a month that was already in the account has dues and careers to replace.
+    replaced = [(r["employer_id"], r["period"]) for r in won if not r["first"]]
+    if replaced:
+        employers, period_list = map(list, zip(*replaced, strict=True))
+        for table in ("employer_dues", "careers"):
+            await conn.execute(_DELETE_MONTHS.format(table=table), employers, period_list)
     dues: list[tuple[str, str, str, int]] = []
     careers: list[tuple[str, str, str, str, int]] = []
     for e in events:
@@ -158,8 +172,9 @@ async def _apply_accounts_and_careers(
         if d.declaration_id not in winners:
             continue
         dues.extend((d.employer_id, d.period, fund, amount) for fund, amount in d.totals.by_fund.items())
+        period, employer_id, declaration_id = d.period, d.employer_id, d.declaration_id
         careers.extend(
-            (line[0], d.period, d.employer_id, d.declaration_id, line[5]) for line in d.lines if line[5] > 0
+            (line[0], period, employer_id, declaration_id, line[5]) for line in e.lines if line[5] > 0
         )
     if dues:
         await conn.copy_records_to_table(

@@ -5,18 +5,21 @@ command, the control commission and the auditors' replay all call these same fun
 
     ruleset = load_ruleset()
     assess_declaration(declaration, ruleset)   # RULES.md §2, §5
+    assess_declaration_compact(declaration, ruleset)  # the same, lines as arrays (services)
     liquidate_claim(claim, ruleset)            # RULES.md §3, §5
     control_flags(claim, career, liquidation, ruleset, already_approved=False)  # RULES.md §4
     params_in_force(ruleset, date(2026, 10, 1))
 """
 
-from services.rules.assessment import assess_declaration, validate_declaration
+from services.rules.assessment import assess_declaration, assess_declaration_compact, validate_declaration
 from services.rules.career import counted_months, read_career, reference_salary
 from services.rules.contributions import (
     COLUMNS,
+    CompactLine,
     ItemSpec,
     LineSpec,
     assess_line,
+    assess_lines_compact,
     gross_remuneration,
     item_amount,
     line_spec,
@@ -62,6 +65,7 @@ from services.rules.surcharge import surcharge, surcharge_rate
 __all__ = [
     "COLUMNS",
     "Claim",
+    "CompactLine",
     "Declaration",
     "DeclarationError",
     "InvalidInput",
@@ -79,7 +83,9 @@ __all__ = [
     "apply_rate",
     "apply_rate_decimal",
     "assess_declaration",
+    "assess_declaration_compact",
     "assess_line",
+    "assess_lines_compact",
     "auto_approval_allowed",
     "completed_years",
     "control_flags",

@@ -15,7 +15,9 @@ from typing import Any
 from services.rules.contributions import (
     COLUMNS,
     LineSpec,
-    assess_lines,
+    assess_lines_compact,
+    column_rates,
+    expand_lines,
     line_spec,
     totals,
     zero_totals,
@@ -28,6 +30,7 @@ from services.rules.declaration import (
     RISK_CLASSES,
     Declaration,
     DeclarationError,
+    Line,
     read_declaration,
 )
 from services.rules.parameters import NotInForce
@@ -49,7 +52,44 @@ def validate_declaration(doc: Mapping[str, Any], ruleset: Ruleset) -> list[Decla
 
 def assess_declaration(doc: Mapping[str, Any], ruleset: Ruleset) -> dict[str, Any]:
     """RULES.md §5: the assessment of one declaration, accepted or rejected with every error."""
-    declaration = read_declaration(doc)
+    result, computed = _assess(read_declaration(doc), ruleset)
+    if computed is not None:
+        result["lines"] = expand_lines(computed.lines, result["lines"], computed.specs)
+    return result
+
+
+def assess_declaration_compact(
+    doc: Mapping[str, Any], ruleset: Ruleset, *, line_arrays: bool = False
+) -> dict[str, Any]:
+    """`assess_declaration` with every line as a `CompactLine` (the services' wire form)
+    and `rates`: per category declared, the rate text of each COLUMNS slot (None where it
+    has no item). The same amounts and errors, without a dict per item.
+
+    With `line_arrays` the lines are arrays in LINE_FIELDS order instead of objects.
+    """
+    result, computed = _assess(read_declaration(doc, line_arrays=line_arrays), ruleset)
+    rates: dict[str, list[str | None]] = {}
+    if computed is not None:
+        for line in computed.lines:
+            category = line[1]
+            if category not in rates:
+                spec = computed.specs[category]
+                rates[category] = column_rates(spec) if category in computed.worked else [None] * len(COLUMNS)
+    result["rates"] = rates
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Computed:
+    """What the amounts of an accepted declaration were computed from."""
+
+    lines: list[Line]
+    specs: dict[str, LineSpec]
+    worked: set[str]  # the categories of the lines that have items
+
+
+def _assess(declaration: Declaration, ruleset: Ruleset) -> tuple[dict[str, Any], _Computed | None]:
+    """The assessment with compact lines, and for an accepted declaration what it used."""
     errors = list(declaration.errors)
     specs = _line_specs(declaration, ruleset, errors)
     terms = _terms(declaration, ruleset, errors)
@@ -59,12 +99,12 @@ def assess_declaration(doc: Mapping[str, Any], ruleset: Ruleset) -> dict[str, An
         late = months_late(declaration.submitted_at.date(), due)
 
     if errors:
-        return _result(declaration, ruleset, "rejected", due, late, [], zero_totals(), 0, errors)
+        return _result(declaration, ruleset, "rejected", due, late, [], zero_totals(), 0, errors), None
 
     assert terms is not None and due is not None and late is not None  # no error: all known
     sums = [0] * len(COLUMNS)
     worked: set[str] = set()
-    lines = assess_lines(declaration.lines, specs, sums, worked)
+    lines = assess_lines_compact(declaration.lines, specs, sums, worked)
     used = frozenset().union(*(specs[category].columns for category in worked))
     declaration_totals = totals(sums, used)
     amount = surcharge(
@@ -74,7 +114,8 @@ def assess_declaration(doc: Mapping[str, Any], ruleset: Ruleset) -> dict[str, An
         terms.further_month_rate,
         correction=declaration.is_correction,
     )
-    return _result(declaration, ruleset, "accepted", due, late, lines, declaration_totals, amount, [])
+    result = _result(declaration, ruleset, "accepted", due, late, lines, declaration_totals, amount, [])
+    return result, _Computed(declaration.lines, specs, worked)
 
 
 def _line_specs(
@@ -168,7 +209,7 @@ def _result(
     status: str,
     due: date | None,
     late: int | None,
-    lines: list[dict[str, Any]],
+    lines: list[Any],
     declaration_totals: dict[str, Any],
     amount: int,
     errors: list[DeclarationError],

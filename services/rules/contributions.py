@@ -32,6 +32,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("AMO", "CANAM", EMPLOYEE),
 )
 BRANCHES = ("PF", "ATMP", "PVID", "RETRAITE", "AMO")
+PENSION_BRANCHES = ("PVID", "RETRAITE")  # the base of careers (RULES.md §3)
 FUNDS = ("INPS", "CMSS", "CANAM")
 _COLUMN = {c: i for i, c in enumerate(COLUMNS)}
 
@@ -68,7 +69,10 @@ class LineSpec:
     smig: int | None = None
     ceiling: int | None = None
     floors: tuple[int, ...] = field(init=False)  # the floor for 0..31 days worked
-    fast: tuple[tuple[Any, ...], ...] = field(init=False)  # items unpacked for the hot loop
+    fast: tuple[tuple[Any, ...], ...] = field(init=False)  # items unpacked for the §5 objects
+    hot: tuple[tuple[int, int, int, int, int], ...] = field(init=False)  # col, 2p, q, 2q, base kind
+    pension_kind: int | None = field(init=False)  # which base the pension item applies to
+    amo_kind: int | None = field(init=False)  # which base the AMO items apply to
     columns: frozenset[int] = field(init=False)  # the COLUMNS slots its items fill
 
     def __post_init__(self) -> None:
@@ -89,8 +93,13 @@ class LineSpec:
             )
             for i in self.items
         )
+        kinds = {i.branch: f[8] for i, f in zip(self.items, fast, strict=True)}
+        pension = [kinds[b] for b in PENSION_BRANCHES if b in kinds]
         object.__setattr__(self, "floors", floors)
         object.__setattr__(self, "fast", fast)
+        object.__setattr__(self, "hot", tuple((f[0], f[5], f[6], f[7], f[8]) for f in fast))
+        object.__setattr__(self, "pension_kind", pension[0] if pension else None)
+        object.__setattr__(self, "amo_kind", kinds.get("AMO"))
         object.__setattr__(self, "columns", frozenset(i.column for i in self.items))
 
 
@@ -168,34 +177,33 @@ def _build_line_spec(
     raise ValueError(f"unknown regime {regime!r}")
 
 
-def assess_lines(
+# A line as the services carry it (the `AssessedLine` of the contracts): worker_id, category,
+# gross, base, floor_applied, pension_base, amo_base, amounts (one per COLUMNS, None: no item).
+CompactLine = tuple[str, str, int, int, bool, int, int, list[int | None]]
+_NO_ITEMS: tuple[None, ...] = (None,) * len(COLUMNS)
+
+
+def assess_lines_compact(
     lines: Iterable[Line],
     specs: Mapping[str, LineSpec],
     sums: list[int],
     worked: set[str] | None = None,
-) -> list[dict[str, Any]]:
-    """The RULES.md §5 line objects; adds every amount to `sums` (one slot per COLUMNS entry)
-    and the category of every line that has items to `worked`.
+) -> list[CompactLine]:
+    """Every line's amounts as a `CompactLine`: the one place where items are computed.
 
-    The hot loop of a national month: plain tuples, integer arithmetic, no Decimal.
+    Adds every amount to `sums` (one slot per COLUMNS entry) and the category of every
+    line that has items to `worked`. The hot loop of a national month: plain tuples,
+    integer arithmetic, no Decimal, no dict per item (the RULES.md §5 objects are
+    derived from these by `assess_lines`).
     """
-    out: list[dict[str, Any]] = []
+    out: list[CompactLine] = []
     append = out.append
     seen = set() if worked is None else worked
     for worker_id, category, days, base_salary, bonuses, in_kind, _expenses in lines:
         gross = base_salary + bonuses + in_kind
         if days == 0:
             # Not worked this month: base 0, no items (RULES.md §2).
-            append(
-                {
-                    "worker_id": worker_id,
-                    "category": category,
-                    "gross": gross,
-                    "base": 0,
-                    "floor_applied": False,
-                    "items": [],
-                }
-            )
+            append((worker_id, category, gross, 0, False, 0, 0, list(_NO_ITEMS)))
             continue
         spec = specs[category]
         seen.add(category)
@@ -205,22 +213,66 @@ def assess_lines(
         ceiling = spec.ceiling
         capped = base if ceiling is None or base <= ceiling else ceiling
         values = (base, gross, base_salary, capped)  # indexed by each item's kind of base
-        items: list[dict[str, Any]] = []
-        add = items.append
-        for col, branch, fund, payer, text, p2, q, q2, kind in spec.fast:
-            b = values[kind]
-            amount = (b * p2 + q) // q2  # = apply_rate(b, rate): round half up, exact
+        amounts: list[int | None] = list(_NO_ITEMS)
+        for col, p2, q, q2, kind in spec.hot:
+            amount = (values[kind] * p2 + q) // q2  # = apply_rate(b, rate): round half up, exact
             sums[col] += amount
-            add(
+            amounts[col] = amount
+        pension, amo = spec.pension_kind, spec.amo_kind
+        append(
+            (
+                worker_id,
+                category,
+                gross,
+                base,
+                floor_applied,
+                0 if pension is None else values[pension],
+                0 if amo is None else values[amo],
+                amounts,
+            )
+        )
+    return out
+
+
+def assess_lines(
+    lines: Iterable[Line],
+    specs: Mapping[str, LineSpec],
+    sums: list[int],
+    worked: set[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The RULES.md §5 line objects, with the amounts of `assess_lines_compact`; adds every
+    amount to `sums` and the category of every line that has items to `worked`."""
+    lines = list(lines)
+    return expand_lines(lines, assess_lines_compact(lines, specs, sums, worked), specs)
+
+
+def expand_lines(
+    lines: Sequence[Line], compact: Sequence[CompactLine], specs: Mapping[str, LineSpec]
+) -> list[dict[str, Any]]:
+    """The RULES.md §5 line objects of assessed lines: each item with its branch, fund,
+    payer, rate and base, and the amount computed by `assess_lines_compact`."""
+    out: list[dict[str, Any]] = []
+    append = out.append
+    for line, (worker_id, category, gross, base, floor_applied, _pb, _ab, amounts) in zip(
+        lines, compact, strict=True
+    ):
+        items: list[dict[str, Any]] = []
+        if line[2] != 0:  # days worked: a line with no day has no item
+            spec = specs[category]
+            ceiling = spec.ceiling
+            capped = base if ceiling is None or base <= ceiling else ceiling
+            values = (base, gross, line[3], capped)  # the same bases as the amounts'
+            items = [
                 {
                     "branch": branch,
                     "fund": fund,
                     "payer": payer,
                     "rate": text,
-                    "base": b,
-                    "amount": amount,
+                    "base": values[kind],
+                    "amount": amounts[col],
                 }
-            )
+                for col, branch, fund, payer, text, _p2, _q, _q2, kind in spec.fast
+            ]
         append(
             {
                 "worker_id": worker_id,
@@ -232,6 +284,14 @@ def assess_lines(
             }
         )
     return out
+
+
+def column_rates(spec: LineSpec) -> list[str | None]:
+    """The rate text of each COLUMNS slot the spec fills (None elsewhere)."""
+    rates: list[str | None] = [None] * len(COLUMNS)
+    for item in spec.items:
+        rates[item.column] = item.rate.text
+    return rates
 
 
 def assess_line(line: Line, spec: LineSpec) -> dict[str, Any]:

@@ -84,8 +84,12 @@ class Declaration:
         return self.replaces is not None
 
 
-def read_declaration(doc: Mapping[str, Any]) -> Declaration:
-    """Read a RULES.md §5 declaration; InvalidInput for shape, errors for broken rules."""
+def read_declaration(doc: Mapping[str, Any], *, line_arrays: bool = False) -> Declaration:
+    """Read a RULES.md §5 declaration; InvalidInput for shape, errors for broken rules.
+
+    With `line_arrays` each line is an array of the LINE_FIELDS in that order (the form
+    the services carry) instead of an object.
+    """
     if type(doc) is not dict and not isinstance(doc, Mapping):
         raise InvalidInput("a declaration is a JSON object")
     declaration_id = _text(doc, "declaration_id", "declaration_id")
@@ -143,7 +147,7 @@ def read_declaration(doc: Mapping[str, Any]) -> Declaration:
                 f"an INPS employer's risk class is 1, 2, 3 or 4, not {risk_class!r}",
             )
         )
-    lines = read_lines(raw_lines, allowed, regime, errors)
+    lines = read_lines(raw_lines, allowed, regime, errors, line_arrays=line_arrays)
     return Declaration(
         declaration_id=declaration_id,
         employer_id=employer_id,
@@ -164,6 +168,8 @@ def read_lines(
     allowed: frozenset[str] | None,
     regime: str,
     errors: list[DeclarationError],
+    *,
+    line_arrays: bool = False,
 ) -> list[Line]:
     """Lines as tuples, appending every broken rule to `errors`.
 
@@ -174,10 +180,15 @@ def read_lines(
     append = out.append
     first_line: dict[str, int] = {}
     categories = allowed if allowed is not None else frozenset()
-    pick = _pick_line
+    pick = _pick_array if line_arrays else _pick_line
     for number, raw in enumerate(raw_lines, 1):
         try:
             line = pick(raw)
+        except _NotAnArray:
+            raise InvalidInput(
+                f"lines[{number - 1}] (line {number}) must be an array of {len(LINE_FIELDS)} fields: "
+                f"{', '.join(LINE_FIELDS)}"
+            ) from None
         except KeyError as missing:
             raise InvalidInput(
                 f"missing required field lines[{number - 1}].{missing.args[0]} (line {number})"
@@ -219,6 +230,20 @@ def read_lines(
 
 
 _pick_line = operator.itemgetter(*LINE_FIELDS)
+
+
+class _NotAnArray(Exception):
+    pass
+
+
+def _pick_array(raw: Any) -> Any:
+    # Lists from JSON are used as they are (unpacked like tuples, never changed): a copy
+    # per line would cost more than reading it.
+    if (type(raw) is list or type(raw) is tuple) and len(raw) == len(LINE_FIELDS):
+        return raw
+    if not isinstance(raw, list | tuple) or len(raw) != len(LINE_FIELDS):
+        raise _NotAnArray
+    return tuple(raw)
 
 
 def _check_line(

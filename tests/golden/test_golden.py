@@ -17,6 +17,7 @@ import yaml
 
 from services.rules import (
     assess_declaration,
+    assess_declaration_compact,
     control_flags,
     liquidate_claim,
     load_ruleset,
@@ -25,6 +26,7 @@ from services.rules import (
 )
 from services.rules.dates import add_months, parse_period, period_text
 from services.rules.ruleset import jsonable
+from tests.properties.agreement import assert_compact_agrees
 
 HERE = Path(__file__).parent
 RULESET = load_ruleset()
@@ -113,6 +115,8 @@ def _check_assessment(case: dict[str, Any], defaults: dict[str, Any]) -> None:
     result = assess_declaration(doc, RULESET)
     # validate_declaration (what a caller checks before accepting) finds the same errors.
     assert [e.as_json() for e in validate_declaration(doc, RULESET)] == result["errors"]
+    # The services' compact form carries the same amounts to the franc.
+    assert_compact_agrees(assess_declaration_compact(doc, RULESET), result)
     expect = dict(case["expect"])
     want_errors = expect.pop("errors", None)
     _matches(result, expect)

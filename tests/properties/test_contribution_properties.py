@@ -13,7 +13,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.rules import apply_rate_decimal, assess_declaration, load_ruleset, surcharge
+from services.rules import (
+    apply_rate_decimal,
+    assess_declaration,
+    assess_declaration_compact,
+    load_ruleset,
+    surcharge,
+)
+from services.rules.declaration import LINE_FIELDS
+from tests.properties.agreement import assert_compact_agrees
 
 RULESET = load_ruleset()
 HALF = Decimal("0.5")
@@ -138,3 +146,15 @@ def test_the_surcharge_grows_with_lateness_and_a_correction_has_none(total: int,
     if months >= 1:
         exact = total * (first + further * (months - 1))
         assert abs(now - exact) <= HALF
+
+
+@FAST
+@given(declarations())
+def test_the_compact_assessment_agrees_with_the_verbose_one_to_the_franc(doc: dict[str, Any]) -> None:
+    verbose = assess_declaration(doc, RULESET)
+    compact = assess_declaration_compact(doc, RULESET)
+    assert_compact_agrees(compact, verbose)
+    # The services' form: lines as arrays (tuples from the contract, lists from JSON) alike.
+    for wrap in (tuple, list):
+        arrays = {**doc, "lines": [wrap(line[f] for f in LINE_FIELDS) for line in doc["lines"]]}
+        assert assess_declaration_compact(arrays, RULESET, line_arrays=True) == compact

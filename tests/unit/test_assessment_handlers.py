@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import pytest
 
 from contracts.envelope import Envelope
 from contracts.topics import BY_NAME
 from services.assessment.handlers import Outcome, assess_submitted, decode_submitted
 from services.assessment.registry import EmployerRecord
 from services.common.submitted import submitted_event
-from services.rules import load_ruleset
+from services.rules import InvalidInput, load_ruleset
 
 RULESET = load_ruleset()
 AT = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
@@ -101,3 +102,37 @@ def test_business_errors_are_listed_with_line_and_worker() -> None:
     assert outcome.status == "rejected"
     codes = {(e["code"], e["line"], e["worker_id"]) for e in outcome.errors}
     assert ("NEGATIVE_AMOUNT", 2, "W1") in codes and ("DUPLICATE_WORKER", 2, "W1") in codes
+
+
+def raw_with_lines(lines: list[object]) -> bytes:
+    doc = orjson.loads(
+        submitted_event(
+            declaration_id="D1",
+            employer=EMPLOYER,
+            period="2026-10",
+            lines=[line("W1", 250_000)],
+            submitted_at=AT,
+            payload_sha256="0" * 64,
+        ).model_dump_json()
+    )
+    doc["data"]["lines"] = lines
+    return orjson.dumps(doc)
+
+
+def test_a_line_that_is_not_an_array_of_the_fields_is_undecodable() -> None:
+    for bad in ({"worker_id": "W1"}, ["W1", "salarie", 30], [7, "salarie", 30, 1, 0, 0, 0]):
+        with pytest.raises(ValueError, match=r"data.lines\[0\] must be an array of worker_id"):
+            decode_submitted(raw_with_lines([bad]))
+
+
+def test_a_field_of_the_wrong_type_in_a_line_is_refused_by_the_rules_with_its_place() -> None:
+    raw = raw_with_lines([["W1", "salarie", "30", 250_000, 0, 0, 0]])
+    with pytest.raises(InvalidInput, match=r"lines\[0\].days_worked must be an integer.*\(line 1\)"):
+        assess_submitted(decode_submitted(raw), raw, RULESET, employer=REGISTERED, known_workers=set())
+
+
+def test_the_envelope_is_still_validated_by_the_contract() -> None:
+    doc = orjson.loads(raw_with_lines([["W1", "salarie", 30, 250_000, 0, 0, 0]]))
+    del doc["data"]["period"]
+    with pytest.raises(ValueError, match="period"):
+        decode_submitted(orjson.dumps(doc))

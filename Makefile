@@ -14,6 +14,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@$(VENV)/bin/pip install -q --disable-pip-version-check uv==0.13.9
 	@$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock
 	@$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	@# Bytecode written once here: with PYTHONDONTWRITEBYTECODE set, every start would compile again.
+	@$(PY) -m compileall -q -j 0 $(VENV)/lib contracts services loadtests >/dev/null || true
 	@touch $@
 
 up: install

@@ -26,6 +26,24 @@ from services.gateway.routes import router
 from services.gateway.schemas import DeclarationIn
 
 
+class NoNul:
+    """400 for a NUL character in the path or the query: no id, period or filter holds one,
+    and PostgreSQL text cannot store it (it would fail deep in a query as a 500)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"].lower()):
+            problem = Problem(400, "Bad request", "the path or the query contains a NUL character")
+            GATEWAY_PROBLEMS.labels("400").inc()
+            await ProblemResponse(problem.body(scope["path"].replace("\x00", "")), status_code=400)(
+                scope, receive, send
+            )
+            return
+        await self.app(scope, receive, send)
+
+
 class BodyLimit:
     """413 for a body over `limit` bytes, announced (Content-Length) or streamed (chunked)."""
 
@@ -107,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.mount("/metrics", make_asgi_app())
     app.add_middleware(BodyLimit, limit=settings.gateway_max_body_bytes)
+    app.add_middleware(NoNul)
 
     @app.exception_handler(Problem)
     async def problem(request: Request, exc: Problem) -> ProblemResponse:

@@ -12,22 +12,23 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 MAX_LINES = 100_000
 Amount = Annotated[StrictInt, Field(ge=-(10**12), le=10**12)]
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold U+0000: refused here, with the field named
 
 
 class EmployerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=64)
-    regime: str = Field(min_length=1, max_length=16)
+    id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    regime: str = Field(min_length=1, max_length=16, pattern=NO_NUL)
     risk_class: StrictInt | None = None
-    filing: str = Field(default="monthly", max_length=16)
+    filing: str = Field(default="monthly", max_length=16, pattern=NO_NUL)
 
 
 class LineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    worker_id: str = Field(min_length=1, max_length=64)
-    category: str = Field(min_length=1, max_length=32)
+    worker_id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    category: str = Field(min_length=1, max_length=32, pattern=NO_NUL)
     days_worked: Annotated[StrictInt, Field(ge=-1000, le=1000)]
     base_salary: Amount
     bonuses: Amount = 0
@@ -39,8 +40,10 @@ class DeclarationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     employer: EmployerIn
-    period: str = Field(min_length=1, max_length=16, examples=["2026-10"])
-    replaces: str | None = Field(default=None, max_length=64, description="the declaration this one corrects")
+    period: str = Field(min_length=1, max_length=16, examples=["2026-10"], pattern=NO_NUL)
+    replaces: str | None = Field(
+        default=None, max_length=64, description="the declaration this one corrects", pattern=NO_NUL
+    )
     lines: list[LineIn] = Field(max_length=MAX_LINES)
 
 

@@ -146,6 +146,21 @@ async def test_technical_validation_names_every_field_and_line(db: Any, client: 
     assert r.json()["title"] == "Malformed body"
 
 
+async def test_a_nul_character_is_refused_at_the_door_not_deep_in_postgresql(
+    db: Any, client: httpx.AsyncClient
+) -> None:
+    employer_id, key = await register_employer(db)
+    lines = [inps_line("W1\x00", 100_000)]
+    r = await client.post("/v1/declarations", json=declaration(employer_id, lines), headers=auth(key))
+    assert r.status_code == 422, r.text
+    assert [(e["field"], e["line"]) for e in r.json()["errors"]] == [("lines[0].worker_id", 1)]
+    for url in ("/v1/declarations?period=2026-10%00", "/v1/declarations/D-1%00"):
+        r = await client.get(url, headers=auth(key))
+        assert r.status_code == 400, (url, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+    assert await db.fetchval("SELECT count(*) FROM declarations WHERE employer_id = $1", employer_id) == 0
+
+
 async def test_authentication_and_roles(db: Any, client: httpx.AsyncClient) -> None:
     a_id, a_key = await register_employer(db)
     _, b_key = await register_employer(db)

@@ -29,6 +29,12 @@ class DeadLetter(Payload):
     partition: int
     offset: int
     key_b64: str | None
-    value_b64: str
+    value_b64: str = Field(
+        description="the original bytes; only their beginning when value_truncated "
+        "(the whole message stays at topic/partition/offset)"
+    )
     error: str
     service: str
+    value_size: int | None = Field(default=None, description="bytes of the original value")
+    value_sha256: str | None = None
+    value_truncated: bool = False

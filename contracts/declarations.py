@@ -6,12 +6,62 @@ column names are below) because a national month in verbose JSON is ~8x larger.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from contracts.envelope import Payload
+from services.rules.inputs import (
+    MAX_CATEGORY_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_PERIOD_LENGTH,
+    MAX_REGIME_LENGTH,
+    RISK_CLASS_LIMIT,
+    period_problem,
+    text_problem,
+)
+
+
+def _checked(problem_of: Callable[[str], str | None]) -> AfterValidator:
+    def check(value: str) -> str:
+        problem = problem_of(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
+# The rules' own definition of what can be read (services.rules.inputs), on the wire.
+Identifier = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_LENGTH),
+    _checked(lambda v: text_problem(v, MAX_ID_LENGTH)),
+]
+Period = Annotated[str, Field(max_length=MAX_PERIOD_LENGTH), _checked(period_problem)]
+# Regime and category are judged by the rules (UNKNOWN_REGIME, CATEGORY_NOT_ALLOWED); here
+# only what any text must be. An empty regime is read too, and rejected as UNKNOWN_REGIME.
+Regime = Annotated[
+    str,
+    Field(max_length=MAX_REGIME_LENGTH, description="INPS or CMSS; others are rejected in the stream"),
+    _checked(lambda v: text_problem(v, MAX_REGIME_LENGTH) if v else None),
+]
+Category = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_CATEGORY_LENGTH),
+    _checked(lambda v: text_problem(v, MAX_CATEGORY_LENGTH)),
+]
+RiskClass = Annotated[
+    StrictInt,
+    Field(
+        ge=-RISK_CLASS_LIMIT,
+        le=RISK_CLASS_LIMIT,
+        description="INPS ATMP class 1-4 (others are rejected in the stream)",
+    ),
+]
+Filing = Literal["monthly", "quarterly"]
 
 # Order of the fields of a submitted line.
 LINE_FIELDS: tuple[str, ...] = (
@@ -55,22 +105,20 @@ class _Model(BaseModel):
 
 
 class Employer(_Model):
-    id: str = Field(min_length=1, max_length=64)
-    regime: str = Field(
-        max_length=16, description="INPS or CMSS; others are rejected in the stream"
-    )
-    risk_class: int | None = Field(default=None, description="INPS ATMP class 1-4")
-    filing: str = Field(default="monthly", description="monthly or quarterly")
+    id: Identifier
+    regime: Regime
+    risk_class: RiskClass | None = None
+    filing: Filing = "monthly"
 
 
 class DeclarationSubmitted(Payload):
     TYPE: ClassVar[str] = "declaration.submitted"
 
-    declaration_id: str
+    declaration_id: Identifier
     employer: Employer
-    period: str = Field(max_length=16)
+    period: Period
     submitted_at: datetime
-    replaces: str | None = None
+    replaces: Identifier | None = None
     payload_sha256: str
     lines: list[SubmittedLine] = Field(description=f"arrays of {', '.join(LINE_FIELDS)}")
 
@@ -120,7 +168,14 @@ class DeclarationRejected(Payload):
     replaces: str | None = None
     ruleset: str
     submitted_at: datetime
-    errors: list[DeclarationError]
+    errors: list[DeclarationError] = Field(
+        description="every error, or the first ones of each code when there are very many "
+        "(then error_counts and errors_omitted say how many of each there were)"
+    )
+    error_counts: dict[str, int] | None = Field(
+        default=None, description="errors per code, when some were left out of `errors`"
+    )
+    errors_omitted: int = Field(default=0, ge=0, description="errors found but not listed")
 
 
 class AmoDeductions(Payload):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from services.common import kafka, metrics
 from services.common.db import connect_pool
 from services.common.dlq import dead_letter
 from services.common.kafka import BatchSender, topic
+from services.common.outage import Backoff, is_outage
 from services.common.settings import get_settings
 from services.rules import load_ruleset
 
@@ -104,7 +106,14 @@ async def registry() -> Registry:
     return _registry
 
 
+class OutputTooLarge(ValueError):
+    """An output that Kafka would refuse: the declaration is parked, the partition flows."""
+
+
 async def process(events: list[Any]) -> None:
+    """Assess a batch. A message that fails on its own (undecodable, refused by PostgreSQL,
+    an output too large, a bug) goes to the DLQ and the others are assessed; only an outage
+    of PostgreSQL or Kafka is raised, for the whole batch to be retried."""
     started = time.perf_counter()
     sender = Sender(await producer())
     decoded = []
@@ -113,10 +122,34 @@ async def process(events: list[Any]) -> None:
             decoded.append((event.message, handlers.decode_submitted(event.message.value)))
         except Exception as exc:  # undecodable: park it, keep the partition flowing
             await _dead_letter(sender, event.message, exc)
+    try:
+        outcomes = await _assess(sender, decoded)
+    except Exception as exc:
+        if is_outage(exc):
+            raise
+        # Something in the batch breaks the batch (say a text PostgreSQL refuses in a registry
+        # lookup): assess one declaration at a time, so only the culprit is parked. Outputs
+        # already sent are sent again with the same ids; every sink drops the duplicates.
+        log.warning("batch failed (%r); assessing its %d declarations one by one", exc, len(decoded))
+        sender, outcomes = Sender(await producer()), []
+        for one in decoded:
+            try:
+                outcomes += await _assess(sender, [one])
+            except Exception as single:
+                if is_outage(single):
+                    raise
+                await _dead_letter(sender, one[0], single)
+    await sender.flush()
+    _observe(outcomes)
+    metrics.PROCESSING.labels(SERVICE).observe(time.perf_counter() - started)
+
+
+async def _assess(sender: Sender, decoded: list[tuple[Any, Any]]) -> list[handlers.Outcome]:
     reg = await registry()
     employers = await reg.employers(env.data.employer.id for _, env in decoded)
     known = await reg.known_workers(sorted({line[0] for _, env in decoded for line in env.data.lines}))
     outcomes = []
+    limit = settings.max_message_bytes - 65_536  # room for the record's key and headers
     for msg, env in decoded:
         try:
             outcome = handlers.assess_submitted(
@@ -126,6 +159,9 @@ async def process(events: list[Any]) -> None:
                 employer=employers.get(env.data.employer.id),
                 known_workers=known,
             )
+            for out in outcome.messages:
+                if len(out.value) > limit:
+                    raise OutputTooLarge(f"{out.topic} message of {len(out.value):,} bytes exceeds {limit:,}")
         except Exception as exc:  # a bug or bad data the contracts let through
             log.exception("assessment failed")
             await _dead_letter(sender, msg, exc)
@@ -134,22 +170,38 @@ async def process(events: list[Any]) -> None:
             await sender.send(out.topic, out.key, out.value)
         outcomes.append(outcome)
     await sender.flush()
-    _observe(outcomes)
-    metrics.PROCESSING.labels(SERVICE).observe(time.perf_counter() - started)
+    return outcomes
 
 
 @app.agent(submitted_topic(app, settings))
 async def assess(stream: faust.StreamT) -> None:
     async for events in stream.take_events(settings.assessment_batch, within=0.2):
-        # take_events acks the batch when this body ends, even on error: so an outage of
-        # PostgreSQL or Kafka is retried here until the batch is done (the partition waits).
-        while True:
-            try:
-                await process(list(events))
-                break
-            except Exception:
-                log.exception("batch failed (registry or Kafka unavailable?); retrying")
-                await asyncio.sleep(1.0)
+        await _until_done(list(events))
+
+
+async def _until_done(events: list[Any]) -> None:
+    """take_events acks the batch when the loop body ends, even on error: so an outage of
+    PostgreSQL or Kafka is waited out here, and the partition waits with it."""
+    backoff = Backoff(base=0.5, cap=5.0)
+    while True:
+        try:
+            await process(events)
+            return
+        except Exception as exc:
+            if not is_outage(exc):  # process() parks bad messages; this is the batch code itself
+                log.exception("batch failed; retrying")
+            else:
+                log.warning("PostgreSQL or Kafka unavailable (%r); retrying the batch", exc)
+        deadline = time.monotonic() + backoff.next_delay()
+        while time.monotonic() < deadline:
+            if app.should_stop:
+                # Stopping in an outage: ending the loop body would acknowledge a batch that was
+                # not assessed. Leave without committing; Kafka redelivers it to the next worker,
+                # whose outputs carry the same ids.
+                log.error("stopping during an outage: %d declarations left for redelivery", len(events))
+                logging.shutdown()
+                os._exit(75)
+            await asyncio.sleep(0.25)
 
 
 @app.timer(interval=5.0)

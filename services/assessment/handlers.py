@@ -51,6 +51,24 @@ class Outcome:
 
 
 _SUBMITTED = Envelope[DeclarationSubmitted]
+# A rejection lists at most this many errors of each code, with the counts of all: 50,000
+# lines breaking six rules each would otherwise make a report larger than a Kafka message.
+MAX_ERRORS_PER_CODE = 1000
+
+
+def capped_errors(
+    errors: list[dict[str, Any]], per_code: int
+) -> tuple[list[dict[str, Any]], dict[str, int], int]:
+    """The first `per_code` errors of each code (in their order), the count per code, and
+    how many were left out."""
+    counts: dict[str, int] = {}
+    listed = []
+    for error in errors:
+        seen = counts.get(error["code"], 0)
+        counts[error["code"]] = seen + 1
+        if seen < per_code:
+            listed.append(error)
+    return listed, counts, len(errors) - len(listed)
 
 
 def decode_submitted(raw: bytes) -> Envelope[DeclarationSubmitted]:
@@ -106,6 +124,7 @@ def assess_submitted(
     *,
     employer: EmployerRecord | None,
     known_workers: set[str],
+    max_errors_per_code: int = MAX_ERRORS_PER_CODE,
 ) -> Outcome:
     """Assess one declaration; `employer` and `known_workers` come from the registries."""
     d = env.data
@@ -188,18 +207,21 @@ def assess_submitted(
         outcome.errors = [
             {k: e.get(k) for k in ("line", "worker_id", "code", "message")} for e in result["errors"]
         ]
+        listed, counts, omitted = capped_errors(outcome.errors, max_errors_per_code)
+        rejection: dict[str, Any] = {
+            "declaration_id": d.declaration_id,
+            "employer_id": employer_id,
+            "period": d.period,
+            "replaces": d.replaces,
+            "ruleset": result["ruleset"],
+            "submitted_at": d.submitted_at,
+            "errors": listed,
+        }
+        if omitted:
+            rejection["error_counts"] = counts
+            rejection["errors_omitted"] = omitted
         output_type = DeclarationRejected
-        output_json = _json(
-            {
-                "declaration_id": d.declaration_id,
-                "employer_id": employer_id,
-                "period": d.period,
-                "replaces": d.replaces,
-                "ruleset": result["ruleset"],
-                "submitted_at": d.submitted_at,
-                "errors": outcome.errors,
-            }
-        )
+        output_json = _json(rejection)
         send("kalo.declarations.rejected", employer_id, output_type, output_json)
 
     audit = {

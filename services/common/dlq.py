@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import traceback
 
 from contracts.audit import DeadLetter
 from contracts.envelope import derived_id, wrap
+
+# Bytes of the original value carried in the letter: a 32 MiB message's letter stays under
+# Kafka's limit. Larger values are replayed from their source position.
+MAX_INLINE_BYTES = 16 * 1024 * 1024
 
 
 def dead_letter(
@@ -22,14 +27,21 @@ def dead_letter(
     """The (key, value) to send to kalo.dlq; the id is stable for one source position."""
     detail = "".join(traceback.format_exception_only(type(error), error)).strip()
     position = f"{topic}/{partition}/{offset}"
+    # A letter must itself fit in a Kafka message (base64 adds a third): a huge value keeps
+    # its beginning, its size and hash here, and stays whole at its source position.
+    truncated = len(value) > MAX_INLINE_BYTES
+    kept = value[:MAX_INLINE_BYTES] if truncated else value
     letter = DeadLetter(
         topic=topic,
         partition=partition,
         offset=offset,
-        key_b64=base64.b64encode(key).decode() if key is not None else None,
-        value_b64=base64.b64encode(value).decode(),
+        key_b64=base64.b64encode(key[:4096]).decode() if key is not None else None,
+        value_b64=base64.b64encode(kept).decode(),
         error=detail[:4000],
         service=service,
+        value_size=len(value),
+        value_sha256=hashlib.sha256(value).hexdigest(),
+        value_truncated=truncated,
     )
     event = wrap(
         letter,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 from typing import Any
 
 import orjson
@@ -50,7 +52,7 @@ def summary(letter: Envelope[DeadLetter]) -> dict[str, Any]:
         "at": letter.occurred_at.isoformat(),
         "service": d.service,
         "source": f"{d.topic}/{d.partition}/{d.offset}",
-        "bytes": len(base64.b64decode(d.value_b64)),
+        "bytes": d.value_size if d.value_size is not None else len(base64.b64decode(d.value_b64)),
         "error": d.error,
     }
 
@@ -60,15 +62,35 @@ async def replay(settings: Settings, letter_id: str) -> dict[str, Any]:
     for letter in await read_dead_letters(settings):
         if str(letter.id) == letter_id:
             d = letter.data
+            value = base64.b64decode(d.value_b64)
+            if d.value_truncated:
+                value = await _read_source(settings, d)
             producer = kafka.producer(settings)
             await producer.start()
             try:
                 meta = await producer.send_and_wait(
                     d.topic,
-                    base64.b64decode(d.value_b64),
+                    value,
                     key=base64.b64decode(d.key_b64) if d.key_b64 else None,
                 )
             finally:
                 await producer.stop()
             return {"id": letter_id, "topic": d.topic, "partition": meta.partition, "offset": meta.offset}
     raise KeyError(f"no dead letter with id {letter_id}")
+
+
+async def _read_source(settings: Settings, d: DeadLetter) -> bytes:
+    """The whole original of a letter that carries only its beginning, from its position."""
+    consumer = kafka.consumer(group_id=None, settings=settings)
+    await consumer.start()
+    try:
+        tp = TopicPartition(d.topic, d.partition)
+        consumer.assign([tp])
+        consumer.seek(tp, d.offset)
+        record = await asyncio.wait_for(consumer.getone(tp), timeout=30)
+    finally:
+        await consumer.stop()
+    value = record.value or b""
+    if record.offset != d.offset or hashlib.sha256(value).hexdigest() != d.value_sha256:
+        raise KeyError(f"the original of this letter is no longer at {d.topic}/{d.partition}/{d.offset}")
+    return value

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     gateway_max_body_bytes: int = 32 * 1024 * 1024
     gateway_rate_per_second: float = 50.0
     gateway_rate_burst: int = 200
+    # Failed authentications (unknown or revoked key) allowed per client address: each one
+    # costs a database lookup, so a key-guessing client is answered 429 past this.
+    gateway_auth_failures_per_second: float = 1.0
+    gateway_auth_failures_burst: int = 20
     gateway_pool_size: int = 10
     gateway_workers: int = 1
     # Where the workers serve /metrics (0.0.0.0 inside containers).

@@ -22,7 +22,7 @@ from services.gateway.errors import Problem
 from services.gateway.limits import RateLimiter
 from services.gateway.relay import Relay
 from services.gateway.responses import ProblemResponse
-from services.gateway.routes import router
+from services.gateway.routes import BODY_MEDIA_TYPES, router
 from services.gateway.schemas import DeclarationIn
 
 
@@ -41,6 +41,37 @@ class NoNul:
                 scope, receive, send
             )
             return
+        await self.app(scope, receive, send)
+
+
+class MediaTypes:
+    """415 for a request body in a media type the route does not read (JSON is only JSON,
+    an upload only multipart): nothing else is guessed at."""
+
+    def __init__(self, app: ASGIApp, accepted: dict[tuple[str, str], tuple[str, ...]]) -> None:
+        self.app = app
+        self.accepted = accepted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        wanted = (
+            self.accepted.get((scope.get("method", ""), scope.get("path", "")))
+            if scope["type"] == "http"
+            else None
+        )
+        if wanted is not None:
+            header = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
+            media = header.split(";", 1)[0].strip().lower()
+            if media not in wanted:
+                shown = media[:60] or "none"
+                problem = Problem(
+                    415,
+                    "Unsupported media type",
+                    f"this endpoint reads {' or '.join(wanted)}, not {shown}",
+                    accepted=list(wanted),
+                )
+                GATEWAY_PROBLEMS.labels("415").inc()
+                await ProblemResponse(problem.body(scope["path"]), status_code=415)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
@@ -121,10 +152,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.limiter = RateLimiter(settings.gateway_rate_per_second, settings.gateway_rate_burst)
+    app.state.auth_failures = RateLimiter(
+        settings.gateway_auth_failures_per_second, settings.gateway_auth_failures_burst
+    )
     app.state.principals = PrincipalCache()
     app.include_router(router)
     app.mount("/metrics", make_asgi_app())
     app.add_middleware(BodyLimit, limit=settings.gateway_max_body_bytes)
+    app.add_middleware(MediaTypes, accepted=BODY_MEDIA_TYPES)
     app.add_middleware(NoNul)
 
     @app.exception_handler(Problem)

@@ -54,8 +54,13 @@ async def authenticate(request: Request) -> Principal:
     cache: PrincipalCache = request.app.state.principals
     principal = cache.get(key_hash)
     if principal is None:
+        # Unknown keys cost a lookup each: a client address that keeps failing is slowed down.
+        failures = request.app.state.auth_failures
+        client = request.client.host if request.client else "unknown"
+        failures.refuse_if_empty(client)
         principal = await principal_for(request.app.state.pool, key_hash)
         if principal is None:
+            failures.check(client)
             raise Problem(401, "Unauthorized", "unknown or revoked API key")
         cache.put(key_hash, principal)
     request.app.state.limiter.check(key_hash)

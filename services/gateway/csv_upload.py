@@ -18,13 +18,25 @@ from typing import Any
 from contracts.declarations import LINE_FIELDS
 from services.gateway.errors import Problem
 from services.gateway.validation import too_many_lines
+from services.rules.inputs import MAX_NUMBER_DIGITS
 
 REQUIRED = ("worker_id", "category", "days_worked", "base_salary")
 OPTIONAL = ("bonuses", "benefits_in_kind", "expense_reimbursements")
 INTEGERS = frozenset(LINE_FIELDS[2:])
-_INT = re.compile(r"-?\d+")
+# ASCII digits only (`\d` would take ３０ or ٣٠), and few enough for any int() and for bigint.
+_INT = re.compile(rf"-?[0-9]{{1,{MAX_NUMBER_DIGITS}}}")
 # Errors reported at most; past that the file is hopeless and the answer would be huge.
 MAX_ERRORS = 1000
+
+
+def parse_number(cell: str) -> int | None:
+    """A number cell or form field: an optional minus and 1-15 ASCII digits; else None."""
+    return int(cell) if _INT.fullmatch(cell) else None
+
+
+def shown(cell: str, width: int = 40) -> str:
+    """A cell quoted in an error message, cut so that a huge cell does not make a huge answer."""
+    return repr(cell) if len(cell) <= width else repr(cell[:width]) + f"… ({len(cell):,} characters)"
 
 
 def _invalid(errors: list[dict[str, Any]], detail: str, status: int = 422) -> Problem:
@@ -106,19 +118,20 @@ def parse_lines(data: bytes, max_lines: int) -> tuple[list[dict[str, Any]], list
                 if name in INTEGERS:
                     if cell == "" and name in OPTIONAL:
                         continue
-                    if not _INT.fullmatch(cell):
+                    number = parse_number(cell)
+                    if number is None:
+                        unit = "days" if name == "days_worked" else "francs"
                         errors.append(
                             {
                                 "row": row_no,
                                 "line": line_no,
                                 "column": name,
-                                "message": f"{cell!r} is not a whole number of francs"
-                                if name != "days_worked"
-                                else f"{cell!r} is not a whole number of days",
+                                "message": f"{shown(cell)} is not a whole number of {unit} "
+                                f"(digits 0-9, at most {MAX_NUMBER_DIGITS})",
                             }
                         )
                         continue
-                    line[name] = int(cell)
+                    line[name] = number
                 else:
                     line[name] = cell
             lines.append(line)

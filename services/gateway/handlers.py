@@ -13,10 +13,11 @@ import orjson
 
 from contracts.declarations import LINE_FIELDS, DeclarationSubmitted
 from contracts.envelope import derived_id
+from services.common.csv_safe import to_csv
 from services.gateway.auth import READ_ANY, require
 from services.gateway.errors import Problem, conflict, forbidden, not_found
 from services.gateway.registry import Principal
-from services.gateway.report import business_report, difference
+from services.gateway.report import business_report, difference, report_table
 from services.gateway.schemas import DeclarationIn, Receipt
 
 SUBMITTED = "kalo.declarations.submitted"
@@ -89,6 +90,7 @@ async def submit_declaration(
     idempotency_key: str | None,
     now: datetime,
     topic: str,
+    max_message_bytes: int | None = None,
 ) -> tuple[Receipt, bool]:
     """Write the receipt and its outbox message in one transaction (one round trip).
 
@@ -100,6 +102,15 @@ async def submit_declaration(
         raise forbidden(f"this API key cannot submit declarations for employer {employer_id!r}")
     declaration_id = new_declaration_id(now)
     event_id, message = submitted_message(declaration_id, decl, payload_sha256, now)
+    if max_message_bytes is not None and len(message) > max_message_bytes:
+        # Receipted means decided: a message the topic cannot carry is refused here.
+        raise Problem(
+            413,
+            "Payload too large",
+            f"the declaration encodes to {len(message):,} bytes, more than the {max_message_bytes:,} "
+            "a message may carry; split it into several declarations or contact the institution",
+            max_bytes=max_message_bytes,
+        )
     row = await db.fetchrow(
         "SELECT * FROM gateway_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         declaration_id,
@@ -178,6 +189,27 @@ async def get_declaration(db: Db, principal: Principal, declaration_id: str) -> 
     if row["replaces"]:
         doc["difference"] = difference(dict(row))
     return doc
+
+
+async def declaration_report_csv(db: Db, principal: Principal, declaration_id: str) -> str:
+    """The business report as CSV, safe to open in a spreadsheet."""
+    require(principal, *READ_ANY, "employer")
+    row = await db.fetchrow(
+        "SELECT employer_id, status, report FROM declarations WHERE declaration_id = $1", declaration_id
+    )
+    if row is None:
+        raise not_found(f"declaration {declaration_id} was not found")
+    if principal.role == "employer" and row["employer_id"] != principal.employer_id:
+        raise forbidden(f"declaration {declaration_id} belongs to another employer")
+    if row["report"] is None:
+        raise Problem(
+            409,
+            "Not assessed yet",
+            f"declaration {declaration_id} is received but not assessed yet; try again shortly",
+            retry_after=2,
+        )
+    header, rows = report_table(dict(row))
+    return to_csv(header, rows)
 
 
 async def list_declarations(

@@ -1,4 +1,5 @@
-"""Per-key request rate limit (token bucket, per gateway process)."""
+"""Request rate limits (token buckets, per gateway process): per API key, and failed
+authentications per client address."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ class RateLimiter:
         self.rate = per_second
         self.burst = burst
         self._buckets: dict[str, tuple[float, float]] = {}
+
+    def refuse_if_empty(self, key: str) -> None:
+        """429 when `key` has no token left, without taking one (for failures counted later)."""
+        tokens, last = self._buckets.get(key, (float(self.burst), time.monotonic()))
+        if min(self.burst, tokens + (time.monotonic() - last) * self.rate) < 1:
+            self.check(key)
 
     def check(self, key: str) -> None:
         now = time.monotonic()

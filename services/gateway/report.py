@@ -51,7 +51,12 @@ def business_report(row: dict[str, Any]) -> dict[str, Any] | None:
     if report is None:
         return None
     if row["status"] == "rejected":
-        return {"errors": report["errors"], "ruleset": report["ruleset"]}
+        doc = {"errors": report["errors"], "ruleset": report["ruleset"]}
+        if report.get("errors_omitted"):
+            # Very many errors: the first ones of each code, and how many there were.
+            doc["error_counts"] = report["error_counts"]
+            doc["errors_omitted"] = report["errors_omitted"]
+        return doc
     return {
         "ruleset": report["ruleset"],
         "due_date": report["due_date"],
@@ -84,3 +89,14 @@ def difference(row: dict[str, Any]) -> dict[str, Any] | None:
     for key in ("employer", "employee", "total"):
         diff[key] = new[key] - (old or {}).get(key, 0)
     return diff
+
+
+def report_table(row: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """The business report as a table (header, rows) for a CSV download: accepted, one row
+    per worker with each item's amount; rejected, one row per error."""
+    report = row["report"]
+    if row["status"] == "rejected":
+        header = ["line", "worker_id", "code", "message"]
+        return header, [[e["line"], e["worker_id"], e["code"], e["message"]] for e in report["errors"]]
+    header = [*ASSESSED_LINE_FIELDS[:5], *ITEM_COLUMNS]
+    return header, [[*line[:5], *line[7]] for line in report["lines"]]

@@ -14,7 +14,8 @@ from services.common.kafka import topic
 from services.common.metrics import RECEIPT_SECONDS, RECEIPTS
 from services.gateway import handlers
 from services.gateway.auth import authenticate, require
-from services.gateway.csv_upload import parse_lines
+from services.gateway.csv_upload import parse_lines, parse_number, shown
+from services.gateway.errors import Problem
 from services.gateway.registry import Principal, registered_employer
 from services.gateway.responses import ORJSONResponse
 from services.gateway.schemas import (
@@ -29,6 +30,11 @@ from services.gateway.schemas import (
 from services.gateway.validation import problem_from_validation
 
 router = APIRouter(prefix="/v1")
+# The media type each route's body must have (anything else: 415).
+BODY_MEDIA_TYPES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("POST", "/v1/declarations"): ("application/json",),
+    ("POST", "/v1/declarations/upload"): ("multipart/form-data",),
+}
 Caller = Annotated[Principal, Depends(authenticate)]
 IdempotencyKey = Annotated[
     str | None,
@@ -43,7 +49,7 @@ def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ProblemDoc, "content": {"application/problem+json": {}}} for code in codes}
 
 
-SUBMIT_ERRORS = _problems(400, 401, 403, 409, 413, 422, 429)
+SUBMIT_ERRORS = _problems(400, 401, 403, 409, 413, 415, 422, 429)
 READ_ERRORS = _problems(401, 403, 404, 422, 429)
 
 
@@ -90,7 +96,7 @@ async def submit_csv(
     period: Annotated[str, Form(min_length=1, max_length=16, examples=["2026-10"])],
     replaces: Annotated[str | None, Form(max_length=64)] = None,
     regime: Annotated[str | None, Form(max_length=16)] = None,
-    risk_class: Annotated[int | None, Form()] = None,
+    risk_class: Annotated[str | None, Form(max_length=16, description="an integer")] = None,
     filing: Annotated[str | None, Form(max_length=16)] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
@@ -101,7 +107,7 @@ async def submit_csv(
     employer = {
         "id": caller.employer_id,
         "regime": regime or registered["regime"],
-        "risk_class": risk_class if risk_class is not None else registered["risk_class"],
+        "risk_class": _form_integer("risk_class", risk_class, registered["risk_class"]),
         "filing": filing or registered["filing"],
     }
     doc = {"employer": employer, "period": period, "replaces": replaces or None, "lines": lines}
@@ -110,6 +116,22 @@ async def submit_csv(
     except ValidationError as exc:
         raise problem_from_validation(exc, rows=rows) from None
     return await _submit(request, caller, decl, sha256_hex(data), idempotency_key, "csv")
+
+
+def _form_integer(name: str, raw: str | None, default: int | None) -> int | None:
+    """A form field read like a CSV number cell (ASCII digits), the registration when empty."""
+    if raw is None or raw.strip() == "":
+        return default
+    number = parse_number(raw.strip())
+    if number is None:
+        message = f"{shown(raw)} is not a whole number (digits 0-9)"
+        raise Problem(
+            422,
+            "Invalid declaration",
+            message,
+            errors=[{"field": name, "line": None, "message": message, "type": "int_parsing"}],
+        )
+    return number
 
 
 async def _submit(
@@ -129,6 +151,7 @@ async def _submit(
             idempotency_key=idempotency_key,
             now=datetime.now(UTC),
             topic=topic(handlers.SUBMITTED, request.app.state.settings),
+            max_message_bytes=request.app.state.settings.max_message_bytes - 65_536,
         )
     if created:
         RECEIPTS.labels(channel).inc()
@@ -147,6 +170,28 @@ async def _submit(
 async def get_declaration(declaration_id: str, request: Request, caller: Caller) -> Response:
     doc = await handlers.get_declaration(request.app.state.pool, caller, declaration_id)
     return ORJSONResponse(doc)
+
+
+@router.get(
+    "/declarations/{declaration_id}/report.csv",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "the business report as CSV"},
+        **_problems(401, 403, 404, 409, 429),
+    },
+    summary="The business report as CSV (cells a spreadsheet would run as formulas are neutralised)",
+)
+async def declaration_report_csv(declaration_id: str, request: Request, caller: Caller) -> Response:
+    text = await handlers.declaration_report_csv(request.app.state.pool, caller, declaration_id)
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{_safe_name(declaration_id)}.csv"'},
+    )
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:80]
 
 
 @router.get(

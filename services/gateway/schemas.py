@@ -10,26 +10,30 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from contracts.declarations import Category, Filing, Identifier, Period, Regime, RiskClass
+from services.rules.inputs import DAYS_LIMIT, MAX_AMOUNT
+
 MAX_LINES = 100_000
-Amount = Annotated[StrictInt, Field(ge=-(10**12), le=10**12)]
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold U+0000: refused here, with the field named
+# What the rules can read (services.rules.inputs, through the contracts' types) is exactly
+# what is receipted: every declaration that gets a 202 is decided, accepted or rejected.
+Amount = Annotated[StrictInt, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
 
 
 class EmployerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
-    regime: str = Field(min_length=1, max_length=16, pattern=NO_NUL)
-    risk_class: StrictInt | None = None
-    filing: str = Field(default="monthly", max_length=16, pattern=NO_NUL)
+    id: Identifier
+    regime: Annotated[Regime, Field(min_length=1)]
+    risk_class: RiskClass | None = None
+    filing: Filing = "monthly"
 
 
 class LineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    worker_id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
-    category: str = Field(min_length=1, max_length=32, pattern=NO_NUL)
-    days_worked: Annotated[StrictInt, Field(ge=-1000, le=1000)]
+    worker_id: Identifier
+    category: Category
+    days_worked: Annotated[StrictInt, Field(ge=-DAYS_LIMIT, le=DAYS_LIMIT)]
     base_salary: Amount
     bonuses: Amount = 0
     benefits_in_kind: Amount = 0
@@ -40,10 +44,8 @@ class DeclarationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     employer: EmployerIn
-    period: str = Field(min_length=1, max_length=16, examples=["2026-10"], pattern=NO_NUL)
-    replaces: str | None = Field(
-        default=None, max_length=64, description="the declaration this one corrects", pattern=NO_NUL
-    )
+    period: Annotated[Period, Field(examples=["2026-10"])]
+    replaces: Annotated[Identifier, Field(description="the declaration this one corrects")] | None = None
     lines: list[LineIn] = Field(max_length=MAX_LINES)
 
 

@@ -72,6 +72,9 @@ def decode(record: ConsumerRecord) -> Decoded:
 
 
 def _report(data: dict[str, Any]) -> str:
+    if not data.get("errors_omitted"):  # a rejection that lists every error says no more
+        data.pop("error_counts", None)
+        data.pop("errors_omitted", None)
     return orjson.dumps({k: v for k, v in data.items() if k not in REPORT_EXCLUDES}).decode()
 
 

@@ -10,7 +10,7 @@ import re
 from datetime import UTC, date, datetime
 from functools import lru_cache
 
-_PERIOD = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
+_PERIOD = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # fullmatch: no trailing newline
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 MONTHLY = "monthly"
@@ -25,7 +25,7 @@ def parse_period(text: object) -> date | None:
 
 @lru_cache(maxsize=4096)  # a month's declarations share a handful of periods
 def _parse_period(text: str) -> date | None:
-    m = _PERIOD.match(text)
+    m = _PERIOD.fullmatch(text)
     if m is None:
         return None
     year = int(m.group(1))

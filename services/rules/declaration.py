@@ -16,6 +16,7 @@ from datetime import date, datetime
 from typing import Any
 
 from services.rules.dates import FILINGS, parse_instant, parse_period
+from services.rules.inputs import DAYS_LIMIT, MAX_AMOUNT, MAX_ID_LENGTH, is_identifier, text_problem
 
 INPS = "INPS"
 CMSS = "CMSS"
@@ -92,11 +93,11 @@ def read_declaration(doc: Mapping[str, Any], *, line_arrays: bool = False) -> De
     """
     if type(doc) is not dict and not isinstance(doc, Mapping):
         raise InvalidInput("a declaration is a JSON object")
-    declaration_id = _text(doc, "declaration_id", "declaration_id")
+    declaration_id = _identifier(doc, "declaration_id", "declaration_id")
     employer = _field(doc, "employer", "employer")
     if type(employer) is not dict and not isinstance(employer, Mapping):
         raise InvalidInput("employer must be an object")
-    employer_id = _text(employer, "id", "employer.id")
+    employer_id = _identifier(employer, "id", "employer.id")
     regime = _text(employer, "regime", "employer.regime", empty_ok=True)
     filing = employer.get("filing")
     if filing is not None and filing not in FILINGS:
@@ -111,8 +112,10 @@ def read_declaration(doc: Mapping[str, Any], *, line_arrays: bool = False) -> De
     except ValueError:
         raise InvalidInput(f"submitted_at is not an ISO 8601 timestamp: {submitted_raw!r}") from None
     replaces = doc.get("replaces")
-    if replaces is not None and not isinstance(replaces, str):
-        raise InvalidInput("replaces must be a declaration id (string) or null")
+    if replaces is not None:
+        if not isinstance(replaces, str):
+            raise InvalidInput("replaces must be a declaration id (string) or null")
+        _identifier(doc, "replaces", "replaces")
     raw_lines = _field(doc, "lines", "lines")
     if type(raw_lines) is not list and not isinstance(raw_lines, tuple):
         raise InvalidInput("lines must be an array")
@@ -204,14 +207,13 @@ def read_lines(
             and type(bonuses) is int
             and type(in_kind) is int
             and type(expenses) is int
-            and type(worker_id) is str
+            and is_identifier(worker_id)
             and 0 <= days <= MAX_DAYS
-            and base_salary >= 0
-            and bonuses >= 0
-            and in_kind >= 0
-            and expenses >= 0
+            and 0 <= base_salary <= MAX_AMOUNT
+            and 0 <= bonuses <= MAX_AMOUNT
+            and 0 <= in_kind <= MAX_AMOUNT
+            and 0 <= expenses <= MAX_AMOUNT
             and category in categories
-            and worker_id
         ):
             _check_line(line, number, allowed, regime, errors)
         if worker_id in first_line:
@@ -258,9 +260,15 @@ def _check_line(
     for name, value in zip(LINE_FIELDS[2:], line[2:], strict=True):
         if type(value) is not int:
             raise InvalidInput(f"lines[{index}].{name} must be an integer, not {value!r} (line {number})")
+        limit = DAYS_LIMIT if name == "days_worked" else MAX_AMOUNT
+        if not -limit <= value <= limit:
+            raise InvalidInput(f"lines[{index}].{name} is beyond ±{limit:,} (line {number})")
     worker_id, category, days = line[0], line[1], line[2]
-    if type(worker_id) is not str or not worker_id:
-        raise InvalidInput(f"lines[{index}].worker_id must be a non-empty string (line {number})")
+    if type(worker_id) is not str:
+        raise InvalidInput(f"lines[{index}].worker_id must be a string (line {number})")
+    problem = text_problem(worker_id, MAX_ID_LENGTH)
+    if problem is not None:
+        raise InvalidInput(f"lines[{index}].worker_id {problem} (line {number})")
     if type(category) is not str:
         raise InvalidInput(f"lines[{index}].category must be a string (line {number})")
     if allowed is not None and category not in allowed:
@@ -288,6 +296,14 @@ def _field(doc: Mapping[str, Any], key: str, path: str) -> Any:
     if key not in doc:
         raise InvalidInput(f"missing required field {path}")
     return doc[key]
+
+
+def _identifier(doc: Mapping[str, Any], key: str, path: str) -> str:
+    value = _text(doc, key, path)
+    problem = text_problem(value, MAX_ID_LENGTH)
+    if problem is not None:
+        raise InvalidInput(f"{path} {problem}")
+    return value
 
 
 def _text(doc: Mapping[str, Any], key: str, path: str, *, empty_ok: bool = False) -> str:

@@ -228,16 +228,14 @@ def test_params_unconfirmed_lists_only_what_needs_a_legal_check() -> None:
     assert doc["ruleset"] == RULESET_ID and doc["at"] == "2026-10-01"
     rows = {r["name"]: r for r in doc["parameters"]}
     assert all(r["status"] == "unconfirmed" and r["reference"] for r in rows.values())
+    # RULES.md v2 confirmed amo.in_force, cmss.amo.employer_rate,
+    # cmss.retraite.parlementaire.employer_rate and the allowance's 72 months: four fewer.
     assert set(rows) == {
-        "amo.in_force",
-        "cmss.amo.employer_rate",
         "cmss.pension.accrual_per_year",
         "cmss.pension.age_by_grade",
         "cmss.pension.max_accrual",
         "cmss.pension.minimum_months",
         "cmss.retraite.parlementaire.employee_rate",
-        "cmss.retraite.parlementaire.employer_rate",
-        "inps.pension.lump_sum_minimum_months",
         "surcharge.first_month_rate",
         "surcharge.further_month_rate",
     }
@@ -252,8 +250,8 @@ def test_params_at_a_date_lists_the_values_in_force_then() -> None:
         "name": "smig",
         "value": 28460,
         "unit": "currency-XOF",
-        "status": "unconfirmed",
-        "since": "2011-01-01",
+        "status": "confirmed",
+        "since": "2004-07-05",
         "reference": rows["smig"]["reference"],
     }
     assert rows["cmss.retraite.fonctionnaire.employer_rate"]["value"] == "0.08"

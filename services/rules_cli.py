@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Mapping
 from datetime import date
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import click
 import orjson
@@ -33,7 +33,10 @@ from services.rules import (
     params_history,
     params_in_force,
 )
-from services.rules.ruleset import jsonable
+from services.rules.ruleset import ParameterInForce, jsonable
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     help="The legal rules: assess declarations, liquidate pension claims, list parameters.",
@@ -95,17 +98,52 @@ def params(
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     from rich.console import Console
-    from rich.table import Table
 
     title = f"ruleset {ruleset.id} — " + ("all dated values" if history else f"in force on {when}")
-    table = Table(title=title)
-    for column in ("name", "value", "unit", "status", "since"):
-        table.add_column(column, no_wrap=True)  # names and dates stay greppable
-    table.add_column("reference")
-    for r in rows:
-        status = r.status if r.status == "confirmed" else f"[yellow]{r.status}[/yellow]"
-        table.add_row(r.name, _show(r.value), r.unit, status, r.since.isoformat(), r.reference)
-    Console().print(table)
+    print_params_table(Console(), title, rows)
+
+
+PARAMS_COLUMNS = ("name", "value", "unit", "status", "since", "reference")
+_MIN_REFERENCE_WIDTH = 24  # narrower than this, the wrapped references are unreadable
+
+
+def print_params_table(console: Console, title: str, rows: list[ParameterInForce]) -> None:
+    """The rows as a table, never cut: every name, value and reference in full.
+
+    On a terminal wide enough for the name, value, unit, status and since columns at their
+    full width, a rich table whose reference column takes the rest of the width and wraps.
+    Otherwise (piped, redirected, or a narrow terminal) plain text: one row per line,
+    columns padded to their widest cell, so that `grep` and `cut` see whole values.
+    """
+    from rich.cells import cell_len
+    from rich.markup import escape
+    from rich.table import Table
+
+    cells = [(r.name, _show(r.value), r.unit, r.status, r.since.isoformat(), r.reference) for r in rows]
+    widths = [max([cell_len(c), *(cell_len(row[i]) for row in cells)]) for i, c in enumerate(PARAMS_COLUMNS)]
+    # A rich table (heavy head box, one space of padding each side) spends 3 columns per
+    # column and 1 more for the closing edge.
+    reference_width = console.width - sum(widths[:-1]) - 3 * len(PARAMS_COLUMNS) - 1
+    if console.is_terminal and reference_width >= min(widths[-1], _MIN_REFERENCE_WIDTH):
+        table = Table(title=title)
+        for column, width in zip(PARAMS_COLUMNS[:-1], widths[:-1], strict=True):
+            table.add_column(column, no_wrap=True, min_width=width)
+        table.add_column("reference", width=min(reference_width, widths[-1]), overflow="fold")
+        for row in cells:
+            shown = [escape(cell) for cell in row]  # a "[...]" in a reference is text, not markup
+            if row[3] != "confirmed":
+                shown[3] = f"[yellow]{shown[3]}[/yellow]"
+            table.add_row(*shown)
+        console.print(table)
+        return
+    lines = [title]
+    for row in [PARAMS_COLUMNS, *cells]:
+        padded = [
+            cell + " " * (width - cell_len(cell)) for cell, width in zip(row[:-1], widths[:-1], strict=True)
+        ]
+        lines.append("  ".join([*padded, row[-1]]))
+    console.file.write("\n".join(lines) + "\n")
+    console.file.flush()
 
 
 def _show(value: Any) -> str:

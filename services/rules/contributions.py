@@ -155,7 +155,7 @@ def _build_line_spec(
             ]
         return LineSpec(
             tuple(items),
-            # No SMIG known for the period (before 2011): no floor, see parameters/smig.yaml.
+            # No SMIG known for the period (before 2004-07-05): no floor, see parameters/smig.yaml.
             smig=ruleset.optional_integer("smig", at),
             ceiling=ceiling if isinstance(ceiling, int) else None,
         )

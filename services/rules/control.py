@@ -151,7 +151,8 @@ def recompute(claim: Claim, ruleset: Ruleset) -> dict[str, Any]:
             if age < _int(param("early_age")):
                 return {**result, "reason": "AGE_NOT_REACHED"}
             if insured < _int(param("minimum_months")):
-                if age >= normal and insured >= _int(param("lump_sum_minimum_months")):
+                allowance_age = _int(param("lump_sum_minimum_age"))
+                if age >= allowance_age and insured >= _int(param("lump_sum_minimum_months")):
                     years = insured // 12
                     return {
                         **result,
@@ -161,7 +162,7 @@ def recompute(claim: Claim, ruleset: Ruleset) -> dict[str, Any]:
                     }
                 return {**result, "reason": "INSUFFICIENT_INSURANCE"}
             early = max(0, normal - age)
-            smig = ruleset.optional("smig", at)  # no SMIG known (before 2011): no floor
+            smig = ruleset.optional("smig", at)  # no SMIG known (before 2004-07-05): no floor
             floor = 0 if smig is None else _half_up(_frac(param("floor_smig_multiple")) * _int(smig))
             basis = max(reference, floor)
             reduction = min(_frac(param("early_reduction_per_year")) * early, Fraction(1))

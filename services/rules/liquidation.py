@@ -198,8 +198,12 @@ def _inps(base: _Outcome, months: list[Month], ruleset: Ruleset, at: date) -> Li
     if age < ruleset.integer("inps.pension.early_age", at):
         return base.rejected(AGE_NOT_REACHED, reference)
     if insured < ruleset.integer("inps.pension.minimum_months", at):
-        if age >= normal_age and insured >= ruleset.integer("inps.pension.lump_sum_minimum_months", at):
-            # Allocation de vieillesse: no SMIG floor, no AMO.
+        # Allocation de vieillesse (RULES.md v2 §3.1): its own age and months, not the pension's.
+        allowance_age = ruleset.integer("inps.pension.lump_sum_minimum_age", at)
+        allowance_months = ruleset.integer("inps.pension.lump_sum_minimum_months", at)
+        if age >= allowance_age and insured >= allowance_months:
+            # No SMIG floor, no AMO; the amount formula is unconfirmed (see
+            # parameters/inps/pension/lump_sum_minimum_months.yaml).
             return base.make(
                 LUMP_SUM,
                 reference_salary=reference,

@@ -25,8 +25,22 @@ from tests.properties.agreement import assert_compact_agrees
 
 RULESET = load_ruleset()
 HALF = Decimal("0.5")
-# Periods on both sides of every change of law (AMO 2011, SMIG 2015 and 2016, CMSS 2019).
-PERIODS = ("2010-12", "2011-01", "2014-12", "2015-01", "2015-12", "2016-01", "2018-12", "2019-01", "2026-10")
+# Periods on both sides of every change of law (SMIG 2004-07-05, read at a period's first day so
+# first floored in 2004-08; AMO 2010-11; SMIG 2015 and 2016; CMSS 2019).
+PERIODS = (
+    "2004-06",
+    "2004-07",
+    "2004-08",
+    "2010-10",
+    "2010-11",
+    "2014-12",
+    "2015-01",
+    "2015-12",
+    "2016-01",
+    "2018-12",
+    "2019-01",
+    "2026-10",
+)
 CATEGORIES = {"INPS": ("salarie",), "CMSS": ("fonctionnaire", "militaire", "parlementaire")}
 FAST = settings(max_examples=150, deadline=None)
 

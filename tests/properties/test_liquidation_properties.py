@@ -20,7 +20,10 @@ from services.rules.dates import add_months, period_text
 RULESET = load_ruleset()
 FAST = settings(max_examples=120, deadline=None)
 EFFECTIVE_DATES = (
-    date(2010, 12, 1),
+    date(2004, 7, 4),  # the day before the first SMIG (2004-07-05)
+    date(2004, 7, 5),
+    date(2010, 10, 31),  # the day before AMO (2010-11-01)
+    date(2010, 11, 1),
     date(2014, 12, 31),
     date(2015, 6, 1),
     date(2019, 1, 1),

@@ -3,17 +3,25 @@ exit 2 with a message on stderr for input that is not JSON or misses a required 
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.rules import load_ruleset
+from services.rules import load_ruleset, params_history
+from services.rules_cli import print_params_table
 
 RUNNER = CliRunner()
 RULESET_ID = load_ruleset().id
+REPO = Path(__file__).resolve().parents[2]
+KALO = (sys.executable, "-c", "from services.entry import main; main()")  # `kalo`, from this tree
 
 # RULES.md §5, as printed there.
 DECLARATION = {
@@ -228,16 +236,14 @@ def test_params_unconfirmed_lists_only_what_needs_a_legal_check() -> None:
     assert doc["ruleset"] == RULESET_ID and doc["at"] == "2026-10-01"
     rows = {r["name"]: r for r in doc["parameters"]}
     assert all(r["status"] == "unconfirmed" and r["reference"] for r in rows.values())
+    # RULES.md v2 confirmed amo.in_force, cmss.amo.employer_rate,
+    # cmss.retraite.parlementaire.employer_rate and the allowance's 72 months: four fewer.
     assert set(rows) == {
-        "amo.in_force",
-        "cmss.amo.employer_rate",
         "cmss.pension.accrual_per_year",
         "cmss.pension.age_by_grade",
         "cmss.pension.max_accrual",
         "cmss.pension.minimum_months",
         "cmss.retraite.parlementaire.employee_rate",
-        "cmss.retraite.parlementaire.employer_rate",
-        "inps.pension.lump_sum_minimum_months",
         "surcharge.first_month_rate",
         "surcharge.further_month_rate",
     }
@@ -252,8 +258,8 @@ def test_params_at_a_date_lists_the_values_in_force_then() -> None:
         "name": "smig",
         "value": 28460,
         "unit": "currency-XOF",
-        "status": "unconfirmed",
-        "since": "2011-01-01",
+        "status": "confirmed",
+        "since": "2004-07-05",
         "reference": rows["smig"]["reference"],
     }
     assert rows["cmss.retraite.fonctionnaire.employer_rate"]["value"] == "0.08"
@@ -266,3 +272,98 @@ def test_params_prints_a_table_and_refuses_a_bad_date() -> None:
     assert "inps.pf.employer_rate" in table.stdout
     bad = _rules("params", "--at", "2026-13-01")
     assert bad.exit_code == 2
+
+
+# The four values RULES.md v2 confirmed (with the SMIG of 2004, the row that replaced
+# version 1's unconfirmed 2011 one): (name, since) of each.
+CONFIRMED_IN_V2 = {
+    ("smig", "2004-07-05"),
+    ("amo.in_force", "2010-11-01"),
+    ("cmss.amo.employer_rate", "2010-11-01"),
+    ("cmss.retraite.parlementaire.employer_rate", "1950-01-01"),
+    ("cmss.retraite.parlementaire.employer_rate", "2019-01-01"),
+}
+
+
+def _unconfirmed_rows() -> list[Any]:
+    return [r for r in params_history(load_ruleset()) if r.status == "unconfirmed"]
+
+
+def _row_line(lines: list[str], name: str, since: str) -> str:
+    found = [line for line in lines if line.split("  ")[0].strip() == name and f"  {since}  " in line]
+    assert len(found) == 1, (name, since, lines)
+    return found[0]
+
+
+def test_params_unconfirmed_piped_prints_every_name_value_and_reference_in_full() -> None:
+    """`kalo rules params --unconfirmed --history | cat`, even with COLUMNS=40: one row per line,
+    nothing cut to the width (no ellipsis), whole references."""
+    result = subprocess.run(
+        [*KALO, "rules", "params", "--unconfirmed", "--history"],
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "40", "TERM": "xterm"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    out = result.stdout
+    assert "…" not in out and "\x1b[" not in out
+    lines = out.splitlines()
+    assert lines[0].startswith(f"ruleset {RULESET_ID} — all dated values")
+    assert lines[1].split() == ["name", "value", "unit", "status", "since", "reference"]
+    rows = _unconfirmed_rows()
+    assert len(lines) == 2 + len(rows)
+    for r in rows:
+        line = _row_line(lines, r.name, r.since.isoformat())
+        assert "unconfirmed" in line and r.unit in line
+        assert line.endswith(r.reference), line  # the whole reference, on the row's line
+    line = _row_line(lines, "cmss.retraite.parlementaire.employee_rate", "1950-01-01")
+    assert "  0.04  " in line
+    assert "  A: 62, B2: 59, B1: 58, C: 55  " in _row_line(lines, "cmss.pension.age_by_grade", "2019-01-01")
+    # What RULES.md v2 confirmed is no longer listed.
+    listed = {(r.name, r.since.isoformat()) for r in rows}
+    assert not listed & CONFIRMED_IN_V2
+    assert not any(line.startswith(("amo.in_force", "cmss.amo.employer_rate ")) for line in lines)
+    assert not any(line.startswith("cmss.retraite.parlementaire.employer_rate") for line in lines)
+    assert not any(line.startswith("inps.pension.lump_sum_minimum_") for line in lines)
+    assert ("smig", "1950-01-01") in listed  # no SMIG known before 2004: still to be checked
+
+
+def test_params_unconfirmed_through_the_cli_runner_is_not_cut_either() -> None:
+    result = RUNNER.invoke(
+        app, ["rules", "params", "--at", "2026-10-01", "--unconfirmed"], env={"COLUMNS": "30"}
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "…" not in result.stdout
+    line = _row_line(lines, "cmss.retraite.parlementaire.employee_rate", "1950-01-01")
+    assert line.endswith("Code des pensions; single secondary source for members of parliament")
+    names = {line.split()[0] for line in lines[2:]}
+    assert names == {
+        "cmss.pension.accrual_per_year",
+        "cmss.pension.age_by_grade",
+        "cmss.pension.max_accrual",
+        "cmss.pension.minimum_months",
+        "cmss.retraite.parlementaire.employee_rate",
+        "surcharge.first_month_rate",
+        "surcharge.further_month_rate",
+    }
+
+
+def test_params_table_on_a_terminal_never_truncates() -> None:
+    """A narrow terminal gets the plain rows; a wide one the rich table, whose references
+    wrap but whose names, values, units, statuses and dates are never cut."""
+    rows = _unconfirmed_rows()
+    for width, boxed in ((60, False), (120, False), (250, True)):
+        buffer = io.StringIO()
+        console = Console(file=buffer, force_terminal=True, width=width, color_system=None)
+        print_params_table(console, "title", rows)
+        out = buffer.getvalue()
+        assert "…" not in out, width
+        assert ("┃" in out) is boxed, width
+        for r in rows:
+            assert r.name in out and r.unit in out and r.since.isoformat() in out, (width, r.name)
+        assert "A: 62, B2: 59, B1: 58, C: 55" in out
+        if not boxed:
+            assert all(r.reference in out for r in rows)

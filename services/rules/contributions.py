@@ -13,6 +13,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from services.rules.dates import law_date
 from services.rules.declaration import CMSS, INPS, Line
 from services.rules.money import Rate, apply_rate
 from services.rules.parameters import NotInForce
@@ -115,11 +116,13 @@ def smig_floor(smig: int, days_worked: int) -> int:
 
 
 def line_spec(ruleset: Ruleset, period: date, regime: str, category: str, risk_class: int | None) -> LineSpec:
-    """The items of a category at a period (cached); NotInForce when a parameter is missing."""
+    """The items of a category for a period (its first day), under the law in force on the
+    period's last day (cached); NotInForce when a parameter is missing."""
     key = ("line_spec", period, regime, category, risk_class if regime == INPS else None)
     spec = ruleset.cache.get(key)
     if spec is None:
-        spec = ruleset.cache[key] = _build_line_spec(ruleset, period, regime, category, risk_class)
+        at = law_date(period)
+        spec = ruleset.cache[key] = _build_line_spec(ruleset, at, regime, category, risk_class)
     assert isinstance(spec, LineSpec)
     return spec
 

@@ -33,6 +33,13 @@ def _parse_period(text: str) -> date | None:
     return date(year, int(m.group(2)), 1) if 1 <= year <= 9998 else None
 
 
+def law_date(period: date) -> date:
+    """The day whose law governs a period's contributions: its last day. A value that takes
+    effect during a month governs that month's pay (the SMIG of 5 July 2004 floors July 2004);
+    values dated on the 1st, as nearly all are, read the same either way."""
+    return date(period.year, period.month, days_in_month(period.year, period.month))
+
+
 def period_text(first_day: date) -> str:
     return f"{first_day.year:04d}-{first_day.month:02d}"
 

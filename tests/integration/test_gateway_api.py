@@ -338,7 +338,9 @@ async def test_too_many_lines_is_413(db: Any, client: httpx.AsyncClient) -> None
     line = {"worker_id": "W", "category": "salarie", "days_worked": 30, "base_salary": 1}
     body = declaration(employer_id, [line] * 100_001)
     r = await client.post(
-        "/v1/declarations", content=orjson.dumps(body), headers={**auth(key), "Content-Type": "application/json"}
+        "/v1/declarations",
+        content=orjson.dumps(body),
+        headers={**auth(key), "Content-Type": "application/json"},
     )
     assert r.status_code == 413
     assert "100,000 lines" in r.json()["detail"]
@@ -373,7 +375,9 @@ async def test_body_size_and_rate_limits(services: Stack, db: Any) -> None:
                     yield data[i : i + 4096]
 
             r = await c.post(
-                "/v1/declarations", content=chunks(), headers={**auth(key), "Content-Type": "application/json"}
+                "/v1/declarations",
+                content=chunks(),
+                headers={**auth(key), "Content-Type": "application/json"},
             )
             assert r.status_code == 413
 

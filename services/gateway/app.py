@@ -182,7 +182,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def invalid(request: Request, exc: RequestValidationError) -> ProblemResponse:
         errors = [
             {
-                "field": ".".join(str(p) for p in e["loc"]),
+                # A form field is named as in the form (risk_class), like the JSON body's fields.
+                "field": ".".join(str(p) for p in (e["loc"][1:] if e["loc"][:1] == ("body",) else e["loc"])),
                 "line": None,
                 "message": e["msg"],
                 "type": e["type"],

@@ -43,16 +43,18 @@ periods = st.one_of(
 )
 
 
-valid_ids = st.from_regex(r"[A-Za-z0-9/=+@\-_. ]{0,8}[A-Za-z0-9]", fullmatch=True)
+valid_ids = st.from_regex(r"[A-Za-z0-9=+@-]([A-Za-z0-9/=+@\-_. ]{0,8}[A-Za-z0-9])?", fullmatch=True)
 valid_int = st.integers(min_value=-5, max_value=10**9)
 
 
-def _line(text: st.SearchStrategy[str], number: st.SearchStrategy[int]) -> st.SearchStrategy[dict[str, Any]]:
+def _line(
+    text: st.SearchStrategy[str], number: st.SearchStrategy[int], days: st.SearchStrategy[int]
+) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries(
         {
             "worker_id": text,
             "category": st.one_of(st.sampled_from(["salarie", "fonctionnaire", "militaire"]), text),
-            "days_worked": number,
+            "days_worked": days,
             "base_salary": number,
         },
         optional={"bonuses": number, "benefits_in_kind": number, "expense_reimbursements": number},
@@ -60,27 +62,41 @@ def _line(text: st.SearchStrategy[str], number: st.SearchStrategy[int]) -> st.Se
 
 
 def _declarations(
-    text: st.SearchStrategy[str], number: st.SearchStrategy[int], period: st.SearchStrategy[str]
+    text: st.SearchStrategy[str],
+    number: st.SearchStrategy[int],
+    period: st.SearchStrategy[str],
+    *,
+    small: st.SearchStrategy[int] | None = None,
+    filings: st.SearchStrategy[str] | None = None,
 ) -> st.SearchStrategy[dict[str, Any]]:
+    small = small or number
+    filings = filings or st.one_of(st.sampled_from(["monthly", "quarterly", "weekly", "", "30"]), text)
     return st.fixed_dictionaries(
         {
             "employer": st.fixed_dictionaries(
                 {"id": text, "regime": st.one_of(st.sampled_from(["INPS", "CMSS", "inps"]), text)},
                 optional={
-                    "risk_class": st.one_of(st.none(), number),
-                    "filing": st.one_of(st.sampled_from(["monthly", "quarterly", "weekly", "", "30"]), text),
+                    "risk_class": st.one_of(st.none(), small),
+                    "filing": filings,
                 },
             ),
             "period": period,
-            "lines": st.lists(_line(text, number), min_size=0, max_size=6),
+            "lines": st.lists(_line(text, number, small), min_size=0, max_size=6),
         },
         optional={"replaces": st.one_of(st.none(), text)},
     )
 
 
 # Mostly readable documents with hostile values here and there, and wholly hostile ones.
+readable = _declarations(
+    valid_ids,
+    valid_int,
+    st.sampled_from(["2026-10", "2004-07", "2010-11", "2030-01"]),
+    small=st.integers(-2, 40),
+    filings=st.sampled_from(["monthly", "quarterly"]),
+)
 declarations = st.one_of(
-    _declarations(valid_ids, valid_int, st.sampled_from(["2026-10", "2004-07", "2010-11", "2030-01"])),
+    readable,
     _declarations(
         st.one_of(valid_ids, valid_ids, valid_ids, hostile_text), st.one_of(valid_int, hostile_int), periods
     ),

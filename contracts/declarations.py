@@ -13,6 +13,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from contracts.envelope import Payload
+from services.rules.contributions import COLUMNS
 from services.rules.inputs import (
     MAX_CATEGORY_LENGTH,
     MAX_ID_LENGTH,
@@ -75,17 +76,8 @@ LINE_FIELDS: tuple[str, ...] = (
 )
 SubmittedLine = tuple[str, str, int, int, int, int, int]
 
-# Contribution items in the order of RULES.md §2.1: branch:fund:payer.
-ITEM_COLUMNS: tuple[str, ...] = (
-    "PF:INPS:employer",
-    "ATMP:INPS:employer",
-    "PVID:INPS:employer",
-    "PVID:INPS:employee",
-    "RETRAITE:CMSS:employer",
-    "RETRAITE:CMSS:employee",
-    "AMO:CANAM:employer",
-    "AMO:CANAM:employee",
-)
+# Contribution items in the order of RULES.md §2.1, branch:fund:payer (the rules' own list).
+ITEM_COLUMNS: tuple[str, ...] = tuple(":".join(column) for column in COLUMNS)
 # Order of the fields of an assessed line; `amounts` follows ITEM_COLUMNS (null: no such item).
 ASSESSED_LINE_FIELDS: tuple[str, ...] = (
     "worker_id",

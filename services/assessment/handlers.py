@@ -94,29 +94,6 @@ def _json(payload: dict[str, Any]) -> bytes:
     return orjson.dumps(payload, option=orjson.OPT_UTC_Z)
 
 
-def registry_errors(d: DeclarationSubmitted, employer: EmployerRecord | None) -> list[dict[str, Any]]:
-    """The registry is the truth about an employer: it must exist, be active and match."""
-
-    def error(code: str, message: str) -> dict[str, Any]:
-        return {"line": None, "worker_id": None, "code": code, "message": message}
-
-    if employer is None:
-        return [error("UNKNOWN_EMPLOYER", f"employer {d.employer.id} is not in the registry")]
-    errors = []
-    if not employer.active:
-        errors.append(error("EMPLOYER_INACTIVE", f"employer {d.employer.id} is not active"))
-    for name in ("regime", "risk_class", "filing"):
-        declared, registered = getattr(d.employer, name), getattr(employer, name)
-        if declared != registered and not (name == "risk_class" and employer.regime != "INPS"):
-            errors.append(
-                error(
-                    "REGISTRY_MISMATCH",
-                    f"employer.{name} is {declared!r} but the registry says {registered!r}",
-                )
-            )
-    return errors
-
-
 def assess_submitted(
     env: Envelope[DeclarationSubmitted],
     raw: bytes,
@@ -128,16 +105,8 @@ def assess_submitted(
 ) -> Outcome:
     """Assess one declaration; `employer` and `known_workers` come from the registries."""
     d = env.data
-    result = assess_declaration_compact(rules_input(d), ruleset, line_arrays=True)
-    extra = registry_errors(d, employer)
-    if extra:
-        errors = (result["errors"] if result["status"] == "rejected" else []) + extra
-        result = {
-            **result,
-            "status": "rejected",
-            "errors": errors,
-            "totals": {"employer": 0, "employee": 0, "total": 0, "by_branch": {}, "by_fund": {}},
-        }
+    record = None if employer is None else employer.as_json()
+    result = assess_declaration_compact(rules_input(d), ruleset, line_arrays=True, registry=record)
     employer_id = d.employer.id
     outcome = Outcome(d.declaration_id, result["status"], len(d.lines), d.submitted_at)
 
@@ -238,6 +207,8 @@ def assess_submitted(
             "status": result["status"],
             "total": result["totals"]["total"],
             "errors": len(result["errors"]),
+            # What the registry said: with the input and the ruleset, the decision re-derives.
+            "registry": record,
         },
     }
     send("kalo.audit", d.declaration_id, AuditRecorded, _json(audit))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -20,6 +21,16 @@ class EmployerRecord:
     risk_class: int | None
     filing: str
     active: bool
+
+    def as_json(self) -> dict[str, Any]:
+        """The record as the rules read it (services.rules.registry)."""
+        return {
+            "id": self.id,
+            "regime": self.regime,
+            "risk_class": self.risk_class,
+            "filing": self.filing,
+            "active": self.active,
+        }
 
 
 class Registry:

@@ -5,44 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.declarations import ASSESSED_LINE_FIELDS, ITEM_COLUMNS
-
-_COLUMNS = [c.split(":") for c in ITEM_COLUMNS]
+from services.rules.contributions import expand_assessed_lines
 
 
 def expand_lines(assessed: dict[str, Any]) -> list[dict[str, Any]]:
     """Compact lines → the RULES.md §5 shape (items with branch, fund, payer, rate, base)."""
-    rates = assessed["rates"]
-    out = []
-    for line in assessed["lines"]:
-        worker_id, category, gross, base, floor_applied, pension_base, amo_base, amounts = line
-        items = []
-        for (branch, fund, payer), rate, amount in zip(_COLUMNS, rates[category], amounts, strict=True):
-            if amount is None:
-                continue
-            item_base = (
-                pension_base if branch in ("PVID", "RETRAITE") else amo_base if branch == "AMO" else base
-            )
-            items.append(
-                {
-                    "branch": branch,
-                    "fund": fund,
-                    "payer": payer,
-                    "rate": rate,
-                    "base": item_base,
-                    "amount": amount,
-                }
-            )
-        out.append(
-            {
-                "worker_id": worker_id,
-                "category": category,
-                "gross": gross,
-                "base": base,
-                "floor_applied": floor_applied,
-                "items": items,
-            }
-        )
-    return out
+    return expand_assessed_lines(assessed["lines"], assessed["rates"])
 
 
 def business_report(row: dict[str, Any]) -> dict[str, Any] | None:
@@ -66,9 +34,6 @@ def business_report(row: dict[str, Any]) -> dict[str, Any] | None:
         "warnings": report.get("warnings", []),
         "lines": expand_lines(report),
     }
-
-
-assert ASSESSED_LINE_FIELDS[-1] == "amounts"  # expand_lines unpacks in this order
 
 
 def difference(row: dict[str, Any]) -> dict[str, Any] | None:

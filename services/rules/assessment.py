@@ -34,6 +34,7 @@ from services.rules.declaration import (
     read_declaration,
 )
 from services.rules.parameters import NotInForce
+from services.rules.registry import registry_errors
 from services.rules.ruleset import Ruleset
 from services.rules.surcharge import surcharge
 
@@ -50,16 +51,35 @@ def validate_declaration(doc: Mapping[str, Any], ruleset: Ruleset) -> list[Decla
     return errors
 
 
-def assess_declaration(doc: Mapping[str, Any], ruleset: Ruleset) -> dict[str, Any]:
-    """RULES.md §5: the assessment of one declaration, accepted or rejected with every error."""
-    result, computed = _assess(read_declaration(doc), ruleset)
+_NOT_CHECKED: Any = object()
+
+
+def _registry(doc: Mapping[str, Any], record: Any) -> list[DeclarationError]:
+    if record is _NOT_CHECKED:
+        return []
+    employer = doc.get("employer")
+    return registry_errors(employer if isinstance(employer, Mapping) else {}, record)
+
+
+def assess_declaration(
+    doc: Mapping[str, Any], ruleset: Ruleset, *, registry: Mapping[str, Any] | None = _NOT_CHECKED
+) -> dict[str, Any]:
+    """RULES.md §5: the assessment of one declaration, accepted or rejected with every error.
+
+    With `registry` (the employer's registry record, or None when it is not registered) the
+    registry's rules apply too (services.rules.registry)."""
+    result, computed = _assess(read_declaration(doc), ruleset, _registry(doc, registry))
     if computed is not None:
         result["lines"] = expand_lines(computed.lines, result["lines"], computed.specs)
     return result
 
 
 def assess_declaration_compact(
-    doc: Mapping[str, Any], ruleset: Ruleset, *, line_arrays: bool = False
+    doc: Mapping[str, Any],
+    ruleset: Ruleset,
+    *,
+    line_arrays: bool = False,
+    registry: Mapping[str, Any] | None = _NOT_CHECKED,
 ) -> dict[str, Any]:
     """`assess_declaration` with every line as a `CompactLine` (the services' wire form)
     and `rates`: per category declared, the rate text of each COLUMNS slot (None where it
@@ -67,7 +87,8 @@ def assess_declaration_compact(
 
     With `line_arrays` the lines are arrays in LINE_FIELDS order instead of objects.
     """
-    result, computed = _assess(read_declaration(doc, line_arrays=line_arrays), ruleset)
+    declaration = read_declaration(doc, line_arrays=line_arrays)
+    result, computed = _assess(declaration, ruleset, _registry(doc, registry))
     rates: dict[str, list[str | None]] = {}
     if computed is not None:
         for line in computed.lines:
@@ -88,11 +109,14 @@ class _Computed:
     worked: set[str]  # the categories of the lines that have items
 
 
-def _assess(declaration: Declaration, ruleset: Ruleset) -> tuple[dict[str, Any], _Computed | None]:
+def _assess(
+    declaration: Declaration, ruleset: Ruleset, registry: list[DeclarationError]
+) -> tuple[dict[str, Any], _Computed | None]:
     """The assessment with compact lines, and for an accepted declaration what it used."""
     errors = list(declaration.errors)
     specs = _line_specs(declaration, ruleset, errors)
     terms = _terms(declaration, ruleset, errors)
+    errors += registry
     due = late = None
     if terms is not None:
         due = terms.due

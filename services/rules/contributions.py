@@ -289,6 +289,46 @@ def expand_lines(
     return out
 
 
+def expand_assessed_lines(
+    lines: Sequence[Sequence[Any]], rates: Mapping[str, Sequence[str | None]]
+) -> list[dict[str, Any]]:
+    """The RULES.md §5 line objects of the wire's assessed lines (`contracts.declarations.
+    AssessedLine`) and per-category rates: the business report an employer reads. The
+    pension items (PVID, RETRAITE) apply to the line's pension base, AMO to its AMO base,
+    the others to its base."""
+    out: list[dict[str, Any]] = []
+    for worker_id, category, gross, base, floor_applied, pension_base, amo_base, amounts in lines:
+        bases = [
+            pension_base if branch in PENSION_BRANCHES else amo_base if branch == "AMO" else base
+            for branch, _, _ in COLUMNS
+        ]
+        items = [
+            {
+                "branch": branch,
+                "fund": fund,
+                "payer": payer,
+                "rate": rate,
+                "base": item_base,
+                "amount": amount,
+            }
+            for (branch, fund, payer), rate, item_base, amount in zip(
+                COLUMNS, rates[category], bases, amounts, strict=True
+            )
+            if amount is not None
+        ]
+        out.append(
+            {
+                "worker_id": worker_id,
+                "category": category,
+                "gross": gross,
+                "base": base,
+                "floor_applied": floor_applied,
+                "items": items,
+            }
+        )
+    return out
+
+
 def column_rates(spec: LineSpec) -> list[str | None]:
     """The rate text of each COLUMNS slot the spec fills (None elsewhere)."""
     rates: list[str | None] = [None] * len(COLUMNS)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from typing import Annotated
 
 import typer
@@ -57,10 +56,9 @@ def run(service: Annotated[str, typer.Argument(help=" | ".join(SERVICES))]) -> N
             access_log=False,
         )
     elif service == "assessment":
-        from services.assessment.agents import app as faust_app
+        from services.assessment.app import run as run_assessment
 
-        sys.argv = ["kalo-assessment", "worker", "--loglevel", "info"]
-        faust_app.main()
+        run_assessment()
     elif service == "ledger":
         from services.ledger.app import main as ledger_main
 

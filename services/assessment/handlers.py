@@ -1,15 +1,19 @@
-"""Assessment service layer: one submitted declaration in → the events it causes out.
+"""Assessment service layer: submitted declarations in → the events they cause out.
 
-Pure apart from the clock stamped on envelopes: the agent decodes bytes and sends what
-this returns; the same input always yields the same event ids, so a redelivered or
-reprocessed declaration produces duplicates that every sink drops.
+`assess_batch` takes its ports as arguments (the registry, the sender of outputs, the dead
+letters): the agent only decodes Kafka's records and calls it, and unit tests run it on
+fakes. `assess_submitted` is pure apart from the clock stamped on envelopes; the same input
+always yields the same event ids, so a redelivered or reprocessed declaration produces
+duplicates that every sink drops.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -24,11 +28,64 @@ from contracts.declarations import (
 )
 from contracts.envelope import Envelope, Payload, envelope_json
 from services.assessment.encoding import amo_parts, rules_input
-from services.assessment.registry import EmployerRecord
 from services.common.hashing import sha256_hex
+from services.common.outage import is_outage
 from services.rules import Ruleset, assess_declaration_compact
 
 PRODUCER = "assessment"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmployerRecord:
+    """An employer as the registry holds it."""
+
+    id: str
+    regime: str
+    risk_class: int | None
+    filing: str
+    active: bool
+
+    def as_json(self) -> dict[str, Any]:
+        """The record as the rules read it (services.rules.registry)."""
+        return {
+            "id": self.id,
+            "regime": self.regime,
+            "risk_class": self.risk_class,
+            "filing": self.filing,
+            "active": self.active,
+        }
+
+
+@dataclass(frozen=True)
+class Message:
+    """A consumed record: where it was, and its bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+class Registry(Protocol):
+    async def employers(self, ids: Iterable[str]) -> dict[str, EmployerRecord]: ...
+
+    async def known_workers(self, worker_ids: list[str]) -> set[str]: ...
+
+
+class Sender(Protocol):
+    """Outputs by registry topic name; `flush` returns once all are acknowledged."""
+
+    async def send(self, registry_name: str, key: str, value: bytes) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+class DeadLetters(Protocol):
+    """Parks a message with its error (kalo.dlq), through the same sender as the outputs."""
+
+    async def park(self, message: Message, error: BaseException) -> None: ...
 
 
 @dataclass
@@ -216,3 +273,81 @@ def assess_submitted(
 
 
 assert LINE_FIELDS[0] == "worker_id"  # unknown workers are read from the first field
+
+
+class OutputTooLarge(ValueError):
+    """An output that Kafka would refuse: the declaration is parked, the partition flows."""
+
+
+async def assess_batch(
+    messages: Sequence[Message],
+    ruleset: Ruleset,
+    *,
+    registry: Registry,
+    sender: Sender,
+    dead_letters: DeadLetters,
+    max_output_bytes: int,
+) -> list[Outcome]:
+    """Assess a batch and send every output. A message that fails on its own (undecodable,
+    refused by PostgreSQL, an output too large, a bug) is parked and the others assessed;
+    only an outage of PostgreSQL or Kafka is raised, for the caller to retry the batch."""
+    decoded = []
+    for message in messages:
+        try:
+            decoded.append((message, decode_submitted(message.value)))
+        except Exception as exc:  # undecodable: park it, keep the partition flowing
+            await dead_letters.park(message, exc)
+    try:
+        outcomes = await _assess_together(decoded, ruleset, registry, sender, dead_letters, max_output_bytes)
+    except Exception as exc:
+        if is_outage(exc):
+            raise
+        # Something in the batch breaks the batch (say a text PostgreSQL refuses in a registry
+        # lookup): assess one declaration at a time, so only the culprit is parked. Outputs
+        # already sent are sent again with the same ids; every sink drops the duplicates.
+        log.warning("batch failed (%r); assessing its %d declarations one by one", exc, len(decoded))
+        outcomes = []
+        for one in decoded:
+            try:
+                outcomes += await _assess_together(
+                    [one], ruleset, registry, sender, dead_letters, max_output_bytes
+                )
+            except Exception as single:
+                if is_outage(single):
+                    raise
+                await dead_letters.park(one[0], single)
+    await sender.flush()
+    return outcomes
+
+
+async def _assess_together(
+    decoded: list[tuple[Message, Envelope[DeclarationSubmitted]]],
+    ruleset: Ruleset,
+    registry: Registry,
+    sender: Sender,
+    dead_letters: DeadLetters,
+    max_output_bytes: int,
+) -> list[Outcome]:
+    """One registry lookup for all, then each declaration on its own."""
+    employers = await registry.employers(env.data.employer.id for _, env in decoded)
+    known = await registry.known_workers(sorted({line[0] for _, env in decoded for line in env.data.lines}))
+    outcomes = []
+    for message, env in decoded:
+        try:
+            outcome = assess_submitted(
+                env, message.value, ruleset, employer=employers.get(env.data.employer.id), known_workers=known
+            )
+            for out in outcome.messages:
+                if len(out.value) > max_output_bytes:
+                    raise OutputTooLarge(
+                        f"{out.topic} message of {len(out.value):,} bytes exceeds {max_output_bytes:,}"
+                    )
+        except Exception as exc:  # a bug or bad data the contracts let through
+            log.exception("assessment of %s failed", env.data.declaration_id)
+            await dead_letters.park(message, exc)
+            continue
+        for out in outcome.messages:
+            await sender.send(out.topic, out.key, out.value)
+        outcomes.append(outcome)
+    await sender.flush()
+    return outcomes

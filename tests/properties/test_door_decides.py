@@ -17,8 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.assessment.handlers import assess_submitted, decode_submitted
-from services.assessment.registry import EmployerRecord
+from services.assessment.handlers import EmployerRecord, assess_submitted, decode_submitted
 from services.gateway.handlers import submitted_message
 from services.gateway.schemas import DeclarationIn
 from services.rules import load_ruleset

@@ -11,8 +11,7 @@ import pytest
 
 from contracts.envelope import Envelope
 from contracts.topics import BY_NAME
-from services.assessment.handlers import Outcome, assess_submitted, decode_submitted
-from services.assessment.registry import EmployerRecord
+from services.assessment.handlers import EmployerRecord, Outcome, assess_submitted, decode_submitted
 from services.common.submitted import submitted_event
 from services.rules import InvalidInput, load_ruleset
 

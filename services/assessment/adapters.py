@@ -1,4 +1,5 @@
-"""What the assessment reads from the registries in PostgreSQL: employers and known workers.
+"""The assessment's ports on PostgreSQL and Kafka: the registries it reads, the sender of its
+outputs, its dead letters.
 
 Employers are cached for a short time (they rarely change); a miss is asked again every
 time, so an employer registered a second ago is found. Known workers are remembered.
@@ -6,34 +7,24 @@ time, so an employer registered a second ago is found. Known workers are remembe
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from services.assessment.handlers import EmployerRecord, Message
+from services.common import metrics
+from services.common.dlq import dead_letter
+from services.common.kafka import BatchSender, topic
+from services.common.settings import Settings
+
+log = logging.getLogger(__name__)
+SERVICE = "assessment"
 
 
-@dataclass(frozen=True)
-class EmployerRecord:
-    id: str
-    regime: str
-    risk_class: int | None
-    filing: str
-    active: bool
-
-    def as_json(self) -> dict[str, Any]:
-        """The record as the rules read it (services.rules.registry)."""
-        return {
-            "id": self.id,
-            "regime": self.regime,
-            "risk_class": self.risk_class,
-            "filing": self.filing,
-            "active": self.active,
-        }
-
-
-class Registry:
+class PgRegistry:
     def __init__(self, pool: asyncpg.Pool, ttl_s: float = 30.0) -> None:
         self.pool = pool
         self.ttl_s = ttl_s
@@ -87,3 +78,37 @@ class Registry:
                     self._workers.clear()
                 self._workers.update(fresh)
         return known
+
+
+class KafkaSender:
+    """The outputs of a batch as record batches per partition, topic names with the prefix."""
+
+    def __init__(self, producer: AIOKafkaProducer, settings: Settings) -> None:
+        self.batch = BatchSender(producer)
+        self.settings = settings
+
+    async def send(self, registry_name: str, key: str, value: bytes) -> None:
+        await self.batch.send(topic(registry_name, self.settings), key.encode(), value)
+
+    async def flush(self) -> None:
+        # Outputs must be acknowledged before the batch's offsets are committed.
+        await self.batch.flush()
+
+
+class KafkaDeadLetters:
+    def __init__(self, sender: KafkaSender) -> None:
+        self.sender = sender
+
+    async def park(self, message: Message, error: BaseException) -> None:
+        log.warning("%s/%s/%s to DLQ: %s", message.topic, message.partition, message.offset, error)
+        key, value = dead_letter(
+            service=SERVICE,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+            error=error,
+        )
+        await self.sender.send("kalo.dlq", key, value)
+        metrics.DLQ.labels(SERVICE, message.topic).inc()

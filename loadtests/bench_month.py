@@ -34,10 +34,10 @@ import httpx
 import typer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from loadtests.generate_month import NATIONAL_EMPLOYERS, generate_month
 from services.common import kafka
 from services.common.sandbox import Sandbox, sandbox
 from services.common.submitted import submitted_event
+from services.demo.sample_month import NATIONAL_EMPLOYERS, generate_month
 from services.rules import line_spec, load_ruleset, parse_period
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,8 @@
     python -m loadtests.bench_rules                 # 57,750 declarations, 400,000 lines
     python -m loadtests.bench_rules --employers 3000 --repeat 3
 
-1. Writes the month with `loadtests/generate_month.py` (once; kept in loadtests/out/).
+1. Writes the month with the shipped generator `services/demo/sample_month.py` (once;
+   kept in loadtests/out/).
 2. Runs the real command, `kalo rules assess --jsonl MONTH > OUT`, as one process: wall and
    CPU time, lines/s, peak RSS. The command's start-up (imports of the `kalo` CLI) is
    measured apart, with an empty input, and shown beside the rate without it.
@@ -39,7 +40,7 @@ def _month(employers: int | None, period: str) -> tuple[Path, int, int]:
     name = "month.jsonl" if employers is None else f"month-{employers}.jsonl"
     path = OUT_DIR / name
     if not path.exists():
-        command = [sys.executable, "-m", "loadtests.generate_month", "--period", period, "--out", str(path)]
+        command = [sys.executable, "-m", "services.demo.sample_month", "--period", period, "--out", str(path)]
         if employers is not None:
             command += ["--employers", str(employers)]
         subprocess.run(command, check=True)

@@ -8,10 +8,10 @@ import sys
 
 def main() -> None:
     if sys.argv[1:2] == ["rules"]:
-        from services.rules_cli import app
+        from services.cli.rules import app
 
         app(args=sys.argv[2:], prog_name="kalo rules")
     else:
-        from services.cli import main as cli_main
+        from services.cli.main import main as cli_main
 
         cli_main()

@@ -9,7 +9,22 @@ import orjson
 
 from services.common.settings import get_settings
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "deploy" / "postgres"
+# The SQL migrations: inside the installed package (the wheel ships deploy/postgres as
+# services/migrations), or deploy/postgres of a checkout.
+_PACKAGED = Path(__file__).resolve().parents[1] / "migrations"
+_CHECKOUT = Path(__file__).resolve().parents[2] / "deploy" / "postgres"
+
+
+class NoMigrations(RuntimeError):
+    """No SQL migration was found: an installation without them would apply nothing."""
+
+
+def migration_files() -> list[Path]:
+    for folder in (_PACKAGED, _CHECKOUT):
+        files = sorted(folder.glob("*.sql"))
+        if files:
+            return files
+    raise NoMigrations(f"no SQL migrations in {_PACKAGED} nor in {_CHECKOUT}")
 
 
 async def _json_codecs(conn: asyncpg.Connection) -> None:
@@ -28,6 +43,7 @@ async def connect_pool(dsn: str | None = None, **kwargs: object) -> asyncpg.Pool
 
 async def migrate(dsn: str | None = None) -> list[str]:
     """Apply every migration not yet applied, each in its own transaction. Returns their names."""
+    files = migration_files()  # fail before touching the database
     conn = await asyncpg.connect(dsn or get_settings().dsn)
     applied: list[str] = []
     try:
@@ -38,7 +54,7 @@ async def migrate(dsn: str | None = None) -> list[str]:
             "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
-        for path in sorted(MIGRATIONS.glob("*.sql")):
+        for path in files:
             if path.name in done:
                 continue
             async with conn.transaction():

@@ -214,3 +214,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def run(settings: Settings | None = None) -> None:
+    """Serve the gateway in the foreground (`kalo run gateway`)."""
+    import uvicorn
+
+    s = settings or get_settings()
+    # Several worker processes share the port; one of them relays the outbox (leader lock).
+    uvicorn.run(
+        "services.gateway.app:create_app",
+        factory=True,
+        workers=s.gateway_workers,
+        host=s.gateway_host,
+        port=s.gateway_port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=5,  # SIGTERM ends the gateway within seconds
+    )

@@ -14,9 +14,9 @@ from typing import Any
 from rich.console import Console
 from typer.testing import CliRunner
 
-from services.cli import app
+from services.cli.main import app
+from services.cli.rules import print_params_table
 from services.rules import load_ruleset, params_history
-from services.rules_cli import print_params_table
 
 RUNNER = CliRunner()
 RULESET_ID = load_ruleset().id

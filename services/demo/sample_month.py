@@ -6,8 +6,8 @@ lines, risk classes 1-4, small employers filing quarterly) and ~100,000 CMSS lin
 few large State bodies (fonctionnaire, militaire, parlementaire). `--employers N` scales it
 down to a sample. The same seed always gives the same bytes.
 
-    python -m loadtests.generate_month --period 2026-10 --out loadtests/out/month.jsonl
-    python -m loadtests.generate_month --employers 300 --bad-fraction 0.001 --out -
+    python -m services.demo.sample_month --period 2026-10 --out loadtests/out/month.jsonl
+    python -m services.demo.sample_month --employers 300 --bad-fraction 0.001 --out -
 
 Importable: `generate_month(...)` yields one declaration dict at a time, for the streaming
 load test and the demo.

@@ -19,9 +19,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from loadtests.generate_month import generate_month
 from services.common.db import connect_pool
 from services.common.settings import Settings
+from services.demo.sample_month import generate_month
 from services.gateway.registry import add_employer
 
 CONCURRENCY = 16

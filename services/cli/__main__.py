@@ -1,0 +1,5 @@
+"""`python -m services.cli …` is `kalo …`."""
+
+from services.entry import main
+
+main()

@@ -1,0 +1,57 @@
+"""The `kalo` command: one module per command group, assembled here."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
+
+import typer
+
+from services.cli import db, dlq, employers, keys, ledger, rules, topics
+from services.cli.demo import demo
+from services.cli.openapi import openapi
+from services.cli.run import run
+from services.cli.status import status
+
+app = typer.Typer(
+    help="Kalo: social-security declarations and pensions as event streams.", no_args_is_help=True
+)
+
+
+def kalo_version() -> str:
+    try:
+        return version("kalo")
+    except PackageNotFoundError:  # a checkout that was never installed
+        return "unknown"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"kalo {kalo_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Kalo: social-security declarations and pensions as event streams."""
+
+
+app.command()(run)
+app.command()(demo)
+app.command()(openapi)
+app.command()(status)
+app.add_typer(topics.app, name="topics")
+app.add_typer(db.app, name="db")
+app.add_typer(employers.app, name="employers")
+app.add_typer(keys.app, name="keys")
+app.add_typer(dlq.app, name="dlq")
+app.add_typer(ledger.app, name="ledger")
+app.add_typer(rules.app, name="rules")
+
+
+def main() -> None:
+    app()

@@ -55,6 +55,7 @@ def run(service: Annotated[str, typer.Argument(help=" | ".join(SERVICES))]) -> N
             port=s.gateway_port,
             log_level="info",
             access_log=False,
+            timeout_graceful_shutdown=5,  # SIGTERM ends the gateway within seconds
         )
     elif service == "assessment":
         from services.assessment.agents import app as faust_app

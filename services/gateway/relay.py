@@ -170,7 +170,7 @@ class Relay:
             except Exception as exc:  # Kafka or PostgreSQL away: keep the rows, take over again
                 failures += 1
                 if is_outage(exc):
-                    log.warning("outbox relay: Kafka or PostgreSQL away (%d in a row): %r", failures, exc)
+                    log.warning("outbox relay failed (%d in a row), Kafka/PostgreSQL away: %r", failures, exc)
                 else:
                     log.exception("outbox relay failed (%d in a row); retrying", failures)
                 await asyncio.sleep(backoff.next_delay())

@@ -25,17 +25,21 @@ start() {
 }
 
 stop() {
-  for svc in "${@:-${ALL[@]}}"; do
-    local f="$RUN_DIR/$svc.pid"
-    if pid_alive "$f"; then
-      local pid; pid="$(cat "$f")"
+  local svc pids=()
+  for svc in "${@:-${ALL[@]}}"; do  # all at once: each supervisor passes SIGTERM on
+    if pid_alive "$RUN_DIR/$svc.pid"; then
+      local pid; pid="$(cat "$RUN_DIR/$svc.pid")"
       log "stopping $svc (pid $pid)"
-      # The supervisor forwards SIGTERM, waits KALO_STOP_GRACE_S (10 s), then SIGKILLs the service.
       kill -TERM "$pid" 2>/dev/null || true
-      wait_for "$svc to stop" 15 bash -c "! kill -0 $pid" || kill -KILL -- "-$pid" 2>/dev/null || true
+      pids+=("$svc:$pid")
     fi
-    rm -f "$f" "$RUN_DIR/$svc.child.pid"
   done
+  # A supervisor SIGKILLs its service after KALO_STOP_GRACE_S (10 s); then the group goes.
+  for entry in "${pids[@]}"; do
+    local svc="${entry%%:*}" pid="${entry#*:}"
+    wait_for "$svc to stop" 15 bash -c "! kill -0 $pid" || kill -KILL -- "-$pid" 2>/dev/null || true
+  done
+  for svc in "${@:-${ALL[@]}}"; do rm -f "$RUN_DIR/$svc.pid" "$RUN_DIR/$svc.child.pid"; done
 }
 
 status() {

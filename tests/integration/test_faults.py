@@ -31,12 +31,14 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from services.common import kafka
 from services.common.sandbox import free_port, sandbox
 from services.common.settings import Settings
 from services.gateway.registry import add_employer
 from tests.integration.conftest import ROOT, Stack, wait_http
 from tests.integration.helpers import auth, read_all
 from tests.integration.test_assessment_ledger import expected_rows, ledger_rows
+from tests.unit.test_ledger_batches import LINE, assessed_envelope
 
 LOCAL = ROOT / "deploy" / "local"
 SERVICES = ("gateway", "assessment", "ledger")
@@ -204,6 +206,21 @@ class Client:
         raise AssertionError(f"{idem} never received")
 
 
+async def produce_assessed(stack: Stack, ids: list[str]) -> None:
+    """Assessed events straight onto the ledger's topic (Kafka up, PostgreSQL away): the
+    ledger fetches them and must wait for PostgreSQL to write them."""
+    producer = kafka.producer(stack.settings)
+    await producer.start()
+    try:
+        name = kafka.topic("kalo.declarations.assessed", stack.settings)
+        for i, did in enumerate(ids):
+            event = assessed_envelope(did, f"FDIRECT{i % 3}", f"2025-{i // 3 + 1:02d}", i, [LINE])
+            await producer.send(name, event.model_dump_json().encode(), key=f"FDIRECT{i % 3}".encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
 async def health(client: httpx.AsyncClient) -> httpx.Response | None:
     try:
         return await client.get("/health")
@@ -262,6 +279,7 @@ async def test_faults_under_load_every_receipt_decided_once(outage_stack: tuple[
     first_pids = {name: stack.child_pid(name) for name in SERVICES}
     restarts_before = {name: stack.restarts(name) for name in SERVICES}
     client = Client()
+    direct = [f"D-direct-{i:02d}" for i in range(12)]
     load_s = 55.0
     started = time.monotonic()
     faults: list[str] = []
@@ -299,7 +317,10 @@ async def test_faults_under_load_every_receipt_decided_once(outage_stack: tuple[
         await asyncio.sleep(5)
         note("PostgreSQL stopping")
         await pair.run("pg", "stop")
-        await asyncio.sleep(10)  # the issue's 10 s restart
+        await asyncio.sleep(2)
+        await produce_assessed(stack, direct)
+        note(f"{len(direct)} assessed events produced for the ledger while PostgreSQL is away")
+        await asyncio.sleep(8)  # the issue's 10 s restart
         await pair.run("pg", "start")
         note("PostgreSQL started again")
         await asyncio.sleep(4)
@@ -326,6 +347,12 @@ async def test_faults_under_load_every_receipt_decided_once(outage_stack: tuple[
                 break
             await asyncio.sleep(0.5)
         note(f"{len(decided)} of {len(ids)} receipts decided")
+        while len(applied := await conn.fetch(
+            "SELECT declaration_id FROM declarations WHERE declaration_id = ANY($1) AND event_id IS NOT NULL",
+            direct,
+        )) < len(direct) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        note(f"{len(applied)} of {len(direct)} events produced during the outage applied")
         print("\n" + "\n".join([*faults, *pair.log]))
         print(
             f"submitted {len(work)}, 202: {client.seen['202']}, 503: {client.seen['503']}, "
@@ -335,6 +362,7 @@ async def test_faults_under_load_every_receipt_decided_once(outage_stack: tuple[
         assert client.seen["other"] == 0 and client.seen["connection error"] == 0, client.others[:10]
         assert len(client.receipts) == len(work) and len(ids) == len(work)
         assert decided == ids, {n: stack.log_tail(n, 15) for n in SERVICES}
+        assert len(applied) == len(direct), stack.log_tail("ledger")
 
         # One decision event per declaration on the output topics (a copy only under the same id).
         events: dict[str, set[tuple[str, str]]] = defaultdict(set)

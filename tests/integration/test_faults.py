@@ -79,6 +79,7 @@ def kafka_home() -> str:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def outage_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Pair, Stack]]:
+    home = kafka_home()
     # PostgreSQL runs as `postgres` when the tests run as root: its folder must be reachable.
     state = Path(tempfile.mkdtemp(prefix="kalo-faults-", dir="/var/tmp"))
     state.chmod(0o755)
@@ -92,7 +93,7 @@ async def outage_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
         **os.environ,
         **ports,
         "KALO_STATE_DIR": str(state),
-        "KALO_KAFKA_HOME": kafka_home(),
+        "KALO_KAFKA_HOME": home,
         "KALO_PYTHON": sys.executable,
     }
     pair = Pair(env, Settings(kafka_port=kafka_port, pg_port=pg_port))

@@ -3,13 +3,15 @@
 LOCAL_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$LOCAL_DIR/../.." && pwd)"
 STATE_DIR="${KALO_STATE_DIR:-$LOCAL_DIR/.state}"
-KAFKA_HOME="$LOCAL_DIR/.kafka"
+# KALO_KAFKA_HOME: jars fetched elsewhere (another checkout's), used as they are.
+KAFKA_HOME="${KALO_KAFKA_HOME:-$LOCAL_DIR/.kafka}"
 KAFKA_PORT="${KALO_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KALO_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
 KAFKA_DIR="$STATE_DIR/kafka-$KAFKA_PORT"
 PG_PORT="${KALO_PG_PORT:-5433}"
 PG_DB="${KALO_PG_DB:-kalo}"
 PG_USER="${KALO_PG_USER:-kalo}"
+PYTHON="${KALO_PYTHON:-$REPO_DIR/.venv/bin/python}"
 mkdir -p "$STATE_DIR"
 
 log() { printf '[kalo-local] %s\n' "$*" >&2; }

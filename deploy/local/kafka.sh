@@ -13,6 +13,10 @@ ensure_java() {
 }
 
 fetch_jars() {
+  if [[ -n "${KALO_KAFKA_HOME:-}" ]]; then
+    [[ -f "$KAFKA_HOME/libs/.complete" ]] || { log "no Kafka jars in KALO_KAFKA_HOME=$KAFKA_HOME"; exit 1; }
+    return 0
+  fi
   if [[ ! -f "$KAFKA_HOME/libs/.complete" || "$LOCAL_DIR/pom.xml" -nt "$KAFKA_HOME/libs/.complete" ]]; then
     log "fetching Kafka jars from Maven Central"
     rm -rf "$KAFKA_HOME/libs"
@@ -63,7 +67,7 @@ JAVA_OPTS=(-Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
 
 answers() {
   # A metadata request through the Python client: the broker is really serving.
-  "$REPO_DIR/.venv/bin/python" -m services.common.kafka_ping "127.0.0.1:$KAFKA_PORT"
+  (cd "$REPO_DIR" && "$PYTHON" -m services.common.kafka_ping "127.0.0.1:$KAFKA_PORT")
 }
 
 start() {

@@ -31,10 +31,16 @@ class Sandbox:
 
 @asynccontextmanager
 async def sandbox(
-    data_dir: Path, *, partitions: int = 4, keep: bool = False, **overrides: str
+    data_dir: Path,
+    *,
+    partitions: int = 4,
+    keep: bool = False,
+    base: Settings | None = None,
+    **overrides: str,
 ) -> AsyncIterator[Sandbox]:
-    """Create a database and topics with a unique prefix; drop the database afterwards."""
-    base = Settings()
+    """Create a database and topics with a unique prefix; drop the database afterwards.
+    `base`: the Kafka and PostgreSQL to use (default: the environment's, i.e. `make up`'s)."""
+    base = base or Settings()
     run = uuid.uuid4().hex[:8]
     db = f"kalo_sb_{run}"
     admin = await asyncpg.connect(base.dsn)

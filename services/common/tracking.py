@@ -4,6 +4,12 @@ Each batch is applied and its next offsets saved in one transaction, so a restar
 resumes exactly after the last applied batch and a redelivered message is never
 applied twice. A record that cannot be decoded or applied goes to kalo.dlq with its
 bytes and error; the partition keeps flowing.
+
+An outage of PostgreSQL or Kafka (services/common/outage.py) never ends the consumer:
+the batch being written is kept (nothing of it was committed) and written again, with
+backoff, until PostgreSQL answers. A batch that fails for any other reason is applied
+again record by record, each under a savepoint, in one transaction with the offsets:
+only the records that fail go to the DLQ.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from aiokafka.structs import ConsumerRecord
 
 from services.common import kafka, metrics
 from services.common.dlq import dead_letter
+from services.common.outage import Backoff, is_outage, retry_outages
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +35,9 @@ log = logging.getLogger(__name__)
 Decoded = Any
 Decoder = Callable[[ConsumerRecord], Decoded]
 Applier = Callable[[asyncpg.Connection, Sequence[Decoded]], Awaitable[None]]
+Gate = Callable[[], Awaitable[None]]
+# After SIGTERM: how long the batch being written may take before it is left to the next run.
+STOP_GRACE_S = 4.0
 
 
 async def stored_offsets(
@@ -60,7 +70,13 @@ class _SeekFromStore(ConsumerRebalanceListener):  # type: ignore[misc]
             await asyncio.wait([pending])
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        stored = await stored_offsets(self.tracked.pool, self.tracked.name)
+        tracked = self.tracked
+        stored = await retry_outages(
+            lambda: stored_offsets(tracked.pool, tracked.name),
+            what=f"{tracked.name}: stored offsets",
+            stop=tracked._stopping,
+            logger=log,
+        )
         for tp in assigned:
             # Offset 0 of a trimmed log resets to the earliest (auto_offset_reset). Awaiting
             # seek_to_beginning() here would stall the group until the session times out.
@@ -78,6 +94,7 @@ class TrackedConsumer:
         apply: Applier,
         settings: Settings,
         max_records: int = 2000,
+        gate: Gate | None = None,
     ) -> None:
         self.name = name
         self.topics = list(topics)
@@ -86,6 +103,7 @@ class TrackedConsumer:
         self.apply = apply
         self.settings = settings
         self.max_records = max_records
+        self.gate = gate  # awaited before each write (the ledger: its shared lock is held)
         self.consumer = kafka.consumer(group_id=f"{settings.topic_prefix}{name}", settings=settings)
         self.producer: AIOKafkaProducer = kafka.producer(settings)
         self._stopping = asyncio.Event()
@@ -94,31 +112,70 @@ class TrackedConsumer:
     async def run(self) -> None:
         """Consume until stopped. Batches are written strictly one after the other, each
         with its offsets in its own transaction; the next batch is fetched and decoded
-        while the previous one is being written (PostgreSQL works, this process decodes)."""
-        await self.producer.start()
-        await self.consumer.start()
-        self.consumer.subscribe(self.topics, listener=_SeekFromStore(self))
+        while the previous one is being written (PostgreSQL works, this process decodes).
+        Kafka or PostgreSQL away pauses the loop; it resumes by itself."""
+        backoff = Backoff()
         try:
+            await self._start_clients()
+            self.consumer.subscribe(self.topics, listener=_SeekFromStore(self))
             while not self._stopping.is_set():
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
-                records = [r for rs in batches.values() for r in rs]
-                if records:
-                    decoded = await self._decode(records)
-                    await self._written()
-                    self._pending = asyncio.create_task(self._apply(records, decoded))
-                    await self._observe_lag()
+                try:
+                    batches = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
+                    records = [r for rs in batches.values() for r in rs]
+                    if records:
+                        decoded = await self._decode(records)
+                        await self._written()
+                        self._pending = asyncio.create_task(self._apply(records, decoded))
+                        await self._observe_lag()
+                    backoff.reset()
+                except Exception as exc:
+                    if not is_outage(exc):
+                        raise
+                    if self._stopping.is_set():
+                        break
+                    log.warning("%s: Kafka or PostgreSQL away: %r", self.name, exc)
+                    await backoff.sleep(self._stopping)
             await self._written()
+        except Exception as exc:
+            if not (self._stopping.is_set() and is_outage(exc)):
+                raise
+            log.warning("%s: stopped while Kafka or PostgreSQL was away: %r", self.name, exc)
         finally:
-            if self._pending is not None:  # stopped by an error: do not leave the write behind
-                await asyncio.wait([self._pending])
-            await self.consumer.stop()
-            await self.producer.stop()
+            await self._close()
+
+    async def _start_clients(self) -> None:
+        for client in (self.producer, self.consumer):
+            await retry_outages(client.start, what=f"{self.name}: Kafka", stop=self._stopping, logger=log)
+
+    async def _close(self) -> None:
+        """Bounded: a SIGTERM ends the consumer within seconds even with Kafka or PostgreSQL away."""
+        pending, self._pending = self._pending, None
+        if pending is not None:  # stopped (or failed): leave no write behind, but do not wait forever
+            _, late = await asyncio.wait([pending], timeout=STOP_GRACE_S)
+            for task in late:
+                log.warning("%s: batch still being written at stop; the next run applies it", self.name)
+                task.cancel()
+                await asyncio.wait([task])
+            if not pending.cancelled() and pending.exception() is not None:
+                log.warning("%s: last batch not written: %r", self.name, pending.exception())
+        for client in (self.consumer, self.producer):
+            try:
+                await asyncio.wait_for(client.stop(), timeout=2.0)
+            except Exception as exc:
+                log.warning("%s: %s not stopped cleanly: %r", self.name, type(client).__name__, exc)
 
     async def _written(self) -> None:
-        """Wait for the batch being written; its error (say PostgreSQL away) ends `run`."""
+        """Wait for the batch being written. It waits out outages itself; only a stop
+        leaves it unwritten (then the next run writes it again from the stored offsets)."""
         pending, self._pending = self._pending, None
-        if pending is not None:
+        if pending is None:
+            return
+        try:
             await pending
+        except Exception as exc:
+            if not (self._stopping.is_set() and is_outage(exc)):
+                raise
+            log.warning("%s: stopping with PostgreSQL away; the next run writes the last batch", self.name)
 
     async def replay_to_end(self) -> int:
         """Apply every record from the stored offsets to the topics' current end, then stop.
@@ -178,32 +235,49 @@ class TrackedConsumer:
     ) -> None:
         started = time.perf_counter()
         offsets = {TopicPartition(r.topic, r.partition): r.offset + 1 for r in records}
+        # An outage: nothing of the batch was committed; write it again once PostgreSQL answers.
+        await retry_outages(
+            lambda: self._write(decoded, offsets), what=f"{self.name}: batch", stop=self._stopping, logger=log
+        )
+        metrics.PROCESSING.labels(self.name).observe(time.perf_counter() - started)
+        if commit:
+            try:  # for lag tools only; PostgreSQL is the truth (and Kafka may be away)
+                await asyncio.wait_for(self.consumer.commit(offsets), timeout=10.0)
+            except (KafkaError, TimeoutError) as exc:  # e.g. a rebalance meanwhile: the stored offsets hold
+                log.warning("%s: Kafka commit skipped: %r", self.name, exc)
+
+    async def _write(
+        self, decoded: list[tuple[ConsumerRecord, Decoded]], offsets: dict[TopicPartition, int]
+    ) -> None:
+        if self.gate is not None:
+            await self.gate()
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 await self.apply(conn, [d for _, d in decoded])
                 await save_offsets(conn, self.name, offsets)
-        except (asyncpg.PostgresConnectionError, OSError):
-            raise  # the database is away: crash and resume from the stored offsets
-        except Exception:
+        except Exception as exc:
+            if is_outage(exc):
+                raise
             log.exception("%s: batch failed; applying its records one by one", self.name)
-            await self._one_by_one(decoded, offsets)
-        metrics.PROCESSING.labels(self.name).observe(time.perf_counter() - started)
-        if commit:
-            try:
-                await self.consumer.commit(offsets)  # for lag tools only; PostgreSQL is the truth
-            except KafkaError as exc:  # e.g. a rebalance meanwhile: the stored offsets hold
-                log.warning("%s: Kafka commit skipped: %r", self.name, exc)
+            await self._isolate(decoded, offsets)
 
-    async def _one_by_one(
+    async def _isolate(
         self, decoded: list[tuple[ConsumerRecord, Decoded]], offsets: dict[TopicPartition, int]
     ) -> None:
-        for record, item in decoded:
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await self.apply(conn, [item])
-            except Exception as exc:
-                await self._dead_letter(record, exc)
+        """The batch again, each record under its own savepoint, in one transaction with the
+        offsets: the records that fail (and only those) go to the DLQ before it commits."""
         async with self.pool.acquire() as conn, conn.transaction():
+            failed: list[tuple[ConsumerRecord, Exception]] = []
+            for record, item in decoded:
+                try:
+                    async with conn.transaction():
+                        await self.apply(conn, [item])
+                except Exception as exc:
+                    if is_outage(exc):
+                        raise
+                    failed.append((record, exc))
+            for record, exc in failed:
+                await self._dead_letter(record, exc)
             await save_offsets(conn, self.name, offsets)
 
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException) -> None:
@@ -217,7 +291,13 @@ class TrackedConsumer:
             value=record.value or b"",
             error=exc,
         )
-        await self.producer.send_and_wait(kafka.topic("kalo.dlq", self.settings), value, key=key.encode())
+        dlq = kafka.topic("kalo.dlq", self.settings)
+        await retry_outages(
+            lambda: self.producer.send_and_wait(dlq, value, key=key.encode()),
+            what=f"{self.name}: DLQ",
+            stop=self._stopping,
+            logger=log,
+        )
         metrics.DLQ.labels(self.name, record.topic).inc()
 
     async def _observe_lag(self) -> None:
@@ -225,5 +305,8 @@ class TrackedConsumer:
             highwater = self.consumer.highwater(tp)
             if highwater is None:
                 continue
-            position = await self.consumer.position(tp)
+            try:
+                position = await asyncio.wait_for(self.consumer.position(tp), timeout=1.0)
+            except Exception:  # revoked meanwhile, Kafka away: the next batch tells
+                continue
             metrics.LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(highwater - position, 0))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -16,14 +20,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.db import connect_pool
 from services.common.metrics import GATEWAY_PROBLEMS
+from services.common.outage import is_outage
 from services.common.settings import Settings, get_settings
 from services.gateway.auth import PrincipalCache
 from services.gateway.errors import Problem
 from services.gateway.limits import RateLimiter
 from services.gateway.relay import Relay
-from services.gateway.responses import ProblemResponse
+from services.gateway.responses import ORJSONResponse, ProblemResponse
 from services.gateway.routes import BODY_MEDIA_TYPES, router
 from services.gateway.schemas import DeclarationIn
+
+log = logging.getLogger(__name__)
+# Seconds a client is asked to wait while PostgreSQL is away (a restart takes a few).
+RETRY_AFTER_S = 2
+# What an outage surfaces as; each is answered 503 only if `is_outage` says so.
+OUTAGE_TYPES = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError)
 
 
 class NoNul:
@@ -122,24 +133,51 @@ async def _empty() -> Message:
     return {"type": "http.disconnect"}
 
 
+async def unavailable(request: Request, exc: Exception) -> ProblemResponse:
+    """PostgreSQL (or Kafka) away while handling a request: 503 with Retry-After, never a 500.
+    Nothing was committed, so the client sends the same request again."""
+    if not is_outage(exc):
+        raise exc  # a bug: the 500 it always was
+    log.warning("%s %s: 503, PostgreSQL away: %r", request.method, request.url.path, exc)
+    GATEWAY_PROBLEMS.labels("503").inc()
+    body = Problem(
+        503,
+        "Service unavailable",
+        "the database is unavailable for a moment; send the same request again",
+        retry_after=RETRY_AFTER_S,
+    ).body(request.url.path)
+    return ProblemResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+async def _open_pool(settings: Settings) -> asyncpg.Pool:
+    """The pool; with PostgreSQL away at start, an empty one that connects once it answers
+    (the gateway starts anyway and answers 503 meanwhile)."""
+    options: dict[str, Any] = {"max_size": settings.gateway_pool_size, "reset": _keep_session}
+    try:
+        return await connect_pool(settings.dsn, min_size=settings.gateway_pool_size, timeout=5, **options)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        log.warning("PostgreSQL away at start (%r): connections are opened once it answers", exc)
+        return await connect_pool(settings.dsn, min_size=0, timeout=5, **options)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = await connect_pool(
-            settings.dsn,
-            min_size=settings.gateway_pool_size,
-            max_size=settings.gateway_pool_size,
-            reset=_keep_session,
-        )
+        app.state.pool = await _open_pool(settings)
         app.state.relay = Relay(app.state.pool, settings)
         app.state.relay.start()
         try:
             yield
         finally:
             await app.state.relay.stop()
-            await app.state.pool.close()
+            try:  # bounded: a SIGTERM ends the gateway even with PostgreSQL away
+                await asyncio.wait_for(app.state.pool.close(), timeout=3)
+            except Exception:
+                app.state.pool.terminate()
 
     app = FastAPI(
         title="Kalo gateway",
@@ -170,6 +208,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers = {"Retry-After": str(max(1, round(exc.extra.get("retry_after", 1) + 0.49)))}
         return ProblemResponse(exc.body(request.url.path), status_code=exc.status, headers=headers)
 
+    for outage_type in OUTAGE_TYPES:
+        app.add_exception_handler(outage_type, unavailable)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
         # Unknown routes, wrong methods, unparsable forms: problem+json like every other error.
@@ -195,9 +236,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return ProblemResponse(body.body(request.url.path), status_code=422)
 
     @app.get("/health", include_in_schema=False)
-    async def health() -> dict[str, Any]:
-        await app.state.pool.fetchval("SELECT 1")
-        return {"status": "ok", "relay_leader": app.state.relay.leading}
+    async def health() -> ORJSONResponse:
+        """200 when PostgreSQL answers; otherwise 503 naming what is down (with Retry-After)."""
+        relay = app.state.relay
+        try:
+            async with app.state.pool.acquire(timeout=3) as conn:
+                await conn.fetchval("SELECT 1", timeout=3)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            doc = {"status": "degraded", "postgres": f"down: {exc!r}"[:300], "relay_leader": relay.leading}
+            return ORJSONResponse(doc, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+        return ORJSONResponse({"status": "ok", "postgres": "up", "relay_leader": relay.leading})
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from services.common.kafka import consumer, partitions_of
 from services.common.kafka import producer as kafka_producer
 from services.common.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
+from services.common.outage import Backoff, is_outage
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ class Relay:
 
     async def _run(self) -> None:
         failures = 0
+        backoff = Backoff(0.5, 5.0)  # PostgreSQL restarting takes seconds: do not sleep minutes
         while True:
             try:
                 lock = await asyncpg.connect(self.settings.dsn)
@@ -156,6 +158,7 @@ class Relay:
                         await producer.start()
                         self.leading = True
                         failures = 0
+                        backoff.reset()
                         await self._lead(lock, producer)
                     finally:
                         await producer.stop()
@@ -164,10 +167,13 @@ class Relay:
                     await lock.close()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # Kafka or PostgreSQL away: keep the rows, take over again
+            except Exception as exc:  # Kafka or PostgreSQL away: keep the rows, take over again
                 failures += 1
-                log.exception("outbox relay failed (%d in a row); retrying", failures)
-                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+                if is_outage(exc):
+                    log.warning("outbox relay failed (%d in a row), Kafka/PostgreSQL away: %r", failures, exc)
+                else:
+                    log.exception("outbox relay failed (%d in a row); retrying", failures)
+                await asyncio.sleep(backoff.next_delay())
 
     async def _lead(self, lock: asyncpg.Connection, producer: AIOKafkaProducer) -> None:
         await asyncio.wait_for(reconcile(self.pool, self.settings), timeout=300)

@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
+import sys
+import threading
 
 import asyncpg
 from prometheus_client import start_http_server
 
 from services.common.db import connect_pool
 from services.common.kafka import topic
+from services.common.outage import Backoff, is_outage, retry_outages
 from services.common.settings import Settings, get_settings
 from services.common.tracking import TrackedConsumer
 from services.ledger.handlers import decode
 from services.ledger.projections import apply_events
 from services.ledger.rebuild import LEDGER_LOCK, reset_projections
 
+log = logging.getLogger(__name__)
 NAME = "kalo-ledger"
+# SIGTERM ends the process within this long, whatever is away (the batch is left to the next run).
+STOP_DEADLINE_S = 9.0
 TOPICS = ("kalo.declarations.assessed", "kalo.declarations.rejected", "kalo.workers.registrations")
 
 
-def _consumer(s: Settings, pool: asyncpg.Pool) -> TrackedConsumer:
+def _consumer(s: Settings, pool: asyncpg.Pool, gate: LedgerLock | None = None) -> TrackedConsumer:
     return TrackedConsumer(
         name=NAME,
         topics=[topic(name, s) for name in TOPICS],
@@ -29,24 +37,131 @@ def _consumer(s: Settings, pool: asyncpg.Pool) -> TrackedConsumer:
         decode=decode,
         apply=apply_events,
         settings=s,
+        gate=gate.wait_held if gate else None,
+    )
+
+
+class LedgerLock:
+    """The shared advisory lock every running ledger holds (a rebuild needs it exclusively),
+    on a connection of its own. PostgreSQL restarting closes that connection: the lock is
+    taken again as soon as PostgreSQL answers, and no batch is written meanwhile."""
+
+    def __init__(self, dsn: str, stopping: asyncio.Event) -> None:
+        self.dsn = dsn
+        self.stopping = stopping
+        self.held = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+        self._lost = asyncio.Event()
+
+    async def take(self) -> None:
+        async def connect() -> asyncpg.Connection:
+            conn = await asyncpg.connect(self.dsn, timeout=5)
+            try:
+                await conn.execute("SELECT pg_advisory_lock_shared($1)", LEDGER_LOCK)
+            except BaseException:
+                conn.terminate()
+                raise
+            return conn
+
+        self._conn = await retry_outages(connect, what=f"{NAME}: shared lock", stop=self.stopping, logger=log)
+        self._lost.clear()
+        self._conn.add_termination_listener(lambda _conn: self._lost.set())
+        self.held.set()
+
+    async def wait_held(self) -> None:
+        """Return once the lock is held; an outage (retried by the caller) if stopped meanwhile."""
+        if self.held.is_set():
+            return
+        waiters = [asyncio.ensure_future(self.held.wait()), asyncio.ensure_future(self.stopping.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        if not self.held.is_set():
+            raise ConnectionError("the ledger's shared lock is not held (PostgreSQL away)")
+
+    async def keep(self) -> None:
+        """Take the lock again whenever its connection is lost, until stopped."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):  # a listener may miss a dead socket: look too
+                await asyncio.wait_for(self._lost.wait(), timeout=5)
+            if not (self._lost.is_set() or self._conn is None or self._conn.is_closed()):
+                continue
+            self.held.clear()
+            log.warning("%s: lock connection lost (PostgreSQL restarting?); taking the lock again", NAME)
+            try:
+                await self.take()
+            except Exception as exc:  # stopped meanwhile, or not an outage: look again shortly
+                log.warning("%s: lock not taken: %r", NAME, exc)
+                await asyncio.sleep(1)
+
+    async def release(self) -> None:
+        if self._conn is not None:
+            try:
+                await asyncio.wait_for(self._conn.close(), timeout=1)
+            except Exception:
+                self._conn.terminate()
+
+
+def _exit_now() -> None:
+    print(f"{NAME}: not stopped {STOP_DEADLINE_S:.0f} s after SIGTERM; exiting", file=sys.stderr, flush=True)
+    os._exit(0)
+
+
+async def _connect_pool(dsn: str, stopping: asyncio.Event) -> asyncpg.Pool:
+    return await retry_outages(
+        lambda: connect_pool(dsn, min_size=1, max_size=4, timeout=5),
+        what=f"{NAME}: PostgreSQL",
+        stop=stopping,
+        backoff=Backoff(0.5, 5.0),
+        logger=log,
     )
 
 
 async def run(settings: Settings | None = None) -> None:
+    """Consume until SIGTERM. PostgreSQL or Kafka away (at start or later) pauses the ledger;
+    it resumes by itself. SIGTERM ends it within seconds, whatever is away."""
     s = settings or get_settings()
     start_http_server(s.ledger_metrics_port, addr=s.metrics_host)
-    pool = await connect_pool(s.dsn, min_size=1, max_size=4)
-    # Held for the life of the process: a rebuild waits for every ledger to stop.
-    lock = await asyncpg.connect(s.dsn)
-    await lock.execute("SELECT pg_advisory_lock_shared($1)", LEDGER_LOCK)
-    consumer = _consumer(s, pool)
-    # SIGTERM: finish the batch, leave the group, close cleanly.
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, consumer.stop)
+    stopping = asyncio.Event()
+    consumer: TrackedConsumer | None = None
+
+    def on_sigterm() -> None:  # finish the batch, leave the group, close cleanly
+        if not stopping.is_set():
+            timer = threading.Timer(STOP_DEADLINE_S, _exit_now)
+            timer.daemon = True  # a clean stop does not wait for it
+            timer.start()
+        stopping.set()
+        if consumer is not None:
+            consumer.stop()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
+    lock = LedgerLock(s.dsn, stopping)
+    pool: asyncpg.Pool | None = None
+    keeper: asyncio.Task[None] | None = None
     try:
+        # Held for the life of the process: a rebuild waits for every ledger to stop.
+        await lock.take()
+        keeper = asyncio.create_task(lock.keep(), name="ledger-lock")
+        pool = await _connect_pool(s.dsn, stopping)
+        consumer = _consumer(s, pool, lock)
+        if stopping.is_set():
+            return
         await consumer.run()
+    except Exception as exc:
+        if not (stopping.is_set() and is_outage(exc)):
+            raise
+        log.warning("%s: stopped before PostgreSQL answered: %r", NAME, exc)
     finally:
-        await lock.close()
-        await pool.close()
+        if keeper is not None:
+            keeper.cancel()
+        await lock.release()
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=1)
+            except Exception:
+                pool.terminate()
 
 
 async def rebuild(settings: Settings | None = None) -> dict[str, int]:

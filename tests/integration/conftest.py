@@ -7,6 +7,7 @@ each other's data, and starts the services as real processes against them.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from services.common.sandbox import sandbox
 from services.common.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
+SUPERVISE = ROOT / "deploy" / "local" / "supervise.sh"
 
 
 @dataclass
@@ -38,11 +40,19 @@ class Stack:
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.gateway_port}"
 
-    def start(self, service: str, name: str | None = None, **extra_env: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, service: str, name: str | None = None, *, supervised: bool = False, **extra_env: str
+    ) -> subprocess.Popen[bytes]:
+        """Start a service process. `supervised`: under deploy/local/supervise.sh, as
+        services.sh runs it (started again when it dies); the Popen is the supervisor's."""
         name = name or service
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
+        command = [sys.executable, "-m", "services.cli", "run", service]
+        if supervised:
+            pid_file = str(self.child_pid_file(name))
+            command = ["bash", str(SUPERVISE), "--child-pid", pid_file, name, "--", *command]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", service],
+            command,
             cwd=ROOT,
             env={**self.env, **extra_env},
             stdout=log,
@@ -61,6 +71,24 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    def child_pid_file(self, name: str) -> Path:
+        return self.logs / f"{name}.child.pid"
+
+    def child_pid(self, name: str) -> int | None:
+        """The pid of a supervised service's current process (None while it is restarted)."""
+        try:
+            pid = int(self.child_pid_file(name).read_text())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
+
+    def restarts(self, name: str) -> int:
+        """How many times the supervisor started a service again (from its log)."""
+        path = self.logs / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return sum(1 for line in text.splitlines() if "[supervise]" in line and "restarting in" in line)
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.logs / f"{name}.log"

@@ -22,6 +22,7 @@ from services.common.db import connect_pool
 from services.common.metrics import GATEWAY_PROBLEMS
 from services.common.outage import is_outage
 from services.common.settings import Settings, get_settings
+from services.gateway.adapters import PgStore
 from services.gateway.auth import PrincipalCache
 from services.gateway.errors import Problem
 from services.gateway.limits import RateLimiter
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await _open_pool(settings)
+        app.state.store = PgStore(app.state.pool)
         app.state.relay = Relay(app.state.pool, settings)
         app.state.relay.start()
         try:

@@ -1,4 +1,8 @@
-"""The gateway's service layer: receive a declaration, read declarations and accounts. No HTTP here."""
+"""The gateway's service layer: receive a declaration, read declarations and accounts.
+
+No HTTP and no SQL here: every handler takes its store (the `Store` port: receipts, the
+outbox, the ledger's read models) and the clock's reading as arguments; `adapters.PgStore`
+implements the port on PostgreSQL, and unit tests run the handlers on an in-memory fake."""
 
 from __future__ import annotations
 
@@ -6,9 +10,8 @@ import operator
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-import asyncpg
 import orjson
 
 from contracts.declarations import LINE_FIELDS, DeclarationSubmitted
@@ -21,7 +24,48 @@ from services.gateway.report import business_report, difference, report_table
 from services.gateway.schemas import DeclarationIn, Receipt
 
 SUBMITTED = "kalo.declarations.submitted"
-Db = asyncpg.Connection | asyncpg.Pool
+Row = Mapping[str, Any]
+
+
+class Store(Protocol):
+    """What the gateway reads and writes (receipts and outbox; the ledger's read models)."""
+
+    async def submit(
+        self,
+        *,
+        declaration_id: str,
+        employer_id: str,
+        period: str,
+        replaces: str | None,
+        payload_sha256: str,
+        idempotency_key: str | None,
+        line_count: int,
+        received_at: datetime,
+        event_id: uuid.UUID,
+        topic: str,
+        message: bytes,
+    ) -> Row:
+        """The receipt and its outbox message in one transaction; the row of `gateway_submit`
+        (outcome, other, and the receipt's r_* columns)."""
+        ...
+
+    async def declaration(self, declaration_id: str) -> Row | None:
+        """A declaration with the status, totals and report of the one it replaces."""
+        ...
+
+    async def report(self, declaration_id: str) -> Row | None:
+        """employer_id, status and report of a declaration."""
+        ...
+
+    async def declarations(
+        self, *, employer_id: str | None, period: str | None, status: str | None, limit: int
+    ) -> list[Row]: ...
+
+    async def employer(self, employer_id: str) -> Row | None: ...
+
+    async def account_rows(self, employer_id: str) -> tuple[list[Row], list[Row], list[Row]]:
+        """The employer's periods, dues per fund, and history of declarations."""
+        ...
 
 
 def receipt_of(row: Mapping[str, Any], prefix: str = "") -> Receipt:
@@ -82,7 +126,7 @@ def submitted_message(
 
 
 async def submit_declaration(
-    db: Db,
+    store: Store,
     principal: Principal,
     decl: DeclarationIn,
     *,
@@ -111,21 +155,19 @@ async def submit_declaration(
             "a message may carry; split it into several declarations or contact the institution",
             max_bytes=max_message_bytes,
         )
-    row = await db.fetchrow(
-        "SELECT * FROM gateway_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        declaration_id,
-        employer_id,
-        decl.period,
-        decl.replaces,
-        payload_sha256,
-        idempotency_key,
-        len(decl.lines),
-        now,
-        event_id,
-        topic,
-        message,
+    row = await store.submit(
+        declaration_id=declaration_id,
+        employer_id=employer_id,
+        period=decl.period,
+        replaces=decl.replaces,
+        payload_sha256=payload_sha256,
+        idempotency_key=idempotency_key,
+        line_count=len(decl.lines),
+        received_at=now,
+        event_id=event_id,
+        topic=topic,
+        message=message,
     )
-    assert row is not None
     outcome, other = row["outcome"], row["other"]
     if outcome in ("created", "existing"):
         return receipt_of({**row, "employer_id": employer_id}, prefix="r_"), outcome == "created"
@@ -166,16 +208,10 @@ def _refusal(outcome: str, other: str, decl: DeclarationIn) -> Problem:
     )
 
 
-async def get_declaration(db: Db, principal: Principal, declaration_id: str) -> dict[str, Any]:
+async def get_declaration(store: Store, principal: Principal, declaration_id: str) -> dict[str, Any]:
     """Receipt, status, business report and, for a correction, the difference it makes."""
     require(principal, *READ_ANY, "employer")
-    row = await db.fetchrow(
-        """SELECT d.*, r.status AS replaced_status, r.totals AS replaced_totals,
-                  r.report AS replaced_report
-           FROM declarations d LEFT JOIN declarations r ON r.declaration_id = d.replaces
-           WHERE d.declaration_id = $1""",
-        declaration_id,
-    )
+    row = await store.declaration(declaration_id)
     if row is None:
         raise not_found(f"declaration {declaration_id} was not found")
     if principal.role == "employer" and row["employer_id"] != principal.employer_id:
@@ -191,12 +227,10 @@ async def get_declaration(db: Db, principal: Principal, declaration_id: str) -> 
     return doc
 
 
-async def declaration_report_csv(db: Db, principal: Principal, declaration_id: str) -> str:
+async def declaration_report_csv(store: Store, principal: Principal, declaration_id: str) -> str:
     """The business report as CSV, safe to open in a spreadsheet."""
     require(principal, *READ_ANY, "employer")
-    row = await db.fetchrow(
-        "SELECT employer_id, status, report FROM declarations WHERE declaration_id = $1", declaration_id
-    )
+    row = await store.report(declaration_id)
     if row is None:
         raise not_found(f"declaration {declaration_id} was not found")
     if principal.role == "employer" and row["employer_id"] != principal.employer_id:
@@ -213,7 +247,7 @@ async def declaration_report_csv(db: Db, principal: Principal, declaration_id: s
 
 
 async def list_declarations(
-    db: Db,
+    store: Store,
     principal: Principal,
     *,
     period: str | None,
@@ -227,18 +261,7 @@ async def list_declarations(
         if employer_id not in (None, principal.employer_id):
             raise forbidden("an employer lists only its own declarations")
         employer_id = principal.employer_id
-    rows = await db.fetch(
-        """SELECT declaration_id, employer_id, period, replaces, superseded_by, status,
-                  payload_sha256, received_at, line_count, (totals ->> 'total')::bigint AS total
-           FROM declarations
-           WHERE ($1::text IS NULL OR employer_id = $1) AND ($2::text IS NULL OR period = $2)
-             AND ($3::text IS NULL OR status = $3)
-           ORDER BY received_at DESC, declaration_id LIMIT $4""",
-        employer_id,
-        period,
-        status,
-        limit,
-    )
+    rows = await store.declarations(employer_id=employer_id, period=period, status=status, limit=limit)
     items = []
     for r in rows:
         item = receipt_of(r).model_dump()
@@ -247,36 +270,23 @@ async def list_declarations(
     return {"items": items, "count": len(items), "limit": limit}
 
 
-async def employer_account(db: Db, principal: Principal, employer_id: str) -> dict[str, Any]:
+async def employer_account(store: Store, principal: Principal, employer_id: str) -> dict[str, Any]:
     """What the employer owes per period and fund, read from the ledger's projections."""
     require(principal, *READ_ANY, "employer")
     if principal.role == "employer" and principal.employer_id != employer_id:
         raise forbidden("an employer reads only its own account")
-    employer = await db.fetchrow(
-        "SELECT id, name, regime, risk_class, filing, active FROM employers WHERE id = $1", employer_id
-    )
+    employer = await store.employer(employer_id)
     if employer is None:
         raise not_found(f"employer {employer_id} is not registered")
-    periods = await db.fetch(
-        "SELECT * FROM employer_periods WHERE employer_id = $1 ORDER BY period", employer_id
-    )
-    dues = await db.fetch(
-        "SELECT period, fund, amount FROM employer_dues WHERE employer_id = $1 ORDER BY period, fund",
-        employer_id,
-    )
-    history = await db.fetch(
-        """SELECT declaration_id, period, replaces, status, received_at, (totals ->> 'total')::bigint AS total
-           FROM declarations WHERE employer_id = $1 ORDER BY period, received_at""",
-        employer_id,
-    )
+    periods, dues, history = await store.account_rows(employer_id)
     return account_document(dict(employer), periods, dues, history)
 
 
 def account_document(
     employer: Mapping[str, Any],
-    periods: list[asyncpg.Record] | list[Mapping[str, Any]],
-    dues: list[asyncpg.Record] | list[Mapping[str, Any]],
-    history: list[asyncpg.Record] | list[Mapping[str, Any]],
+    periods: list[Row],
+    dues: list[Row],
+    history: list[Row],
 ) -> dict[str, Any]:
     """Per period: the declaration in force, dues per fund, due date, surcharge, corrections."""
     by_period: dict[str, dict[str, int]] = {}

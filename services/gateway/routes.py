@@ -144,7 +144,7 @@ async def _submit(
 ) -> Response:
     with RECEIPT_SECONDS.labels(channel).time():
         receipt, created = await handlers.submit_declaration(
-            request.app.state.pool,
+            request.app.state.store,
             caller,
             decl,
             payload_sha256=sha,
@@ -168,7 +168,7 @@ async def _submit(
     summary="Status, business report and, for a correction, its difference",
 )
 async def get_declaration(declaration_id: str, request: Request, caller: Caller) -> Response:
-    doc = await handlers.get_declaration(request.app.state.pool, caller, declaration_id)
+    doc = await handlers.get_declaration(request.app.state.store, caller, declaration_id)
     return ORJSONResponse(doc)
 
 
@@ -182,7 +182,7 @@ async def get_declaration(declaration_id: str, request: Request, caller: Caller)
     summary="The business report as CSV (cells a spreadsheet would run as formulas are neutralised)",
 )
 async def declaration_report_csv(declaration_id: str, request: Request, caller: Caller) -> Response:
-    text = await handlers.declaration_report_csv(request.app.state.pool, caller, declaration_id)
+    text = await handlers.declaration_report_csv(request.app.state.store, caller, declaration_id)
     return Response(
         text,
         media_type="text/csv; charset=utf-8",
@@ -209,7 +209,7 @@ async def list_declarations(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     doc = await handlers.list_declarations(
-        request.app.state.pool, caller, period=period, employer_id=employer, status=status, limit=limit
+        request.app.state.store, caller, period=period, employer_id=employer, status=status, limit=limit
     )
     return ORJSONResponse(doc)
 
@@ -221,5 +221,5 @@ async def list_declarations(
     summary="What is due per period and fund: due dates, surcharges, corrections",
 )
 async def employer_account(employer_id: str, request: Request, caller: Caller) -> Response:
-    doc = await handlers.employer_account(request.app.state.pool, caller, employer_id)
+    doc = await handlers.employer_account(request.app.state.store, caller, employer_id)
     return ORJSONResponse(doc)

@@ -15,8 +15,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from services.assessment.handlers import EmployerRecord, Message
-from services.common import metrics
-from services.common.dlq import dead_letter
+from services.common.dlq import park
 from services.common.kafka import BatchSender, topic
 from services.common.settings import Settings
 
@@ -100,8 +99,11 @@ class KafkaDeadLetters:
         self.sender = sender
 
     async def park(self, message: Message, error: BaseException) -> None:
-        log.warning("%s/%s/%s to DLQ: %s", message.topic, message.partition, message.offset, error)
-        key, value = dead_letter(
+        async def send(key: str, value: bytes) -> None:
+            await self.sender.send("kalo.dlq", key, value)
+
+        await park(
+            send,
             service=SERVICE,
             topic=message.topic,
             partition=message.partition,
@@ -110,5 +112,3 @@ class KafkaDeadLetters:
             value=message.value,
             error=error,
         )
-        await self.sender.send("kalo.dlq", key, value)
-        metrics.DLQ.labels(SERVICE, message.topic).inc()

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import traceback
+from collections.abc import Awaitable, Callable
 
 from contracts.audit import DeadLetter
 from contracts.envelope import derived_id, wrap
+from services.common import metrics
+
+log = logging.getLogger(__name__)
 
 # Bytes of the original value carried in the letter: a 32 MiB message's letter stays under
 # Kafka's limit. Larger values are replayed from their source position.
@@ -50,3 +55,24 @@ def dead_letter(
         event_id=derived_id(position, DeadLetter.TYPE),
     )
     return position, event.model_dump_json().encode()
+
+
+async def park(
+    send: Callable[[str, bytes], Awaitable[object]],
+    *,
+    service: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes,
+    error: BaseException,
+) -> None:
+    """Dead-letter one message: log it, send the letter (`send(key, value)` to kalo.dlq, as
+    the caller's runtime sends), count it. The one way every service parks a message."""
+    log.warning("%s: %s/%s/%s to DLQ: %s", service, topic, partition, offset, error)
+    letter_key, letter = dead_letter(
+        service=service, topic=topic, partition=partition, offset=offset, key=key, value=value, error=error
+    )
+    await send(letter_key, letter)
+    metrics.DLQ.labels(service, topic).inc()

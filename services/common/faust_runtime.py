@@ -54,14 +54,7 @@ def install_lag_gauge(app: faust.App, service: str, interval: float = 5.0) -> No
 
     @app.timer(interval=interval)
     async def observe_lag() -> None:
-        consumer = app.consumer
-        for tp in consumer.assignment():
-            if tp.topic.startswith("__"):  # faust's own assignor topic
-                continue
-            highwater = consumer.highwater(tp)
-            position = await consumer.position(tp)
-            if highwater is not None and position is not None:
-                metrics.LAG.labels(service, tp.topic, str(tp.partition)).set(max(highwater - position, 0))
+        await metrics.observe_lag(service, app.consumer)
 
 
 def install_pages(app: faust.App) -> None:

@@ -1,5 +1,8 @@
 """Prometheus metrics shared by the services (each process serves its own /metrics)."""
 
+import asyncio
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -38,3 +41,21 @@ OUTBOX_PUBLISHED = Counter("kalo_outbox_published_total", "Outbox messages publi
 GATEWAY_PROBLEMS = Counter(
     "kalo_gateway_problems_total", "Gateway requests answered with a problem (4xx), by status", ["status"]
 )
+
+
+async def observe_lag(service: str, consumer: Any) -> None:
+    """kalo_consumer_lag of every partition assigned to `consumer` (aiokafka's or faust's:
+    both have assignment, highwater and position), leaving out Kafka's and faust's internal
+    topics. Unknown positions (revoked meanwhile, Kafka away) are left for the next call."""
+    for tp in consumer.assignment():
+        if tp.topic.startswith("__"):
+            continue
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+        except Exception:
+            continue
+        if position is not None:
+            LAG.labels(service, tp.topic, str(tp.partition)).set(max(highwater - position, 0))

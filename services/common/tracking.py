@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from services.common import kafka, metrics
-from services.common.dlq import dead_letter
+from services.common.dlq import park
 from services.common.outage import Backoff, is_outage, retry_outages
 from services.common.settings import Settings
 
@@ -281,8 +281,18 @@ class TrackedConsumer:
             await save_offsets(conn, self.name, offsets)
 
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException) -> None:
-        log.warning("%s: %s/%s/%s to DLQ: %s", self.name, record.topic, record.partition, record.offset, exc)
-        key, value = dead_letter(
+        dlq = kafka.topic("kalo.dlq", self.settings)
+
+        async def send(key: str, value: bytes) -> None:
+            await retry_outages(
+                lambda: self.producer.send_and_wait(dlq, value, key=key.encode()),
+                what=f"{self.name}: DLQ",
+                stop=self._stopping,
+                logger=log,
+            )
+
+        await park(
+            send,
             service=self.name,
             topic=record.topic,
             partition=record.partition,
@@ -291,22 +301,6 @@ class TrackedConsumer:
             value=record.value or b"",
             error=exc,
         )
-        dlq = kafka.topic("kalo.dlq", self.settings)
-        await retry_outages(
-            lambda: self.producer.send_and_wait(dlq, value, key=key.encode()),
-            what=f"{self.name}: DLQ",
-            stop=self._stopping,
-            logger=log,
-        )
-        metrics.DLQ.labels(self.name, record.topic).inc()
 
     async def _observe_lag(self) -> None:
-        for tp in self.consumer.assignment():
-            highwater = self.consumer.highwater(tp)
-            if highwater is None:
-                continue
-            try:
-                position = await asyncio.wait_for(self.consumer.position(tp), timeout=1.0)
-            except Exception:  # revoked meanwhile, Kafka away: the next batch tells
-                continue
-            metrics.LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(highwater - position, 0))
+        await metrics.observe_lag(self.name, self.consumer)

@@ -68,8 +68,12 @@ def _declarations(
     small: st.SearchStrategy[int] | None = None,
     filings: st.SearchStrategy[str] | None = None,
 ) -> st.SearchStrategy[dict[str, Any]]:
-    small = small or number
-    filings = filings or st.one_of(st.sampled_from(["monthly", "quarterly", "weekly", "", "30"]), text)
+    small = number if small is None else small
+    filings = (
+        filings
+        if filings is not None
+        else st.one_of(st.sampled_from(["monthly", "quarterly", "weekly", "", "30"]), text)
+    )
     return st.fixed_dictionaries(
         {
             "employer": st.fixed_dictionaries(

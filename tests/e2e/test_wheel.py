@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,9 +22,11 @@ import asyncpg
 import pytest
 
 from services.common.settings import Settings
+from tests.contract.test_dockerfile import build_stage_sources
 
 ROOT = Path(__file__).resolve().parents[2]
 UV = Path(sys.executable).with_name("uv")  # installed in the virtualenv by `make install`
+BUILD = [str(UV), "build", "--wheel", "--quiet", "-o"]
 MIGRATIONS = sorted(p.name for p in (ROOT / "deploy" / "postgres").glob("*.sql"))
 BUDGET_S = 240  # building and installing take seconds with uv's cache; a few minutes at most without it
 
@@ -64,7 +67,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     tmp = tmp_path_factory.mktemp("wheel")
     dist, venv, run_dir = tmp / "dist", tmp / "venv", tmp / "run"
     run_dir.mkdir()
-    step("build the wheel", [str(UV), "build", "--wheel", "--quiet", "-o", str(dist)], timeout=180)
+    # Built as the Dockerfile's build stage does, from the files it copies and nothing else.
+    context = tmp / "context"
+    for source in build_stage_sources():
+        if (ROOT / source).is_dir():
+            shutil.copytree(ROOT / source, context / source, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (context / source).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / source, context / source)
+    step("build the wheel", [*BUILD, str(dist)], timeout=180, cwd=context)
     (wheel,) = dist.glob("kalo-*.whl")
     step("create a virtualenv", [str(UV), "venv", "--quiet", "--python", sys.executable, str(venv)], 60)
     python = str(venv / "bin" / "python")
@@ -89,6 +100,12 @@ def test_the_wheel_ships_the_packages_and_the_sql_and_no_test_code(installed: In
     assert "contracts/schemas/declaration.submitted.v1.json" in names
     assert not [n for n in names if n.startswith(("tests/", "loadtests/", "deploy/"))]
     assert not [n for n in names if n.endswith(("sandbox.py", "submitted.py"))]
+
+
+def test_the_checkout_builds_the_same_wheel(installed: Installed, tmp_path: Path) -> None:
+    step("build the wheel of the checkout", [*BUILD, str(tmp_path)], timeout=180)
+    (wheel,) = tmp_path.glob("kalo-*.whl")
+    assert sorted(zipfile.ZipFile(wheel).namelist()) == sorted(zipfile.ZipFile(installed.wheel).namelist())
 
 
 def test_the_installed_code_is_the_wheels(installed: Installed) -> None:

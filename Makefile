@@ -37,6 +37,7 @@ status: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy contracts services/rules
+	$(VENV)/bin/lint-imports --no-logo
 
 schemas: install
 	$(PY) -m contracts.generate

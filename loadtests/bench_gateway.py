@@ -38,8 +38,8 @@ import httpx
 import orjson
 import typer
 
-from services.common.sandbox import sandbox
 from services.gateway.registry import add_employer
+from tests.support.sandbox import sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -35,10 +35,10 @@ import typer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.common import kafka
-from services.common.sandbox import Sandbox, sandbox
-from services.common.submitted import submitted_event
 from services.demo.sample_month import NATIONAL_EMPLOYERS, generate_month
 from services.rules import line_spec, load_ruleset, parse_period
+from tests.support.sandbox import Sandbox, sandbox
+from tests.support.submitted import submitted_event
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBMITTED_AT = "2026-11-10T09:00:00Z"
@@ -71,7 +71,7 @@ class Services:
         self.logs = logs
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.metrics_ports: dict[str, int] = {}
-        from services.common.sandbox import free_port
+        from tests.support.sandbox import free_port
 
         self.start("ledger", "ledger")
         for i in range(assessment_workers):
@@ -411,16 +411,13 @@ async def _scrape(services: Services) -> dict[str, float]:
         for port in ports:
             text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
             for line in text.splitlines():
-                if (
-                    line.startswith(
-                        (
-                            "kalo_declarations_total{",
-                            "kalo_declaration_lines_total{",
-                            "kalo_processing_seconds_",
-                        )
+                if line.startswith(
+                    (
+                        "kalo_declarations_total{",
+                        "kalo_declaration_lines_total{",
+                        "kalo_processing_seconds_",
                     )
-                    and not any(x in line for x in ("bucket", "_created"))
-                ):
+                ) and not any(x in line for x in ("bucket", "_created")):
                     name = line.split(" ")[0]
                     out[name] = out.get(name, 0.0) + float(line.split()[-1])
     return out

@@ -8,7 +8,7 @@
 2. Runs the real command, `kalo rules assess --jsonl MONTH > OUT`, as one process: wall and
    CPU time, lines/s, peak RSS. The command's start-up (imports of the `kalo` CLI) is
    measured apart, with an empty input, and shown beside the rate without it.
-3. Runs the same code path in this process (`services.rules_cli`'s stream loop, JSON decoding
+3. Runs the same code path in this process (`services.cli.rules`'s stream loop, JSON decoding
    and encoding included) and times each declaration: latency p50 / p99 / max.
 
 The machine may be shared: treat the figures as a lower bound of what it can do.
@@ -28,8 +28,8 @@ from typing import Annotated
 import orjson
 import typer
 
+from services.cli.rules import _process
 from services.rules import assess_declaration, load_ruleset
-from services.rules_cli import _process
 
 OUT_DIR = Path("loadtests/out")
 TARGET_LINES_PER_S = 100_000

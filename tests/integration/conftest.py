@@ -21,8 +21,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from services.common.sandbox import sandbox
 from services.common.settings import Settings
+from tests.support.sandbox import sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPERVISE = ROOT / "deploy" / "local" / "supervise.sh"

@@ -16,12 +16,12 @@ import httpx
 from aiokafka import TopicPartition
 
 from services.common import kafka
-from services.common.sandbox import free_port
-from services.common.submitted import submitted_event
 from services.gateway.registry import add_employer
 from services.rules import assess_declaration, load_ruleset
 from tests.integration.conftest import Stack
 from tests.integration.helpers import auth, declaration, inps_line, read_all, register_employer, wait_status
+from tests.support.sandbox import free_port
+from tests.support.submitted import submitted_event
 
 SUBMITTED_AT = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
 

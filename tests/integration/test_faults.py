@@ -32,12 +32,12 @@ import pytest
 import pytest_asyncio
 
 from services.common import kafka
-from services.common.sandbox import free_port, sandbox
 from services.common.settings import Settings
 from services.gateway.registry import add_employer
 from tests.integration.conftest import ROOT, Stack, wait_http
 from tests.integration.helpers import auth, read_all
 from tests.integration.test_assessment_ledger import expected_rows, ledger_rows
+from tests.support.sandbox import free_port, sandbox
 from tests.unit.test_ledger_batches import LINE, assessed_envelope
 
 LOCAL = ROOT / "deploy" / "local"

@@ -12,7 +12,6 @@ import orjson
 import pytest_asyncio
 
 from contracts.envelope import derived_id
-from services.common.sandbox import free_port
 from services.gateway.registry import add_staff_key
 from tests.integration.conftest import Stack, wait_http
 from tests.integration.helpers import (
@@ -23,6 +22,7 @@ from tests.integration.helpers import (
     register_employer,
     wait_status,
 )
+from tests.support.sandbox import free_port
 
 HEADER = "worker_id,category,days_worked,base_salary,bonuses,benefits_in_kind,expense_reimbursements\n"
 

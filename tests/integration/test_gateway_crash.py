@@ -15,10 +15,10 @@ import httpx
 from contracts.envelope import derived_id
 from services.common import kafka
 from services.common.db import connect_pool
-from services.common.sandbox import free_port
 from services.gateway.relay import RELAY_LOCK, publish_pending
 from tests.integration.conftest import Stack, wait_http
 from tests.integration.helpers import auth, declaration, inps_line, read_all, register_employer
+from tests.support.sandbox import free_port
 
 
 def start_gateway(stack: Stack, name: str) -> None:

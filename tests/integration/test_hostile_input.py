@@ -22,10 +22,10 @@ import pytest_asyncio
 from contracts.declarations import DeclarationSubmitted
 from contracts.envelope import derived_id
 from services.common import kafka
-from services.common.sandbox import free_port
 from services.common.settings import Settings
 from tests.integration.conftest import Stack, wait_http
 from tests.integration.helpers import auth, declaration, inps_line, read_all, register_employer, wait_status
+from tests.support.sandbox import free_port
 
 HEADER = "worker_id,category,days_worked,base_salary,bonuses,benefits_in_kind,expense_reimbursements\n"
 

@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 
 from services.assessment.handlers import EmployerRecord, Message, OutputTooLarge, assess_batch
-from services.common.submitted import submitted_event
 from services.rules import load_ruleset
+from tests.support.submitted import submitted_event
 
 RULESET = load_ruleset()
 AT = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)

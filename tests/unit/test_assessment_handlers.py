@@ -12,8 +12,8 @@ import pytest
 from contracts.envelope import Envelope
 from contracts.topics import BY_NAME
 from services.assessment.handlers import EmployerRecord, Outcome, assess_submitted, decode_submitted
-from services.common.submitted import submitted_event
 from services.rules import InvalidInput, load_ruleset
+from tests.support.submitted import submitted_event
 
 RULESET = load_ruleset()
 AT = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)

@@ -7,9 +7,9 @@ import pytest
 
 from contracts.declarations import DeclarationSubmitted
 from contracts.envelope import Envelope
-from services.common.submitted import submitted_event
 from services.gateway.handlers import submitted_message
 from services.gateway.schemas import DeclarationIn
+from tests.support.submitted import submitted_event
 
 DOC = {
     "employer": {"id": "82315204/1", "regime": "INPS", "risk_class": 2, "filing": "monthly"},

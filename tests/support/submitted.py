@@ -1,4 +1,4 @@
-"""Build the `declaration.submitted` message (the gateway's, the load tests' and the tests')."""
+"""Build the `declaration.submitted` message the way the gateway does (the load tests' and the tests')."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A sandbox on the running stack: a fresh database and topic prefix (tests, benchmarks, demo)."""
+"""A sandbox on the running stack: a fresh database and topic prefix (tests and benchmarks)."""
 
 from __future__ import annotations
 

@@ -94,7 +94,7 @@ def submitted_message(
     declaration_id: str, decl: DeclarationIn, payload_sha256: str, now: datetime
 ) -> tuple[uuid.UUID, bytes]:
     """The `declaration.submitted` envelope, encoded straight from the validated input: the
-    same JSON as `services.common.submitted.submitted_event` (a unit test holds them equal)
+    same JSON as `tests.support.submitted.submitted_event` (a unit test holds them equal)
     at a fraction of the cost on the receipt's hot path."""
     event_id = derived_id(declaration_id, DeclarationSubmitted.TYPE)
     at = now.isoformat().replace("+00:00", "Z")

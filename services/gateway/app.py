@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -134,11 +135,23 @@ async def _empty() -> Message:
     return {"type": "http.disconnect"}
 
 
+async def internal_error(request: Request, exc: Exception) -> ProblemResponse:
+    """A bug: still a problem+json (with an id to find the traceback in the log), never a
+    bare text page; nothing half-written, since every write is one transaction."""
+    incident = uuid.uuid4().hex[:12]
+    log.error("%s %s: 500 (incident %s)", request.method, request.url.path, incident, exc_info=exc)
+    GATEWAY_PROBLEMS.labels("500").inc()
+    body = Problem(
+        500, "Internal error", f"an unexpected error occurred (incident {incident})", incident=incident
+    ).body(request.url.path)
+    return ProblemResponse(body, status_code=500)
+
+
 async def unavailable(request: Request, exc: Exception) -> ProblemResponse:
     """PostgreSQL (or Kafka) away while handling a request: 503 with Retry-After, never a 500.
     Nothing was committed, so the client sends the same request again."""
     if not is_outage(exc):
-        raise exc  # a bug: the 500 it always was
+        return await internal_error(request, exc)
     log.warning("%s %s: 503, PostgreSQL away: %r", request.method, request.url.path, exc)
     GATEWAY_PROBLEMS.labels("503").inc()
     body = Problem(
@@ -212,6 +225,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for outage_type in OUTAGE_TYPES:
         app.add_exception_handler(outage_type, unavailable)
+
+    app.add_exception_handler(Exception, internal_error)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:

@@ -1,13 +1,22 @@
-"""PostgreSQL helpers: connection pool and the migration runner."""
+"""PostgreSQL helpers: connection pool and the migration runner.
+
+Each service connects as its own role (`Settings.service_dsn`) with its own schema as the
+`search_path`: its SQL names its tables and the views it is granted without a schema, and
+sees nothing else. Admin tasks (migrations, sandboxes) use the admin's DSN, `Settings.dsn`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
 
-from services.common.settings import get_settings
+from services.common.settings import DB_SERVICES, Settings, get_settings
+
+# The schema a service's SQL works in: its own tables and the views granted to it.
+SCHEMAS = {"gateway": "gateway", "assessment": "assessment", "ledger": "ledger"}
 
 # The SQL migrations: inside the installed package (the wheel ships deploy/postgres as
 # services/migrations), or deploy/postgres of a checkout.
@@ -35,16 +44,36 @@ async def _json_codecs(conn: asyncpg.Connection) -> None:
         )
 
 
-async def connect_pool(dsn: str | None = None, **kwargs: object) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn or get_settings().dsn, init=_json_codecs, **kwargs)  # type: ignore[arg-type]
+def service_connection(service: str, settings: Settings | None = None) -> dict[str, Any]:
+    """asyncpg's connection arguments for a service: its role's DSN, its schema."""
+    s = settings or get_settings()
+    return {"dsn": s.service_dsn(service), "server_settings": {"search_path": SCHEMAS[service]}}
+
+
+async def connect(service: str, settings: Settings | None = None, **kwargs: Any) -> asyncpg.Connection:
+    """One connection of a service (its role, its schema)."""
+    return await asyncpg.connect(**service_connection(service, settings), **kwargs)
+
+
+async def connect_pool(
+    dsn: str | None = None, *, service: str | None = None, settings: Settings | None = None, **kwargs: Any
+) -> asyncpg.Pool:
+    """A pool; `service`: as that service (its role unless `dsn` is given, its schema)."""
+    if service is not None:
+        args = service_connection(service, settings)
+        kwargs["server_settings"] = {**args["server_settings"], **kwargs.get("server_settings", {})}
+        dsn = dsn or args["dsn"]
+    pool = await asyncpg.create_pool(dsn or (settings or get_settings()).dsn, init=_json_codecs, **kwargs)
     assert pool is not None
     return pool
 
 
-async def migrate(dsn: str | None = None) -> list[str]:
-    """Apply every migration not yet applied, each in its own transaction. Returns their names."""
+async def migrate(dsn: str | None = None, settings: Settings | None = None) -> list[str]:
+    """Apply every migration not yet applied, each in its own transaction, then set the
+    password of each service role whose password the settings hold. Returns the names."""
     files = migration_files()  # fail before touching the database
-    conn = await asyncpg.connect(dsn or get_settings().dsn)
+    s = settings or get_settings()
+    conn = await asyncpg.connect(dsn or s.dsn)
     applied: list[str] = []
     try:
         # One migrator at a time, even when several services start together.
@@ -61,7 +90,23 @@ async def migrate(dsn: str | None = None) -> list[str]:
                 await conn.execute(path.read_text())
                 await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", path.name)
             applied.append(path.name)
+        await set_role_passwords(conn, s)
     finally:
         await conn.execute("SELECT pg_advisory_unlock(7206)")
         await conn.close()
     return applied
+
+
+async def set_role_passwords(conn: asyncpg.Connection, settings: Settings) -> list[str]:
+    """`ALTER ROLE kalo_<service> PASSWORD ...` for each password the settings hold (docker
+    compose: the migrate job is given them; each service only its own). Returns the roles."""
+    done = []
+    for service in DB_SERVICES:
+        password = settings.db_password(service)
+        if password is None:
+            continue
+        role = f"kalo_{service}"
+        statement = await conn.fetchval("SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)", role, password)
+        await conn.execute(statement)
+        done.append(role)
+    return done

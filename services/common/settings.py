@@ -1,8 +1,12 @@
 """Process settings, read from `KALO_*` environment variables (and `.env` if present)."""
 
 from functools import lru_cache
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The services that connect to PostgreSQL, each as its own login role `kalo_<service>`.
+DB_SERVICES = ("gateway", "assessment", "ledger", "liquidation", "control")
 
 
 class Settings(BaseSettings):
@@ -13,7 +17,20 @@ class Settings(BaseSettings):
     pg_port: int = 5433
     pg_db: str = "kalo"
     pg_user: str = "kalo"
+    # The admin's DSN (migrations, sandboxes, `kalo status`). The services connect with it
+    # too, but as their own role (see `service_dsn`).
     database_url: str | None = None
+    # Each service connects as its own role, `kalo_<service>`, which may write only its own
+    # schema. False: every service connects as the admin of `database_url` (a single-role
+    # deployment: no least privilege, any service may write any table).
+    db_roles: bool = True
+    # The roles' passwords (None: none sent, e.g. trust or peer authentication); `kalo db
+    # migrate` sets the password of each role whose variable it is given.
+    gateway_db_password: str | None = None
+    assessment_db_password: str | None = None
+    ledger_db_password: str | None = None
+    liquidation_db_password: str | None = None
+    control_db_password: str | None = None
 
     topic_prefix: str = ""
     # Where faust keeps its local state (table stores, offsets cache).
@@ -52,6 +69,23 @@ class Settings(BaseSettings):
     @property
     def dsn(self) -> str:
         return self.database_url or f"postgresql://{self.pg_user}@127.0.0.1:{self.pg_port}/{self.pg_db}"
+
+    def db_password(self, service: str) -> str | None:
+        if service not in DB_SERVICES:
+            raise ValueError(f"no PostgreSQL role for {service!r}")
+        password: str | None = getattr(self, f"{service}_db_password")
+        return password
+
+    def service_dsn(self, service: str) -> str:
+        """The DSN a service connects with: the admin's host, port and database, as the
+        service's role `kalo_<service>` with its own password (never the admin's)."""
+        password = self.db_password(service)
+        if not self.db_roles:
+            return self.dsn
+        parts = urlsplit(self.dsn)
+        host = parts.netloc.rpartition("@")[2]
+        user = f"kalo_{service}" + (f":{quote(password, safe='')}" if password else "")
+        return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
 
 
 @lru_cache

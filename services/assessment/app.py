@@ -36,7 +36,8 @@ class Resources:
 
     async def registry(self) -> PgRegistry:
         if self._registry is None:
-            self._registry = PgRegistry(await connect_pool(self.settings.dsn, min_size=1, max_size=2))
+            pool = await connect_pool(service="assessment", settings=self.settings, min_size=1, max_size=2)
+            self._registry = PgRegistry(pool)
         return self._registry
 
     async def producer(self) -> AIOKafkaProducer:

@@ -24,8 +24,7 @@ def employers_add(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Register an employer and print its API key (shown only once)."""
-    import asyncpg
-
+    from services.common.db import connect
     from services.gateway.registry import add_employer
 
     if regime not in ("INPS", "CMSS"):
@@ -36,7 +35,7 @@ def employers_add(
         raise typer.BadParameter("an INPS employer needs a risk class 1-4", param_hint="--risk-class")
 
     async def go() -> str:
-        conn = await asyncpg.connect(get_settings().dsn)
+        conn = await connect("gateway", get_settings())  # the registry is the gateway's
         try:
             return await add_employer(
                 conn,

@@ -20,12 +20,11 @@ def keys_add(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Issue an API key for a staff role (shown only once)."""
-    import asyncpg
-
+    from services.common.db import connect
     from services.gateway.registry import add_staff_key
 
     async def go() -> str:
-        conn = await asyncpg.connect(get_settings().dsn)
+        conn = await connect("gateway", get_settings())  # the registry is the gateway's
         try:
             return await add_staff_key(conn, role=role, label=label)
         finally:

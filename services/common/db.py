@@ -47,7 +47,10 @@ async def _json_codecs(conn: asyncpg.Connection) -> None:
 def service_connection(service: str, settings: Settings | None = None) -> dict[str, Any]:
     """asyncpg's connection arguments for a service: its role's DSN, its schema."""
     s = settings or get_settings()
-    return {"dsn": s.service_dsn(service), "server_settings": {"search_path": SCHEMAS[service]}}
+    return {
+        "dsn": s.service_dsn(service),
+        "server_settings": {"search_path": SCHEMAS[service], "application_name": f"kalo-{service}"},
+    }
 
 
 async def connect(service: str, settings: Settings | None = None, **kwargs: Any) -> asyncpg.Connection:
@@ -106,7 +109,9 @@ async def set_role_passwords(conn: asyncpg.Connection, settings: Settings) -> li
         if password is None:
             continue
         role = f"kalo_{service}"
-        statement = await conn.fetchval("SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)", role, password)
+        statement = await conn.fetchval(
+            "SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)", role, password
+        )
         await conn.execute(statement)
         done.append(role)
     return done

@@ -50,12 +50,14 @@ async def kafka_status(settings: Settings) -> dict[str, Any]:
 async def database_status(settings: Settings) -> dict[str, Any]:
     conn = await asyncpg.connect(settings.dsn, timeout=5)
     try:
-        rows = await conn.fetch("SELECT status, count(*) AS n FROM declarations GROUP BY status")
+        rows = await conn.fetch("SELECT status, count(*) AS n FROM gateway.declarations GROUP BY status")
         return {
             "declarations": {r["status"]: r["n"] for r in rows},
-            "outbox_pending": await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"),
-            "careers": await conn.fetchval("SELECT count(*) FROM careers"),
-            "employers": await conn.fetchval("SELECT count(*) FROM employers"),
+            "outbox_pending": await conn.fetchval(
+                "SELECT count(*) FROM gateway.outbox WHERE published_at IS NULL"
+            ),
+            "careers": await conn.fetchval("SELECT count(*) FROM ledger.careers"),
+            "employers": await conn.fetchval("SELECT count(*) FROM gateway.employers"),
         }
     finally:
         await conn.close()

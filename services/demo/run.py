@@ -70,7 +70,8 @@ async def run_demo(settings: Settings, *, employers: int, timeout_s: float) -> O
     tag = uuid.uuid4().hex[:6]
     docs = sample(tag, last_month(datetime.now(UTC)), employers)
     out = Outcome(declarations=len(docs), lines=sum(len(d["lines"]) for d in docs))
-    pool = await connect_pool(settings.dsn, min_size=1, max_size=2)
+    # As the gateway: it writes the registry and reads the ledger's read models, as users see them.
+    pool = await connect_pool(service="gateway", settings=settings, min_size=1, max_size=2)
     conn = await pool.acquire()
     try:
         keys = {}

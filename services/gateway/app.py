@@ -168,12 +168,14 @@ async def _open_pool(settings: Settings) -> asyncpg.Pool:
     (the gateway starts anyway and answers 503 meanwhile)."""
     options: dict[str, Any] = {"max_size": settings.gateway_pool_size, "reset": _keep_session}
     try:
-        return await connect_pool(settings.dsn, min_size=settings.gateway_pool_size, timeout=5, **options)
+        return await connect_pool(
+            service="gateway", settings=settings, min_size=settings.gateway_pool_size, timeout=5, **options
+        )
     except Exception as exc:
         if not is_outage(exc):
             raise
         log.warning("PostgreSQL away at start (%r): connections are opened once it answers", exc)
-        return await connect_pool(settings.dsn, min_size=0, timeout=5, **options)
+        return await connect_pool(service="gateway", settings=settings, min_size=0, timeout=5, **options)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -1,4 +1,6 @@
-"""The employer registry and API keys (PostgreSQL)."""
+"""The employer registry and API keys (PostgreSQL): the gateway's tables. The names are
+qualified: the CLI and the tests write the registry on connections of their own (as the
+gateway's role or as the admin), whatever their search_path."""
 
 from __future__ import annotations
 
@@ -36,8 +38,9 @@ async def add_employer(
     key = new_api_key("kalo_emp")
     async with conn.transaction():
         await conn.execute(
-            """INSERT INTO employers (id, name, regime, risk_class, filing) VALUES ($1, $2, $3, $4, $5)
-               ON CONFLICT (id) DO UPDATE SET name = coalesce(EXCLUDED.name, employers.name),
+            """INSERT INTO gateway.employers AS e (id, name, regime, risk_class, filing)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (id) DO UPDATE SET name = coalesce(EXCLUDED.name, e.name),
                  regime = EXCLUDED.regime, risk_class = EXCLUDED.risk_class,
                  filing = EXCLUDED.filing, active = true""",
             employer_id,
@@ -47,7 +50,7 @@ async def add_employer(
             filing,
         )
         await conn.execute(
-            "INSERT INTO api_keys (key_hash, role, employer_id) VALUES ($1, 'employer', $2)",
+            "INSERT INTO gateway.api_keys (key_hash, role, employer_id) VALUES ($1, 'employer', $2)",
             api_key_hash(key),
             employer_id,
         )
@@ -60,7 +63,7 @@ async def add_staff_key(conn: asyncpg.Connection, *, role: str, label: str) -> s
         raise ValueError(f"role must be one of {', '.join(r for r in ROLES if r != 'employer')}")
     key = new_api_key(f"kalo_{role[:4]}")
     await conn.execute(
-        "INSERT INTO api_keys (key_hash, role, label) VALUES ($1, $2, $3)",
+        "INSERT INTO gateway.api_keys (key_hash, role, label) VALUES ($1, $2, $3)",
         api_key_hash(key),
         role,
         label,
@@ -71,8 +74,8 @@ async def add_staff_key(conn: asyncpg.Connection, *, role: str, label: str) -> s
 async def principal_for(conn: asyncpg.Connection | asyncpg.Pool, key_hash: str) -> Principal | None:
     """The principal of an API key, given the key's hash (None: unknown, or employer inactive)."""
     row = await conn.fetchrow(
-        """SELECT k.role, k.employer_id, k.label FROM api_keys k
-           LEFT JOIN employers e ON e.id = k.employer_id
+        """SELECT k.role, k.employer_id, k.label FROM gateway.api_keys k
+           LEFT JOIN gateway.employers e ON e.id = k.employer_id
            WHERE k.key_hash = $1 AND (k.employer_id IS NULL OR e.active)""",
         key_hash,
     )
@@ -84,7 +87,7 @@ async def registered_employer(
 ) -> asyncpg.Record:
     """The registration of the calling employer (regime, risk class, filing)."""
     row = await conn.fetchrow(
-        "SELECT id, regime, risk_class, filing FROM employers WHERE id = $1", principal.employer_id
+        "SELECT id, regime, risk_class, filing FROM gateway.employers WHERE id = $1", principal.employer_id
     )
     assert row is not None  # the key's employer exists: api_keys references employers
     return row

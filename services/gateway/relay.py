@@ -23,6 +23,7 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from services.common.db import connect
 from services.common.kafka import consumer, partitions_of
 from services.common.kafka import producer as kafka_producer
 from services.common.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
@@ -149,7 +150,7 @@ class Relay:
         backoff = Backoff(0.5, 5.0)  # PostgreSQL restarting takes seconds: do not sleep minutes
         while True:
             try:
-                lock = await asyncpg.connect(self.settings.dsn)
+                lock = await connect("gateway", self.settings)
                 try:
                     while not await lock.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
                         await asyncio.sleep(self.poll_s)  # another gateway relays

@@ -13,7 +13,7 @@ import threading
 import asyncpg
 from prometheus_client import start_http_server
 
-from services.common.db import connect_pool
+from services.common import db
 from services.common.kafka import topic
 from services.common.outage import Backoff, is_outage, retry_outages
 from services.common.settings import Settings, get_settings
@@ -46,8 +46,8 @@ class LedgerLock:
     on a connection of its own. PostgreSQL restarting closes that connection: the lock is
     taken again as soon as PostgreSQL answers, and no batch is written meanwhile."""
 
-    def __init__(self, dsn: str, stopping: asyncio.Event) -> None:
-        self.dsn = dsn
+    def __init__(self, settings: Settings, stopping: asyncio.Event) -> None:
+        self.settings = settings
         self.stopping = stopping
         self.held = asyncio.Event()
         self._conn: asyncpg.Connection | None = None
@@ -55,7 +55,7 @@ class LedgerLock:
 
     async def take(self) -> None:
         async def connect() -> asyncpg.Connection:
-            conn = await asyncpg.connect(self.dsn, timeout=5)
+            conn = await db.connect("ledger", self.settings, timeout=5)
             try:
                 await conn.execute("SELECT pg_advisory_lock_shared($1)", LEDGER_LOCK)
             except BaseException:
@@ -109,9 +109,9 @@ def _exit_now() -> None:
     os._exit(0)
 
 
-async def _connect_pool(dsn: str, stopping: asyncio.Event) -> asyncpg.Pool:
+async def _connect_pool(s: Settings, stopping: asyncio.Event) -> asyncpg.Pool:
     return await retry_outages(
-        lambda: connect_pool(dsn, min_size=1, max_size=4, timeout=5),
+        lambda: db.connect_pool(service="ledger", settings=s, min_size=1, max_size=4, timeout=5),
         what=f"{NAME}: PostgreSQL",
         stop=stopping,
         backoff=Backoff(0.5, 5.0),
@@ -137,14 +137,14 @@ async def run(settings: Settings | None = None) -> None:
             consumer.stop()
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
-    lock = LedgerLock(s.dsn, stopping)
+    lock = LedgerLock(s, stopping)
     pool: asyncpg.Pool | None = None
     keeper: asyncio.Task[None] | None = None
     try:
         # Held for the life of the process: a rebuild waits for every ledger to stop.
         await lock.take()
         keeper = asyncio.create_task(lock.keep(), name="ledger-lock")
-        pool = await _connect_pool(s.dsn, stopping)
+        pool = await _connect_pool(s, stopping)
         consumer = _consumer(s, pool, lock)
         if stopping.is_set():
             return
@@ -165,15 +165,16 @@ async def run(settings: Settings | None = None) -> None:
 
 
 async def rebuild(settings: Settings | None = None) -> dict[str, int]:
-    """Empty the projections and replay the ledger's topics from the beginning."""
+    """Empty the projections and replay the ledger's topics from the beginning: as the
+    ledger's role, which may touch nothing but the ledger's schema."""
     s = settings or get_settings()
-    pool = await connect_pool(s.dsn, min_size=1, max_size=4)
+    pool = await db.connect_pool(service="ledger", settings=s, min_size=1, max_size=4)
     try:
         async with pool.acquire() as conn, conn.transaction():
             await reset_projections(conn, NAME)
         records = await _consumer(s, pool).replay_to_end()
         counts = {"records": records}
-        for table in ("declarations", "employer_periods", "employer_dues", "careers", "workers"):
+        for table in ("declaration_outcomes", "employer_periods", "employer_dues", "careers", "workers"):
             counts[table] = await pool.fetchval(f"SELECT count(*) FROM {table}")
         return counts
     finally:

@@ -11,18 +11,17 @@ import asyncpg
 from services.common import metrics
 from services.ledger.handlers import Batch, Decoded, latest_per_month, split
 
-_UPSERT_DECLARATIONS = """
-INSERT INTO declarations AS d (declaration_id, employer_id, period, replaces, status, payload_sha256,
-    line_count, received_at, assessed_at, ruleset, totals, report, event_id)
-SELECT u.id, u.employer, u.period, u.replaces, u.status, '', u.lines, u.submitted, now(), u.ruleset,
+# The ledger's record of each decision (the gateway reads it joined to its receipt). An
+# outcome is written once: a replayed event finds its row and changes nothing.
+_INSERT_OUTCOMES = """
+INSERT INTO declaration_outcomes (declaration_id, employer_id, period, replaces, status, line_count,
+    submitted_at, assessed_at, ruleset, totals, report, event_id)
+SELECT u.id, u.employer, u.period, u.replaces, u.status, u.lines, u.submitted, now(), u.ruleset,
        u.totals::jsonb, u.report::json, u.event_id
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
             $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::uuid[])
      AS u(id, employer, period, replaces, status, lines, submitted, ruleset, totals, report, event_id)
-ON CONFLICT (declaration_id) DO UPDATE
-SET status = EXCLUDED.status, assessed_at = EXCLUDED.assessed_at, ruleset = EXCLUDED.ruleset,
-    totals = EXCLUDED.totals, report = EXCLUDED.report, event_id = EXCLUDED.event_id
-WHERE d.event_id IS NULL
+ON CONFLICT (declaration_id) DO NOTHING
 RETURNING declaration_id
 """
 
@@ -131,8 +130,7 @@ async def apply_declarations(conn: asyncpg.Connection, batch: Batch) -> None:
     if not rows:
         return
     applied = {
-        r["declaration_id"]
-        for r in await conn.fetch(_UPSERT_DECLARATIONS, *map(list, zip(*rows, strict=True)))
+        r["declaration_id"] for r in await conn.fetch(_INSERT_OUTCOMES, *map(list, zip(*rows, strict=True)))
     }
     fresh = [e for e in batch.assessed if e.data.declaration_id in applied]
     now = datetime.now(UTC)

@@ -1,10 +1,10 @@
 """Rebuild the ledger's projections from the topics: empty them, replay from the beginning.
 
-Declarations keep the gateway's receipts (they go back to `received` until their
-assessment is replayed); everything the ledger derived (reports, accounts, careers,
-pre-registered workers, its stored offsets) is dropped and recomputed by the same code
-the running ledger uses. The ledger service must be stopped meanwhile: it holds a shared
-advisory lock that a rebuild needs exclusively.
+Only the ledger's schema is touched: everything the ledger derived (declaration outcomes
+and reports, accounts, careers, pre-registered workers, its stored offsets) is dropped and
+recomputed by the same code the running ledger uses. The gateway's receipts stay as they
+are (its view shows them `received` until their outcome is replayed). The ledger service
+must be stopped meanwhile: it holds a shared advisory lock that a rebuild needs exclusively.
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ DELETE FROM employer_dues;
 DELETE FROM careers;
 DELETE FROM employer_periods;
 DELETE FROM workers WHERE status = 'preregistered';
-DELETE FROM declarations WHERE payload_sha256 = '';  -- seen only through the topics
-UPDATE declarations SET status = 'received', assessed_at = NULL, ruleset = NULL, totals = NULL,
-       report = NULL, event_id = NULL
-WHERE event_id IS NOT NULL;
+DELETE FROM declaration_outcomes;
 """
 
 

@@ -334,8 +334,10 @@ async def bench(seconds: float, employers: int, lines: int, warmup: float, rate:
                     ),
                 ]
                 rss = peak_rss_mb(gateway.pid)
-                published = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
-                received = await conn.fetchval("SELECT count(*) FROM declarations")
+                published = await conn.fetchval(
+                    "SELECT count(*) FROM gateway.outbox WHERE published_at IS NOT NULL"
+                )
+                received = await conn.fetchval("SELECT count(*) FROM gateway.declarations")
             finally:
                 gateway.terminate()
                 gateway.wait(timeout=30)
@@ -368,7 +370,7 @@ async def wait_healthy(port: int, proc: subprocess.Popen[bytes], seconds: float 
 
 async def wait_drained(conn: asyncpg.Connection, last: float, seconds: float = 120) -> float:
     deadline = time.monotonic() + seconds
-    while await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
+    while await conn.fetchval("SELECT count(*) FROM gateway.outbox WHERE published_at IS NULL"):
         if time.monotonic() > deadline:
             return float("inf")
         await asyncio.sleep(0.05)

@@ -131,6 +131,7 @@ async def register_employers(conn: asyncpg.Connection, docs: list[dict[str, Any]
     employers = {d["employer"]["id"]: d["employer"] for d in docs}
     await conn.copy_records_to_table(
         "employers",
+        schema_name="gateway",
         records=[(e["id"], e["regime"], e["risk_class"], e["filing"]) for e in employers.values()],
         columns=["id", "regime", "risk_class", "filing"],
     )
@@ -323,12 +324,13 @@ async def bench(employers: int, assessment_workers: int, partitions: int, keep_l
                 produced = time.monotonic() - t0
                 print(f"produced in {produced:.1f} s", flush=True)
                 applied = (
-                    "SELECT count(*) FROM declarations WHERE event_id IS NOT NULL AND period = '2026-10'"
+                    "SELECT count(*) FROM gateway.declarations WHERE event_id IS NOT NULL"
+                    " AND period = '2026-10'"
                 )
                 t_ledger = await wait_until(conn, applied, len(docs), services, 900)
                 t_workers = await wait_until(
                     conn,
-                    "SELECT count(*) FROM workers WHERE first_period = '2026-10'",
+                    "SELECT count(*) FROM ledger.workers WHERE first_period = '2026-10'",
                     workers,
                     services,
                     300,
@@ -344,12 +346,12 @@ async def bench(employers: int, assessment_workers: int, partitions: int, keep_l
                 services.stop()
             rows = await conn.fetch(
                 "SELECT declaration_id, extract(epoch FROM assessed_at) AS at,"
-                " (totals->>'total')::bigint AS total FROM declarations WHERE period = '2026-10'"
+                " (totals->>'total')::bigint AS total FROM gateway.declarations WHERE period = '2026-10'"
             )
             sent = {d["declaration_id"]: s for d, s in zip(docs, sent_at, strict=True)}
             latencies = [float(r["at"]) - sent[r["declaration_id"]] for r in rows]
             stream_total = sum(r["total"] or 0 for r in rows)
-            careers = await conn.fetchval("SELECT count(*) FROM careers WHERE period = '2026-10'")
+            careers = await conn.fetchval("SELECT count(*) FROM ledger.careers WHERE period = '2026-10'")
 
             passthrough = await pass_through(sb, len(docs) + 1)
             batch_s, batch_total = await sql_batch(conn, docs)
@@ -389,7 +391,8 @@ def _at(text: str) -> Any:
 async def _warm_up(sb: Sandbox, conn: asyncpg.Connection, services: Services) -> None:
     """One small declaration through the whole path: the workers are up and own their partitions."""
     await conn.execute(
-        "INSERT INTO employers (id, regime, risk_class, filing) VALUES ('BENCH-WARMUP', 'INPS', 1, 'monthly')"
+        "INSERT INTO gateway.employers (id, regime, risk_class, filing)"
+        " VALUES ('BENCH-WARMUP', 'INPS', 1, 'monthly')"
     )
     event = submitted_event(
         declaration_id="D-warm-up",
@@ -400,7 +403,9 @@ async def _warm_up(sb: Sandbox, conn: asyncpg.Connection, services: Services) ->
         payload_sha256="0" * 64,
     )
     await produce(sb, [(b"BENCH-WARMUP", event.model_dump_json().encode())])
-    await wait_until(conn, "SELECT count(*) FROM declarations WHERE event_id IS NOT NULL", 1, services, 120)
+    await wait_until(
+        conn, "SELECT count(*) FROM gateway.declarations WHERE event_id IS NOT NULL", 1, services, 120
+    )
 
 
 async def _scrape(services: Services) -> dict[str, float]:

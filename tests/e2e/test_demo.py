@@ -26,7 +26,8 @@ async def test_the_demo_pushes_a_sample_month_through_the_stack_and_says_what_ha
     assert "replaced, not added" in out
     # What it printed is what the ledger holds: 38 originals and the correction accepted, 2 rejected.
     rows = await db.fetch(
-        "SELECT status, count(*) AS n FROM declarations WHERE employer_id LIKE 'DEMO-%' GROUP BY status"
+        "SELECT status, count(*) AS n FROM gateway.declarations"
+        " WHERE employer_id LIKE 'DEMO-%' GROUP BY status"
     )
     counts = {r["status"]: r["n"] for r in rows}
     assert counts == {"accepted": 39, "rejected": 2}

@@ -86,13 +86,18 @@ def expected(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def ledger_state(conn: asyncpg.Connection) -> dict[str, Any]:
     return {
-        "accepted": await conn.fetchval("SELECT count(*) FROM declarations WHERE status = 'accepted'"),
-        "rejected": await conn.fetchval("SELECT count(*) FROM declarations WHERE status = 'rejected'"),
-        "total": await conn.fetchval(
-            "SELECT coalesce(sum((totals->>'total')::bigint), 0) FROM declarations WHERE status = 'accepted'"
+        "accepted": await conn.fetchval(
+            "SELECT count(*) FROM gateway.declarations WHERE status = 'accepted'"
         ),
-        "careers": await conn.fetchval("SELECT count(*) FROM careers"),
-        "dues": await conn.fetchval("SELECT coalesce(sum(amount), 0) FROM employer_dues"),
+        "rejected": await conn.fetchval(
+            "SELECT count(*) FROM gateway.declarations WHERE status = 'rejected'"
+        ),
+        "total": await conn.fetchval(
+            "SELECT coalesce(sum((totals->>'total')::bigint), 0) FROM gateway.declarations"
+            " WHERE status = 'accepted'"
+        ),
+        "careers": await conn.fetchval("SELECT count(*) FROM ledger.careers"),
+        "dues": await conn.fetchval("SELECT coalesce(sum(amount), 0) FROM ledger.employer_dues"),
     }
 
 
@@ -148,7 +153,9 @@ async def produce(
 
 async def wait_applied(conn: asyncpg.Connection, count: int, seconds: float = 240) -> None:
     deadline = time.monotonic() + seconds
-    while (n := await conn.fetchval("SELECT count(*) FROM declarations WHERE event_id IS NOT NULL")) < count:
+    while (
+        n := await conn.fetchval("SELECT count(*) FROM gateway.declarations WHERE event_id IS NOT NULL")
+    ) < count:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{n} of {count} declarations in the ledger after {seconds}s")
         await asyncio.sleep(0.5)
@@ -183,28 +190,28 @@ async def ledger_rows(conn: asyncpg.Connection) -> dict[str, Any]:
         "declarations": {
             r["declaration_id"]: (r["status"], r["total"])
             for r in await conn.fetch(
-                "SELECT declaration_id, status, (totals->>'total')::bigint AS total FROM declarations"
+                "SELECT declaration_id, status, (totals->>'total')::bigint AS total FROM gateway.declarations"
             )
         },
         "careers": {
             tuple(r)
             for r in await conn.fetch(
-                "SELECT worker_id, period, employer_id, declaration_id, base FROM careers"
+                "SELECT worker_id, period, employer_id, declaration_id, base FROM ledger.careers"
             )
         },
         "dues": {
             (r["employer_id"], r["period"], r["fund"]): r["amount"]
-            for r in await conn.fetch("SELECT * FROM employer_dues")
+            for r in await conn.fetch("SELECT * FROM ledger.employer_dues")
         },
         "periods": {
             (r["employer_id"], r["period"]): r["total"]
-            for r in await conn.fetch("SELECT employer_id, period, total FROM employer_periods")
+            for r in await conn.fetch("SELECT employer_id, period, total FROM ledger.employer_periods")
         },
     }
 
 
 async def applied_count(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM declarations WHERE event_id IS NOT NULL"))
+    return int(await conn.fetchval("SELECT count(*) FROM gateway.declarations WHERE event_id IS NOT NULL"))
 
 
 async def ledger_caught_up(stack: Stack, conn: asyncpg.Connection, seconds: float = 60) -> None:
@@ -225,7 +232,7 @@ async def ledger_caught_up(stack: Stack, conn: asyncpg.Connection, seconds: floa
     deadline = time.monotonic() + seconds
     while True:
         rows = await conn.fetch(
-            "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer = $1", NAME
+            "SELECT topic, partition, next_offset FROM ledger.consumer_offsets WHERE consumer = $1", NAME
         )
         stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
         behind = {k: n for k, n in ends.items() if n and stored.get(k, 0) < n}
@@ -368,19 +375,21 @@ async def test_a_correction_replaces_the_month_in_account_and_careers(services: 
         doc = await wait_status(client, corrective, key)
     assert doc["status"] == "accepted"
     careers = await db.fetch(
-        "SELECT worker_id, base, declaration_id FROM careers WHERE employer_id = $1", employer_id
+        "SELECT worker_id, base, declaration_id FROM ledger.careers WHERE employer_id = $1", employer_id
     )
     assert [(r["worker_id"], r["base"], r["declaration_id"]) for r in careers] == [
         ("CW1", 300_000, corrective)
     ]
     dues = {
         r["fund"]: r["amount"]
-        for r in await db.fetch("SELECT fund, amount FROM employer_dues WHERE employer_id = $1", employer_id)
+        for r in await db.fetch(
+            "SELECT fund, amount FROM ledger.employer_dues WHERE employer_id = $1", employer_id
+        )
     }
     # 300,000 at risk class 1: PF 8 % + ATMP 1 % + PVID 9 % = 54,000 INPS; AMO 6.56 % = 19,680 CANAM.
     assert dues == {"INPS": 54_000, "CANAM": 19_680}
     period = await db.fetchrow(
-        "SELECT declaration_id, total FROM employer_periods WHERE employer_id = $1", employer_id
+        "SELECT declaration_id, total FROM ledger.employer_periods WHERE employer_id = $1", employer_id
     )
     assert period["declaration_id"] == corrective and period["total"] == 73_680
 
@@ -400,7 +409,7 @@ async def test_a_declaration_lands_in_topic_ledger_and_careers(services: Stack, 
         "by_branch": {"PF": 20_000, "ATMP": 5_000, "PVID": 22_500, "AMO": 16_400},
         "by_fund": {"INPS": 47_500, "CANAM": 16_400},
     }
-    career = await db.fetchrow("SELECT period, base FROM careers WHERE worker_id = 'LW1'")
+    career = await db.fetchrow("SELECT period, base FROM ledger.careers WHERE worker_id = 'LW1'")
     assert (career["period"], career["base"]) == ("2026-10", 250_000)
     amo = [
         e
@@ -416,4 +425,4 @@ async def test_a_declaration_lands_in_topic_ledger_and_careers(services: Stack, 
     assert [e["data"]["action"] for e in audit] == ["declaration.assessed"]
     # LW1 was unknown: accepted with a warning, and pre-registered.
     assert doc["report"]["warnings"]
-    assert await db.fetchval("SELECT status FROM workers WHERE worker_id = 'LW1'") == "preregistered"
+    assert await db.fetchval("SELECT status FROM ledger.workers WHERE worker_id = 'LW1'") == "preregistered"

@@ -64,7 +64,7 @@ async def test_the_largest_employer_passes_end_to_end(services: Stack, db) -> No
     )
     assert audit["data"]["details"]["lines"] == BIG and len(audit["data"]["input_sha256"]) == 64
     career = await db.fetchrow(
-        "SELECT count(*) AS n, sum(base) AS base FROM careers WHERE employer_id = $1", employer_id
+        "SELECT count(*) AS n, sum(base) AS base FROM ledger.careers WHERE employer_id = $1", employer_id
     )
     assert career["n"] == BIG
     assert career["base"] == sum(
@@ -74,7 +74,9 @@ async def test_the_largest_employer_passes_end_to_end(services: Stack, db) -> No
         if i["branch"] == "PVID" and i["payer"] == "employee"
     )
     assert (
-        await db.fetchval("SELECT count(*) FROM workers WHERE first_declaration_id = $1", declaration_id)
+        await db.fetchval(
+            "SELECT count(*) FROM ledger.workers WHERE first_declaration_id = $1", declaration_id
+        )
         == BIG
     )
 

@@ -340,7 +340,8 @@ async def test_faults_under_load_every_receipt_decided_once(outage_stack: tuple[
         deadline = time.monotonic() + 120
         while True:
             rows = await conn.fetch(
-                "SELECT declaration_id, status, received_at FROM declarations WHERE declaration_id = ANY($1)",
+                "SELECT declaration_id, status, received_at FROM gateway.declarations"
+                " WHERE declaration_id = ANY($1)",
                 list(ids),
             )
             decided = {r["declaration_id"] for r in rows if r["status"] in ("accepted", "rejected")}
@@ -348,10 +349,17 @@ async def test_faults_under_load_every_receipt_decided_once(outage_stack: tuple[
                 break
             await asyncio.sleep(0.5)
         note(f"{len(decided)} of {len(ids)} receipts decided")
-        while len(applied := await conn.fetch(
-            "SELECT declaration_id FROM declarations WHERE declaration_id = ANY($1) AND event_id IS NOT NULL",
-            direct,
-        )) < len(direct) and time.monotonic() < deadline:
+        while (
+            len(
+                applied := await conn.fetch(
+                    "SELECT declaration_id FROM gateway.declarations"
+                    " WHERE declaration_id = ANY($1) AND event_id IS NOT NULL",
+                    direct,
+                )
+            )
+            < len(direct)
+            and time.monotonic() < deadline
+        ):
             await asyncio.sleep(0.5)
         note(f"{len(applied)} of {len(direct)} events produced during the outage applied")
         print("\n" + "\n".join([*faults, *pair.log]))

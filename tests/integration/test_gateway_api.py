@@ -158,7 +158,10 @@ async def test_a_nul_character_is_refused_at_the_door_not_deep_in_postgresql(
         r = await client.get(url, headers=auth(key))
         assert r.status_code == 400, (url, r.text)
         assert r.headers["content-type"] == "application/problem+json"
-    assert await db.fetchval("SELECT count(*) FROM declarations WHERE employer_id = $1", employer_id) == 0
+    assert (
+        await db.fetchval("SELECT count(*) FROM gateway.declarations WHERE employer_id = $1", employer_id)
+        == 0
+    )
 
 
 async def test_authentication_and_roles(db: Any, client: httpx.AsyncClient) -> None:
@@ -174,7 +177,7 @@ async def test_authentication_and_roles(db: Any, client: httpx.AsyncClient) -> N
     assert r.status_code == 401
     assert r.headers["content-type"] == "application/problem+json"
     # Keys are stored hashed: the key itself is nowhere in the database.
-    assert await db.fetchval("SELECT count(*) FROM api_keys WHERE key_hash = $1", a_key) == 0
+    assert await db.fetchval("SELECT count(*) FROM gateway.api_keys WHERE key_hash = $1", a_key) == 0
 
     # Submitting for another employer, or as staff, is forbidden.
     assert (await client.post("/v1/declarations", json=body, headers=auth(b_key))).status_code == 403
@@ -226,9 +229,9 @@ async def test_idempotency(db: Any, client: httpx.AsyncClient) -> None:
     r = await client.post("/v1/declarations", json=body, headers=auth(key))
     assert r.status_code == 202
     assert r.json() == first.json()
-    count = await db.fetchval("SELECT count(*) FROM declarations WHERE employer_id = $1", employer_id)
+    count = await db.fetchval("SELECT count(*) FROM gateway.declarations WHERE employer_id = $1", employer_id)
     outbox = await db.fetchval(
-        "SELECT count(*) FROM outbox WHERE convert_from(key, 'UTF8') = $1", employer_id
+        "SELECT count(*) FROM gateway.outbox WHERE convert_from(key, 'UTF8') = $1", employer_id
     )
     assert (count, outbox) == (1, 1)
 
@@ -467,10 +470,12 @@ async def test_kalo_employers_add_prints_a_working_key_once(services: Stack, db:
     )
     printed = orjson.loads(out.stdout)
     assert printed["employer_id"] == employer_id and printed["api_key"].startswith("kalo_emp_")
-    row = await db.fetchrow("SELECT regime, risk_class, filing FROM employers WHERE id = $1", employer_id)
+    row = await db.fetchrow(
+        "SELECT regime, risk_class, filing FROM gateway.employers WHERE id = $1", employer_id
+    )
     assert dict(row) == {"regime": "INPS", "risk_class": 3, "filing": "quarterly"}
     key = printed["api_key"]
-    assert await db.fetchval("SELECT count(*) FROM api_keys WHERE key_hash = $1", key) == 0
+    assert await db.fetchval("SELECT count(*) FROM gateway.api_keys WHERE key_hash = $1", key) == 0
     async with httpx.AsyncClient(base_url=services.gateway_url, timeout=30) as c:
         r = await c.get(f"/v1/employers/{employer_id}/account", headers=auth(key))
         assert r.status_code == 200, r.text

@@ -62,7 +62,7 @@ async def submit_many(
 
 async def wait_outbox_empty(conn: asyncpg.Connection, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
-    while await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
+    while await conn.fetchval("SELECT count(*) FROM gateway.outbox WHERE published_at IS NULL"):
         assert time.monotonic() < deadline, "the relay did not drain the outbox"
         await asyncio.sleep(0.2)
 
@@ -70,7 +70,7 @@ async def wait_outbox_empty(conn: asyncpg.Connection, seconds: float = 60) -> No
 async def assert_published_exactly_once(stack: Stack, conn: asyncpg.Connection, receipts: list[str]) -> None:
     events = await read_all(stack.settings, "kalo.declarations.submitted", seconds=3)
     per_declaration = Counter(e["data"]["declaration_id"] for e in events)
-    in_db = {r["declaration_id"] for r in await conn.fetch("SELECT declaration_id FROM declarations")}
+    in_db = {r["declaration_id"] for r in await conn.fetch("SELECT declaration_id FROM gateway.declarations")}
     assert set(receipts) <= in_db  # every receipt the clients got is a committed declaration
     assert set(per_declaration) == in_db  # every committed declaration reached the topic …
     doubled = {d: n for d, n in per_declaration.items() if n > 1}
@@ -90,10 +90,10 @@ async def test_sigkill_with_receipts_unpublished_and_published_but_unmarked(
     start_gateway(stack, "gateway-a")
     receipts = await submit_many(stack, keys, 60)
     assert len(receipts) == 60
-    assert await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 60
+    assert await conn.fetchval("SELECT count(*) FROM gateway.outbox WHERE published_at IS NULL") == 60
 
     # The crash window: Kafka acknowledged 25 messages, the mark was never committed.
-    pool = await connect_pool(stack.settings.dsn, min_size=1, max_size=2)
+    pool = await connect_pool(service="gateway", settings=stack.settings, min_size=1, max_size=2)
     producer = kafka.producer(stack.settings)
     await producer.start()
     try:
@@ -120,7 +120,7 @@ async def test_sigkill_while_receiving_and_relaying(fresh: tuple[Stack, asyncpg.
     submitting = asyncio.create_task(submit_many(stack, keys, 4000, stop_after=6))
     # Kill the gateway while clients are submitting and the relay is publishing.
     deadline = time.monotonic() + 30
-    while await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL") < 100:
+    while await conn.fetchval("SELECT count(*) FROM gateway.outbox WHERE published_at IS NOT NULL") < 100:
         assert time.monotonic() < deadline, stack.log_tail("gateway-a")
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)
@@ -129,7 +129,8 @@ async def test_sigkill_while_receiving_and_relaying(fresh: tuple[Stack, asyncpg.
     assert receipts, "no receipt before the kill"
     killed_at: dict[str, Any] = dict(
         await conn.fetchrow(
-            "SELECT count(*) FILTER (WHERE published_at IS NULL) AS pending, count(*) AS total FROM outbox"
+            "SELECT count(*) FILTER (WHERE published_at IS NULL) AS pending, count(*) AS total"
+            " FROM gateway.outbox"
         )
     )
 
@@ -153,7 +154,7 @@ async def test_receipts_keep_coming_while_kafka_is_unreachable(
     receipts = await submit_many(stack, keys, 20)
     assert len(receipts) == 20
     await asyncio.sleep(2)
-    assert await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 20
+    assert await conn.fetchval("SELECT count(*) FROM gateway.outbox WHERE published_at IS NULL") == 20
     stack.stop("gateway-no-kafka")  # a clean stop, relay still failing to reach Kafka
     assert "outbox relay failed" in stack.log_tail("gateway-no-kafka", 400)
 

@@ -155,7 +155,7 @@ async def test_generated_hostile_declarations_get_no_5xx_and_every_receipt_is_de
     deadline = time.monotonic() + DECIDED_WITHIN_S
     while True:
         undecided = await db.fetch(
-            "SELECT declaration_id FROM declarations"
+            "SELECT declaration_id FROM gateway.declarations"
             " WHERE declaration_id = ANY($1::text[]) AND status = 'received'",
             tally.receipted,
         )
@@ -164,7 +164,7 @@ async def test_generated_hostile_declarations_get_no_5xx_and_every_receipt_is_de
         assert time.monotonic() < deadline, f"{len(undecided)} receipted but undecided: {undecided[:5]}"
         await asyncio.sleep(1)
     decided = await db.fetchval(
-        "SELECT count(*) FROM declarations"
+        "SELECT count(*) FROM gateway.declarations"
         " WHERE declaration_id = ANY($1::text[]) AND status IN ('accepted', 'rejected')",
         tally.receipted,
     )

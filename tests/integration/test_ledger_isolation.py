@@ -42,13 +42,15 @@ async def test_a_record_postgres_refuses_goes_to_the_dlq_and_the_next_is_applied
     while True:
         applied = {
             r["declaration_id"]
-            for r in await conn.fetch("SELECT declaration_id FROM declarations WHERE event_id IS NOT NULL")
+            for r in await conn.fetch(
+                "SELECT declaration_id FROM gateway.declarations WHERE event_id IS NOT NULL"
+            )
         }
         if {"D-iso-1", "D-iso-3"} <= applied or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.3)
     assert applied == {"D-iso-1", "D-iso-3"}, stack.log_tail("ledger")
-    assert await conn.fetchval("SELECT count(*) FROM careers WHERE declaration_id = 'D-iso-3'") == 1
+    assert await conn.fetchval("SELECT count(*) FROM ledger.careers WHERE declaration_id = 'D-iso-3'") == 1
 
     letters = [e["data"] for e in await read_all(stack.settings, "kalo.dlq", seconds=2)]
     assert len(letters) == 1, letters
@@ -56,6 +58,7 @@ async def test_a_record_postgres_refuses_goes_to_the_dlq_and_the_next_is_applied
     assert letters[0]["topic"] == name and "0x00" in letters[0]["error"], letters[0]["error"]
     # Its offset was committed with the others: a restart does not apply or dead-letter it again.
     stored = await conn.fetchval(
-        "SELECT sum(next_offset) FROM consumer_offsets WHERE consumer = 'kalo-ledger' AND topic = $1", name
+        "SELECT sum(next_offset) FROM ledger.consumer_offsets WHERE consumer = 'kalo-ledger' AND topic = $1",
+        name,
     )
     assert stored == 3

@@ -36,7 +36,7 @@ async def test_a_declaration_is_assessed_through_kafka_into_postgres(services: S
         # … the projection row is really in PostgreSQL …
         doc = await wait_status(client, declaration_id, key)
     row = await db.fetchrow(
-        "SELECT status, event_id, totals FROM declarations WHERE declaration_id = $1",
+        "SELECT status, event_id, totals FROM gateway.declarations WHERE declaration_id = $1",
         declaration_id,
     )
     assert row["status"] == "accepted"

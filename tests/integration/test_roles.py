@@ -1,0 +1,214 @@
+"""Each table has one owner: every service connects as its own PostgreSQL role, writes its
+own schema only, reads another's data only through the views granted to it, and can do
+nothing a superuser or a table's owner could."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+
+from services.common.db import connect
+from tests.integration.conftest import Stack
+from tests.integration.helpers import auth, declaration, inps_line, register_employer, wait_status
+
+SERVICES = ("gateway", "assessment", "ledger")
+
+# One write of each table, with values the table accepts (the refusal is the privilege's).
+WRITES = {
+    "gateway.employers": "INSERT INTO gateway.employers (id, regime, risk_class) VALUES ('R-{n}', 'INPS', 1)",
+    "gateway.api_keys": "INSERT INTO gateway.api_keys (key_hash, role, label)"
+    " VALUES ('h-{n}', 'auditor', 'x')",
+    "gateway.receipts": "INSERT INTO gateway.receipts (declaration_id, employer_id, period, payload_sha256,"
+    " line_count, received_at) VALUES ('D-{n}', 'R', '2026-10', 'x', 1, now())",
+    "gateway.outbox": "INSERT INTO gateway.outbox (event_id, topic, value)"
+    " VALUES (gen_random_uuid(), 't', '')",
+    "ledger.declaration_outcomes": "INSERT INTO ledger.declaration_outcomes (declaration_id, employer_id,"
+    " period, status, line_count, submitted_at, assessed_at, event_id)"
+    " VALUES ('D-{n}', 'R', '2026-10', 'accepted', 1, now(), now(), gen_random_uuid())",
+    "ledger.employer_periods": "INSERT INTO ledger.employer_periods VALUES"
+    " ('R-{n}', '2026-10', 'D', now(), '2026-11-15', 0, 1, 0)",
+    "ledger.employer_dues": "INSERT INTO ledger.employer_dues VALUES ('R-{n}', '2026-10', 'INPS', 1)",
+    "ledger.careers": "INSERT INTO ledger.careers VALUES ('W-{n}', '2026-10', 'R', 'D', 1)",
+    "ledger.workers": "INSERT INTO ledger.workers (worker_id, first_employer_id, first_period,"
+    " first_declaration_id) VALUES ('W-{n}', 'R', '2026-10', 'D')",
+    "ledger.consumer_offsets": "INSERT INTO ledger.consumer_offsets (consumer, topic, partition, next_offset)"
+    " VALUES ('c-{n}', 't', 0, 1)",
+}
+OWNER = {table: table.split(".")[0] for table in WRITES}
+# Privileges are checked whatever the rows: `WHERE false` leaves the session's data alone.
+UPDATES = {
+    "gateway.employers": "UPDATE gateway.employers SET active = false WHERE false",
+    "gateway.receipts": "UPDATE gateway.receipts SET superseded_by = 'x' WHERE false",
+    "gateway.outbox": "UPDATE gateway.outbox SET published_at = now() WHERE false",
+    "ledger.declaration_outcomes": "UPDATE ledger.declaration_outcomes SET status = 'rejected' WHERE false",
+    "ledger.employer_periods": "UPDATE ledger.employer_periods SET total = 0 WHERE false",
+    "ledger.workers": "UPDATE ledger.workers SET status = 'registered' WHERE false",
+    "ledger.consumer_offsets": "UPDATE ledger.consumer_offsets SET next_offset = 0 WHERE false",
+}
+DELETES = {table: f"DELETE FROM {table} WHERE false" for table in WRITES}
+
+# What each service reads: its own schema's views (and tables); nothing of another schema.
+VIEWS = {
+    "gateway": ("declarations", "employer_periods", "employer_dues"),
+    "assessment": ("employers", "workers"),
+    "ledger": (),
+}
+# Writes through the views (simple views are updatable by whoever may write them: nobody).
+VIEW_WRITES = {
+    "gateway": (
+        "INSERT INTO gateway.employer_periods VALUES ('R', '2026-10', 'D', now(), '2026-11-15', 0, 1, 0)",
+        "UPDATE gateway.employer_dues SET amount = 0 WHERE false",
+        "DELETE FROM gateway.employer_periods WHERE false",
+    ),
+    "assessment": (
+        "INSERT INTO assessment.employers (id, regime) VALUES ('R', 'INPS')",
+        "UPDATE assessment.workers SET status = 'registered' WHERE false",
+        "DELETE FROM assessment.employers WHERE false",
+    ),
+}
+
+# What only a superuser, or an object's owner, may do.
+FORBIDDEN = (
+    "CREATE TABLE {schema}.mine (x int)",
+    "CREATE TABLE public.mine (x int)",
+    "CREATE SCHEMA mine",
+    "CREATE ROLE mine",
+    "CREATE DATABASE mine",
+    "ALTER SYSTEM SET work_mem = '1GB'",
+    "SET session_replication_role = replica",
+    "COPY (SELECT 1) TO PROGRAM 'true'",
+    "COPY (SELECT 1) TO '/tmp/kalo-role-test'",
+    "SELECT pg_read_file('postgresql.conf')",
+    "CREATE FUNCTION {schema}.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    "ALTER ROLE CURRENT_USER SUPERUSER",
+    "SELECT * FROM public.schema_migrations",
+)
+OWNED = {
+    "gateway": (
+        "DROP TABLE gateway.receipts",
+        "ALTER TABLE gateway.outbox ADD COLUMN x int",
+        "TRUNCATE gateway.outbox",
+        "DROP VIEW gateway.declarations",
+        "CREATE OR REPLACE VIEW gateway.employer_dues AS SELECT * FROM ledger.employer_dues",
+    ),
+    "ledger": (
+        "DROP TABLE ledger.careers",
+        "ALTER TABLE ledger.workers DISABLE TRIGGER ALL",
+        "TRUNCATE ledger.careers",
+        "CREATE INDEX ON ledger.careers (base)",
+    ),
+    "assessment": ("DROP VIEW assessment.employers", "CREATE OR REPLACE VIEW assessment.workers AS SELECT 1"),
+}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def roles(stack: Stack) -> AsyncIterator[dict[str, asyncpg.Connection]]:
+    """A connection of each service, as the services open theirs (role and schema)."""
+    conns = {service: await connect(service, stack.settings) for service in SERVICES}
+    try:
+        yield conns
+    finally:
+        for conn in conns.values():
+            await conn.close()
+
+
+async def refused(conn: asyncpg.Connection, sql: str) -> bool:
+    """True when PostgreSQL refuses the statement for want of privilege (nothing is kept)."""
+    try:
+        if sql.startswith(("CREATE DATABASE", "ALTER SYSTEM")):  # cannot run in a transaction
+            await conn.execute(sql)
+            return False
+        async with conn.transaction():
+            await conn.execute(sql)
+    except asyncpg.InsufficientPrivilegeError:
+        return True
+    return False
+
+
+async def test_each_service_connects_as_its_own_role_without_superuser_rights(
+    roles: dict[str, asyncpg.Connection],
+) -> None:
+    for service, conn in roles.items():
+        row = await conn.fetchrow(
+            """SELECT current_user AS role, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolbypassrls,
+                      current_setting('search_path') AS search_path
+               FROM pg_roles r WHERE r.rolname = current_user"""
+        )
+        assert row["role"] == f"kalo_{service}"
+        assert not (row["rolsuper"] or row["rolcreaterole"] or row["rolcreatedb"] or row["rolbypassrls"])
+        assert row["search_path"] == service
+
+
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("table", sorted(WRITES))
+async def test_writing_another_services_table_is_refused(
+    roles: dict[str, asyncpg.Connection], service: str, table: str
+) -> None:
+    conn = roles[service]
+    n = uuid.uuid4().hex[:8]
+    statements = [WRITES[table].format(n=n), DELETES[table]]
+    if table in UPDATES:
+        statements.append(UPDATES[table])
+    if OWNER[table] == service:  # its own table: every write goes through (and is rolled back)
+        for sql in statements:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                await conn.execute(sql)
+            finally:
+                await tx.rollback()
+        return
+    for sql in statements:
+        assert await refused(conn, sql), f"{service} could run: {sql}"
+    # Nor may it read another owner's table, except through a view granted to it.
+    assert await refused(conn, f"SELECT 1 FROM {table} LIMIT 1"), f"{service} reads {table}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_the_views_granted_read_and_refuse_writes(
+    roles: dict[str, asyncpg.Connection], service: str
+) -> None:
+    conn = roles[service]
+    for view in VIEWS[service]:
+        await conn.fetch(f"SELECT * FROM {view} LIMIT 1")  # unqualified: its schema
+    for sql in VIEW_WRITES.get(service, ()):
+        assert await refused(conn, sql), f"{service} could run: {sql}"
+    other_views = [f"{s}.{v}" for s, views in VIEWS.items() if s != service for v in views]
+    for view in other_views:
+        assert await refused(conn, f"SELECT 1 FROM {view} LIMIT 1"), f"{service} reads {view}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_what_a_superuser_or_an_owner_may_do_is_refused(
+    roles: dict[str, asyncpg.Connection], service: str
+) -> None:
+    conn = roles[service]
+    for sql in (*FORBIDDEN, *OWNED[service]):
+        sql = sql.format(schema=service)
+        assert await refused(conn, sql), f"{service} could run: {sql}"
+
+
+async def test_the_running_services_connect_with_their_roles(services: Stack, db: asyncpg.Connection) -> None:
+    """The gateway, the assessment and the ledger, as processes, each use their own role only."""
+    employer_id, key = await register_employer(db)
+    async with httpx.AsyncClient(base_url=services.gateway_url, timeout=30) as client:
+        r = await client.post(
+            "/v1/declarations", json=declaration(employer_id, [inps_line("RW1", 150_000)]), headers=auth(key)
+        )
+        assert r.status_code == 202, r.text
+        assert (await wait_status(client, r.json()["declaration_id"], key))["status"] == "accepted"
+    rows = await db.fetch(
+        """SELECT a.application_name, a.usename, r.rolsuper FROM pg_stat_activity a
+           JOIN pg_roles r ON r.oid = a.usesysid
+           WHERE a.datname = current_database() AND a.application_name LIKE 'kalo-%'"""
+    )
+    users: dict[str, set[str]] = {}
+    for r in rows:
+        users.setdefault(r["application_name"], set()).add(r["usename"])
+        assert not r["rolsuper"], dict(r)
+    assert users == {f"kalo-{s}": {f"kalo_{s}"} for s in SERVICES}

@@ -21,6 +21,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 up: install
 	@bash $(LOCAL)/kafka.sh start
 	@bash $(LOCAL)/pg.sh start
+	@# The schema, and every service's own login role (kalo_gateway, kalo_assessment, kalo_ledger, ...).
 	@$(KALO) db migrate
 	@$(KALO) topics apply >/dev/null
 

@@ -13,7 +13,8 @@ import pytest
 import pytest_asyncio
 
 from services.common.db import connect
-from tests.integration.conftest import Stack
+from services.common.sandbox import free_port
+from tests.integration.conftest import Stack, wait_http
 from tests.integration.helpers import auth, declaration, inps_line, register_employer, wait_status
 
 SERVICES = ("gateway", "assessment", "ledger")
@@ -212,3 +213,33 @@ async def test_the_running_services_connect_with_their_roles(services: Stack, db
         users.setdefault(r["application_name"], set()).add(r["usename"])
         assert not r["rolsuper"], dict(r)
     assert users == {f"kalo-{s}": {f"kalo_{s}"} for s in SERVICES}
+
+
+async def test_a_single_role_deployment_still_works(services: Stack, db: asyncpg.Connection) -> None:
+    """KALO_DB_ROLES=false: a gateway connects with KALO_DATABASE_URL as it is (the admin here)."""
+    port = free_port()
+    gateway = services.start(
+        "gateway", name="gateway-single-role", KALO_DB_ROLES="false", KALO_GATEWAY_PORT=str(port)
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", gateway)
+        employer_id, key = await register_employer(db)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            r = await client.post(
+                "/v1/declarations",
+                json=declaration(employer_id, [inps_line("RW2", 150_000)]),
+                headers=auth(key),
+            )
+            assert r.status_code == 202, r.text
+            assert (await wait_status(client, r.json()["declaration_id"], key))["status"] == "accepted"
+        admin = await db.fetchval("SELECT current_user")
+        users = {
+            r["usename"]
+            for r in await db.fetch(
+                "SELECT usename FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = 'kalo-gateway'"
+            )
+        }
+        assert admin in users  # the single-role gateway's connections, beside the other gateway's
+    finally:
+        services.stop("gateway-single-role")

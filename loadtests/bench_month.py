@@ -324,7 +324,7 @@ async def bench(employers: int, assessment_workers: int, partitions: int, keep_l
                 produced = time.monotonic() - t0
                 print(f"produced in {produced:.1f} s", flush=True)
                 applied = (
-                    "SELECT count(*) FROM gateway.declarations WHERE event_id IS NOT NULL"
+                    "SELECT count(*) FROM ledger.declaration_outcomes WHERE event_id IS NOT NULL"
                     " AND period = '2026-10'"
                 )
                 t_ledger = await wait_until(conn, applied, len(docs), services, 900)
@@ -346,7 +346,8 @@ async def bench(employers: int, assessment_workers: int, partitions: int, keep_l
                 services.stop()
             rows = await conn.fetch(
                 "SELECT declaration_id, extract(epoch FROM assessed_at) AS at,"
-                " (totals->>'total')::bigint AS total FROM gateway.declarations WHERE period = '2026-10'"
+                " (totals->>'total')::bigint AS total FROM ledger.declaration_outcomes"
+                " WHERE period = '2026-10'"
             )
             sent = {d["declaration_id"]: s for d, s in zip(docs, sent_at, strict=True)}
             latencies = [float(r["at"]) - sent[r["declaration_id"]] for r in rows]
@@ -404,7 +405,7 @@ async def _warm_up(sb: Sandbox, conn: asyncpg.Connection, services: Services) ->
     )
     await produce(sb, [(b"BENCH-WARMUP", event.model_dump_json().encode())])
     await wait_until(
-        conn, "SELECT count(*) FROM gateway.declarations WHERE event_id IS NOT NULL", 1, services, 120
+        conn, "SELECT count(*) FROM ledger.declaration_outcomes WHERE event_id IS NOT NULL", 1, services, 120
     )
 
 

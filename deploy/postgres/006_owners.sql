@@ -98,11 +98,9 @@ ALTER TABLE ledger.declaration_outcomes ALTER COLUMN totals SET COMPRESSION lz4;
 -- The ledger refuses a second original of a month as `declarations` did (same index name).
 CREATE UNIQUE INDEX declarations_one_original ON ledger.declaration_outcomes (employer_id, period)
     WHERE replaces IS NULL;
-CREATE INDEX declaration_outcomes_by_employer ON ledger.declaration_outcomes (employer_id, period);
-CREATE INDEX declaration_outcomes_by_period ON ledger.declaration_outcomes (period, submitted_at);
 
--- The rows move over unchanged; a row with no payload hash was seen only through the topics
--- (an outcome without a receipt).
+-- The rows move over unchanged: a receipt is a row with a payload hash (the ledger wrote the
+-- others, seen only through the topics), an outcome a row with an event.
 INSERT INTO gateway.receipts (declaration_id, employer_id, period, replaces, payload_sha256,
                               idempotency_key, line_count, received_at, superseded_by)
 SELECT declaration_id, employer_id, period, replaces, payload_sha256,
@@ -118,19 +116,14 @@ FROM public.declarations WHERE event_id IS NOT NULL AND status IN ('accepted', '
 DROP FUNCTION public.gateway_submit(text, text, text, text, text, text, int, timestamptz, uuid, text, bytea);
 DROP TABLE public.declarations;
 
--- What the gateway reads of the ledger: its receipts with their outcomes (the columns and
--- rows `declarations` had), and the employer accounts.
+-- What the gateway reads of the ledger: each receipt with its outcome (the columns
+-- `declarations` had; `received` until the ledger has an outcome), and the accounts. An
+-- outcome without a receipt (a message produced around the gateway) stays the ledger's.
 CREATE VIEW gateway.declarations AS
 SELECT r.declaration_id, r.employer_id, r.period, r.replaces, coalesce(o.status, 'received') AS status,
        r.payload_sha256, r.idempotency_key, r.line_count, r.received_at, o.assessed_at, r.superseded_by,
        o.ruleset, o.totals, o.report, o.event_id
-FROM gateway.receipts r LEFT JOIN ledger.declaration_outcomes o ON o.declaration_id = r.declaration_id
-UNION ALL
-SELECT o.declaration_id, o.employer_id, o.period, o.replaces, o.status,
-       '' AS payload_sha256, NULL AS idempotency_key, o.line_count, o.submitted_at AS received_at,
-       o.assessed_at, NULL AS superseded_by, o.ruleset, o.totals, o.report, o.event_id
-FROM ledger.declaration_outcomes o
-WHERE NOT EXISTS (SELECT FROM gateway.receipts r WHERE r.declaration_id = o.declaration_id);
+FROM gateway.receipts r LEFT JOIN ledger.declaration_outcomes o ON o.declaration_id = r.declaration_id;
 
 CREATE VIEW gateway.employer_periods AS
 SELECT employer_id, period, declaration_id, submitted_at, due_date, months_late, total, surcharge

@@ -87,13 +87,13 @@ def expected(docs: list[dict[str, Any]]) -> dict[str, Any]:
 async def ledger_state(conn: asyncpg.Connection) -> dict[str, Any]:
     return {
         "accepted": await conn.fetchval(
-            "SELECT count(*) FROM gateway.declarations WHERE status = 'accepted'"
+            "SELECT count(*) FROM ledger.declaration_outcomes WHERE status = 'accepted'"
         ),
         "rejected": await conn.fetchval(
-            "SELECT count(*) FROM gateway.declarations WHERE status = 'rejected'"
+            "SELECT count(*) FROM ledger.declaration_outcomes WHERE status = 'rejected'"
         ),
         "total": await conn.fetchval(
-            "SELECT coalesce(sum((totals->>'total')::bigint), 0) FROM gateway.declarations"
+            "SELECT coalesce(sum((totals->>'total')::bigint), 0) FROM ledger.declaration_outcomes"
             " WHERE status = 'accepted'"
         ),
         "careers": await conn.fetchval("SELECT count(*) FROM ledger.careers"),
@@ -154,7 +154,9 @@ async def produce(
 async def wait_applied(conn: asyncpg.Connection, count: int, seconds: float = 240) -> None:
     deadline = time.monotonic() + seconds
     while (
-        n := await conn.fetchval("SELECT count(*) FROM gateway.declarations WHERE event_id IS NOT NULL")
+        n := await conn.fetchval(
+            "SELECT count(*) FROM ledger.declaration_outcomes WHERE event_id IS NOT NULL"
+        )
     ) < count:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{n} of {count} declarations in the ledger after {seconds}s")
@@ -190,7 +192,8 @@ async def ledger_rows(conn: asyncpg.Connection) -> dict[str, Any]:
         "declarations": {
             r["declaration_id"]: (r["status"], r["total"])
             for r in await conn.fetch(
-                "SELECT declaration_id, status, (totals->>'total')::bigint AS total FROM gateway.declarations"
+                "SELECT declaration_id, status, (totals->>'total')::bigint AS total"
+                " FROM ledger.declaration_outcomes"
             )
         },
         "careers": {
@@ -211,7 +214,9 @@ async def ledger_rows(conn: asyncpg.Connection) -> dict[str, Any]:
 
 
 async def applied_count(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM gateway.declarations WHERE event_id IS NOT NULL"))
+    return int(
+        await conn.fetchval("SELECT count(*) FROM ledger.declaration_outcomes WHERE event_id IS NOT NULL")
+    )
 
 
 async def ledger_caught_up(stack: Stack, conn: asyncpg.Connection, seconds: float = 60) -> None:

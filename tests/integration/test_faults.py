@@ -352,7 +352,7 @@ async def test_faults_under_load_every_receipt_decided_once(outage_stack: tuple[
         while (
             len(
                 applied := await conn.fetch(
-                    "SELECT declaration_id FROM gateway.declarations"
+                    "SELECT declaration_id FROM ledger.declaration_outcomes"
                     " WHERE declaration_id = ANY($1) AND event_id IS NOT NULL",
                     direct,
                 )

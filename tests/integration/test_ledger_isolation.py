@@ -43,7 +43,7 @@ async def test_a_record_postgres_refuses_goes_to_the_dlq_and_the_next_is_applied
         applied = {
             r["declaration_id"]
             for r in await conn.fetch(
-                "SELECT declaration_id FROM gateway.declarations WHERE event_id IS NOT NULL"
+                "SELECT declaration_id FROM ledger.declaration_outcomes WHERE event_id IS NOT NULL"
             )
         }
         if {"D-iso-1", "D-iso-3"} <= applied or time.monotonic() > deadline:

@@ -91,7 +91,7 @@ async def snapshot(conn: asyncpg.Connection) -> dict[str, list[tuple[Any, ...]]]
     """Every row the ledger derives, without the wall-clock columns."""
     queries = {
         "declarations": "SELECT declaration_id, employer_id, period, replaces, status, line_count, ruleset,"
-        " totals::text, report::text, event_id FROM gateway.declarations",
+        " totals::text, report::text, event_id FROM ledger.declaration_outcomes",
         "employer_periods": "SELECT * FROM ledger.employer_periods",
         "employer_dues": "SELECT * FROM ledger.employer_dues",
         "careers": "SELECT * FROM ledger.careers",
@@ -126,10 +126,10 @@ async def test_a_correction_counts_once_in_the_ledger(flowing) -> None:
     corrected = [d for d in month if d["declaration_id"] != correction["replaces"]] + [correction]
     want = expected(corrected)
     state = await ledger_state(conn)
-    # Both stay in the declarations table (the original is still a record); the account and
+    # Both stay among the declaration outcomes (the original is still a record); the account and
     # the careers hold the corrective only.
     original_total = await conn.fetchval(
-        "SELECT (totals->>'total')::bigint FROM gateway.declarations WHERE declaration_id = $1",
+        "SELECT (totals->>'total')::bigint FROM ledger.declaration_outcomes WHERE declaration_id = $1",
         correction["replaces"],
     )
     assert state["total"] == want["total"] + original_total
@@ -152,10 +152,10 @@ async def test_poison_on_a_ledger_topic_goes_to_the_dlq_and_the_partition_flows(
     await produce_submitted(stack, follow, submitted_at=SUBMITTED_AT)
     await wait_applied(conn, len(docs) + 1, seconds=60)
     assert await conn.fetchval(
-        "SELECT status FROM gateway.declarations WHERE declaration_id = 'D-it-after-poison'"
+        "SELECT status FROM ledger.declaration_outcomes WHERE declaration_id = 'D-it-after-poison'"
     ) in ("accepted", "rejected")
     assert not await conn.fetchval(
-        "SELECT count(*) FROM gateway.declarations WHERE declaration_id = 'D-it-second-original'"
+        "SELECT count(*) FROM ledger.declaration_outcomes WHERE declaration_id = 'D-it-second-original'"
     )
     letters = [e for e in await read_all(stack.settings, "kalo.dlq") if e["data"]["service"] == "kalo-ledger"]
     topic = kafka.topic("kalo.declarations.assessed", stack.settings)
@@ -225,7 +225,9 @@ async def test_rebuild_gives_the_same_rows(flowing) -> None:
     stack.start("ledger", name="ledger-after-rebuild")
     extra = {**docs[2], "declaration_id": "D-it-after-rebuild", "period": "2026-08"}
     await produce_submitted(stack, extra, submitted_at=SUBMITTED_AT)
-    applied = await conn.fetchval("SELECT count(*) FROM gateway.declarations WHERE event_id IS NOT NULL")
+    applied = await conn.fetchval(
+        "SELECT count(*) FROM ledger.declaration_outcomes WHERE event_id IS NOT NULL"
+    )
     await wait_applied(conn, applied + 1, seconds=60)
     after = await snapshot(conn)
     for table in ("employer_periods", "careers"):

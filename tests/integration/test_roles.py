@@ -13,9 +13,9 @@ import pytest
 import pytest_asyncio
 
 from services.common.db import connect
-from services.common.sandbox import free_port
 from tests.integration.conftest import Stack, wait_http
 from tests.integration.helpers import auth, declaration, inps_line, register_employer, wait_status
+from tests.support.sandbox import free_port
 
 SERVICES = ("gateway", "assessment", "ledger")
 

@@ -27,7 +27,7 @@ _MODELS: dict[str, type[Envelope[Any]]] = {
     DeclarationRejected.TYPE: Envelope[DeclarationRejected],
     WorkerPreRegistered.TYPE: Envelope[WorkerPreRegistered],
 }
-# What the report leaves out: the declarations row has its own columns for these.
+# What the report leaves out: the outcome's row has its own columns for these.
 REPORT_EXCLUDES = frozenset({"declaration_id", "employer_id", "period", "replaces", "submitted_at"})
 _WIDTH = len(ITEM_COLUMNS)
 _FIELDS = len(ASSESSED_LINE_FIELDS)

@@ -39,7 +39,10 @@ async def sandbox(
     **overrides: str,
 ) -> AsyncIterator[Sandbox]:
     """Create a database and topics with a unique prefix; drop the database afterwards.
-    `base`: the Kafka and PostgreSQL to use (default: the environment's, i.e. `make up`'s)."""
+    `base`: the Kafka and PostgreSQL to use (default: the environment's, i.e. `make up`'s).
+    The migrations create the services' roles when the cluster lacks them (every sandbox
+    shares them) and grant them this database's schemas: the services started with `env`
+    connect as their roles; `settings.dsn` stays the admin's."""
     base = base or Settings()
     run = uuid.uuid4().hex[:8]
     db = f"kalo_sb_{run}"

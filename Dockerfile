@@ -5,7 +5,7 @@
 FROM python:3.11-slim AS build
 RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY contracts contracts
 COPY services services
 COPY deploy/postgres deploy/postgres

@@ -8,6 +8,7 @@ command, the control commission and the auditors' replay all call these same fun
     assess_declaration_compact(declaration, ruleset)  # the same, lines as arrays (services)
     liquidate_claim(claim, ruleset)            # RULES.md §3, §5
     control_flags(claim, career, liquidation, ruleset, already_approved=False)  # RULES.md §4
+    escalation_deadline(pending_since, ruleset)  # RULES.md §4: ESCALATED after the legal delay
     params_in_force(ruleset, date(2026, 10, 1))
 """
 
@@ -26,7 +27,13 @@ from services.rules.contributions import (
     smig_floor,
     totals,
 )
-from services.rules.control import auto_approval_allowed, control_flags, recompute
+from services.rules.control import (
+    auto_approval_allowed,
+    control_flags,
+    escalation_deadline,
+    escalation_flag,
+    recompute,
+)
 from services.rules.dates import add_months, completed_years, due_date, months_late, parse_period
 from services.rules.declaration import (
     Declaration,
@@ -91,6 +98,8 @@ __all__ = [
     "control_flags",
     "counted_months",
     "due_date",
+    "escalation_deadline",
+    "escalation_flag",
     "format_rate",
     "gross_remuneration",
     "item_amount",

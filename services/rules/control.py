@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -24,6 +24,7 @@ RECOMPUTE_MISMATCH = "RECOMPUTE_MISMATCH"
 SALARY_SPIKE = "SALARY_SPIKE"
 HIGH_AMOUNT = "HIGH_AMOUNT"
 DUPLICATE_CLAIM = "DUPLICATE_CLAIM"
+ESCALATED = "ESCALATED"
 
 # The fields of a liquidation that the re-computation must reproduce.
 CHECKED_FIELDS = (
@@ -83,6 +84,27 @@ def control_flags(
 def auto_approval_allowed(ruleset: Ruleset, at: date) -> bool:
     """The setting that lets a liquidation with no flag be approved without a controller."""
     return ruleset.flag("control.auto_approve", at, default=True)
+
+
+def escalation_deadline(pending_since: datetime, ruleset: Ruleset) -> datetime:
+    """When a liquidation waiting for a decision since `pending_since` is escalated: after
+    the administration's delay to answer in writing (`control.escalation_days`, in force on
+    the day it arrived). Past this instant it is ESCALATED: listed first, counted, and never
+    decided automatically."""
+    days = ruleset.integer("control.escalation_days", pending_since.date())
+    return pending_since + timedelta(days=days)
+
+
+def escalation_flag(pending_since: datetime, deadline: datetime) -> dict[str, str]:
+    """The ESCALATED flag of a liquidation still pending past its deadline."""
+    waited = deadline - pending_since
+    return {
+        "code": ESCALATED,
+        "message": (
+            f"pending since {pending_since.date().isoformat()}: more than {waited.days} days "
+            f"without a decision (deadline {deadline.date().isoformat()})"
+        ),
+    }
 
 
 def _mismatch(claim: Claim, liquidation: Mapping[str, Any], ruleset: Ruleset) -> str | None:

@@ -31,7 +31,7 @@ Scalar = Decimal | int | bool | str
 Value = Scalar | Mapping[str, Scalar]
 
 DECIMAL_UNITS = frozenset({"rate", "multiple"})
-INTEGER_UNITS = frozenset({"currency-XOF", "months", "years", "day-of-month", "workers"})
+INTEGER_UNITS = frozenset({"currency-XOF", "months", "years", "day-of-month", "workers", "days"})
 UNITS = DECIMAL_UNITS | INTEGER_UNITS | {"boolean", "text"}
 STATUSES = frozenset({"confirmed", "unconfirmed"})
 

@@ -244,6 +244,7 @@ def test_params_unconfirmed_lists_only_what_needs_a_legal_check() -> None:
         "cmss.pension.max_accrual",
         "cmss.pension.minimum_months",
         "cmss.retraite.parlementaire.employee_rate",
+        "control.escalation_days",  # Loi 98-012 art. 21, one source (issue 12)
         "surcharge.first_month_rate",
         "surcharge.further_month_rate",
     }
@@ -346,6 +347,7 @@ def test_params_unconfirmed_through_the_cli_runner_is_not_cut_either() -> None:
         "cmss.pension.max_accrual",
         "cmss.pension.minimum_months",
         "cmss.retraite.parlementaire.employee_rate",
+        "control.escalation_days",  # Loi 98-012 art. 21, one source (issue 12)
         "surcharge.first_month_rate",
         "surcharge.further_month_rate",
     }

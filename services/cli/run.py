@@ -18,8 +18,9 @@ SERVICES: dict[str, str] = {
     "gateway": "services.gateway.app:run",
     "assessment": "services.assessment.app:run",
     "ledger": "services.ledger.app:main",
+    "control": "services.control.app:run",
 }
-PLANNED = ("liquidation", "control")
+PLANNED = ("liquidation",)
 
 
 def run(service: Annotated[str, typer.Argument(help=" | ".join((*SERVICES, *PLANNED)))]) -> None:

@@ -62,6 +62,18 @@ class Settings(BaseSettings):
     ledger_metrics_port: int = 9101
     control_metrics_port: int = 9102
 
+    # The control commission: its API and page (and /metrics) on this address.
+    control_host: str = "127.0.0.1"
+    control_port: int = 8081
+    # An unflagged liquidation is approved without a controller (RULES.md §4; the dated
+    # parameter control.auto_approve must allow it too).
+    control_auto_approve: bool = True
+    control_pool_size: int = 6
+    # How long a controller stays signed in to the page.
+    control_signin_hours: float = 8.0
+    # Send the page's cookies only over HTTPS (behind a TLS-terminating proxy).
+    control_cookie_secure: bool = False
+
     @property
     def bootstrap(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"

@@ -29,10 +29,12 @@ from services.rules.contributions import (
 )
 from services.rules.control import (
     auto_approval_allowed,
+    compared_fields,
     control_flags,
     escalation_deadline,
     escalation_flag,
     recompute,
+    reference_window,
 )
 from services.rules.dates import add_months, completed_years, due_date, months_late, parse_period
 from services.rules.declaration import (
@@ -94,6 +96,7 @@ __all__ = [
     "assess_line",
     "assess_lines_compact",
     "auto_approval_allowed",
+    "compared_fields",
     "completed_years",
     "control_flags",
     "counted_months",
@@ -118,6 +121,7 @@ __all__ = [
     "read_declaration",
     "recompute",
     "reference_salary",
+    "reference_window",
     "round_half_up",
     "ruleset_id",
     "smig_floor",

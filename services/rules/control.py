@@ -15,7 +15,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from services.rules.declaration import CATEGORIES
+from services.rules.declaration import CATEGORIES, InvalidInput
 from services.rules.liquidation import Claim, read_claim
 from services.rules.parameters import NotInForce, Value
 from services.rules.ruleset import Ruleset
@@ -107,6 +107,25 @@ def escalation_flag(pending_since: datetime, deadline: datetime) -> dict[str, st
     }
 
 
+def reference_window(
+    claim: Mapping[str, Any], career: Sequence[Any], ruleset: Ruleset
+) -> tuple[date, date] | None:
+    """The first and last month of the reference salary's window (RULES.md §3: the most
+    recent N counted months), for showing a career; None when it cannot be told."""
+    try:
+        parsed = read_claim(claim, career=list(career))
+        prefix = "inps.pension" if parsed.regime == "INPS" else "cmss.pension"
+        n = ruleset.integer(f"{prefix}.reference_months", parsed.effective_date)
+    except (InvalidInput, NotInForce, KeyError, TypeError):
+        return None
+    totals: dict[date, int] = {}
+    for period, base in parsed.career:
+        totals[period] = totals.get(period, 0) + base
+    months = sorted(m for m, b in totals.items() if b > 0)
+    recent = months[-n:] if n > 0 else []
+    return (recent[0], recent[-1]) if recent else None
+
+
 def _mismatch(claim: Claim, liquidation: Mapping[str, Any], ruleset: Ruleset) -> str | None:
     expected = recompute(claim, ruleset)
     differences = []
@@ -119,6 +138,17 @@ def _mismatch(claim: Claim, liquidation: Mapping[str, Any], ruleset: Ruleset) ->
         if not same:
             differences.append(f"{name}: liquidation {got!r}, recomputed {want!r}")
     return "; ".join(differences) or None
+
+
+def compared_fields(liquidation: Mapping[str, Any], recomputed: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each field the re-computation checks, the liquidation's value beside the control's,
+    and whether they agree (rates by value: 0.5 is 0.50)."""
+    out: list[dict[str, Any]] = []
+    for name in CHECKED_FIELDS:
+        got, want = liquidation.get(name), recomputed.get(name)
+        same = _same_rate(got, want) if name in _RATE_FIELDS else got == want
+        out.append({"field": name, "liquidation": got, "recomputed": want, "same": same})
+    return out
 
 
 def _same_rate(got: object, want: object) -> bool:

@@ -1,0 +1,275 @@
+"""The control's ports on PostgreSQL (schema `control`) and its outbox.
+
+The four-eyes rules are the database's (deploy/postgres/008_control.sql): a refused insert
+names the rule it broke (its constraint), which becomes a `Refused` with that name.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.control.handlers import Outgoing, Refused
+
+_LIQUIDATION_COLUMNS = (
+    "claim_id",
+    "worker_id",
+    "regime",
+    "event_id",
+    "ruleset",
+    "filed_by",
+    "claim",
+    "career",
+    "liquidation",
+    "recomputed",
+    "outcome",
+    "monthly_pension",
+    "lump_sum",
+    "flags",
+    "approvals_needed",
+    "status",
+    "decided_by",
+    "liquidated_at",
+    "received_at",
+    "escalate_at",
+    "decided_at",
+)
+_ESCALATED = "(l.status = 'pending' AND l.escalate_at < $1)"
+
+
+def _refused(exc: asyncpg.PostgresError) -> Refused:
+    rule = getattr(exc, "constraint_name", None) or type(exc).__name__
+    detail = getattr(exc, "message", None) or str(exc)
+    return Refused(rule, detail)
+
+
+class PgTx:
+    """The `Tx` port on one connection inside a transaction."""
+
+    def __init__(self, conn: asyncpg.Connection, topic: Callable[[str], str]) -> None:
+        self.conn = conn
+        self.topic = topic
+
+    async def liquidation(self, claim_id: str) -> dict[str, Any] | None:
+        row = await self.conn.fetchrow("SELECT * FROM control.liquidations WHERE claim_id = $1", claim_id)
+        return dict(row) if row else None
+
+    async def worker_has_approved(self, worker_id: str, other_than: str) -> bool:
+        return bool(
+            await self.conn.fetchval(
+                """SELECT EXISTS (SELECT FROM control.liquidations
+                   WHERE worker_id = $1 AND status = 'approved' AND claim_id <> $2)""",
+                worker_id,
+                other_than,
+            )
+        )
+
+    async def add_liquidation(self, row: Mapping[str, Any]) -> bool:
+        columns = ", ".join(_LIQUIDATION_COLUMNS)
+        marks = ", ".join(f"${i}" for i in range(1, len(_LIQUIDATION_COLUMNS) + 1))
+        done = await self.conn.fetchval(
+            f"""INSERT INTO control.liquidations ({columns}) VALUES ({marks})
+                ON CONFLICT (claim_id) DO NOTHING RETURNING true""",
+            *(row[c] for c in _LIQUIDATION_COLUMNS),
+        )
+        return bool(done)
+
+    async def add_decision(self, decision: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            async with self.conn.transaction():  # a savepoint: the caller's transaction goes on
+                await self.conn.execute(
+                    """INSERT INTO control.decisions
+                       (claim_id, controller, controller_label, decision, reason, session_id, decided_at)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                    decision["claim_id"],
+                    decision["controller"],
+                    decision["controller_label"],
+                    decision["decision"],
+                    decision["reason"],
+                    decision["session_id"],
+                    decision["decided_at"],
+                )
+        except (asyncpg.IntegrityConstraintViolationError, asyncpg.CheckViolationError) as exc:
+            raise _refused(exc) from None
+        after = await self.liquidation(decision["claim_id"])
+        assert after is not None
+        return after
+
+    async def decisions(self, claim_id: str) -> list[dict[str, Any]]:
+        rows = await self.conn.fetch(
+            "SELECT * FROM control.decisions WHERE claim_id = $1 ORDER BY decided_at, id", claim_id
+        )
+        return [dict(r) for r in rows]
+
+    async def decisions_of(self, claim_ids: Sequence[str]) -> list[dict[str, Any]]:
+        rows = await self.conn.fetch(
+            "SELECT * FROM control.decisions WHERE claim_id = ANY($1::text[]) ORDER BY decided_at, id",
+            list(claim_ids),
+        )
+        return [dict(r) for r in rows]
+
+    async def enqueue(self, messages: Sequence[Outgoing]) -> None:
+        await self.conn.executemany(
+            """INSERT INTO control.outbox (event_id, topic, key, value) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (event_id) DO NOTHING""",
+            [(m.event_id, self.topic(m.topic), m.key.encode(), m.value) for m in messages],
+        )
+
+    async def liquidations(self, *, status: str | None, now: datetime, limit: int) -> list[dict[str, Any]]:
+        where = {
+            None: "true",
+            "escalated": _ESCALATED,
+            "pending": "l.status = 'pending'",
+            "approved": "l.status = 'approved'",
+            "rejected": "l.status = 'rejected'",
+        }[status]
+        rows = await self.conn.fetch(
+            f"""SELECT l.* FROM control.liquidations l WHERE {where}
+                ORDER BY {_ESCALATED} DESC, (l.status = 'pending') DESC,
+                         CASE WHEN l.status = 'pending' THEN l.received_at END ASC,
+                         l.decided_at DESC NULLS LAST, l.claim_id
+                LIMIT $2""",
+            now,
+            limit,
+        )
+        return [dict(r) for r in rows]
+
+    async def open_session(self, session: Mapping[str, Any]) -> None:
+        try:
+            async with self.conn.transaction():
+                await self.conn.execute(
+                    """INSERT INTO control.sessions (id, controller, controller_label, opened_at)
+                       VALUES ($1, $2, $3, $4)""",
+                    session["id"],
+                    session["controller"],
+                    session["controller_label"],
+                    session["opened_at"],
+                )
+        except asyncpg.UniqueViolationError as exc:
+            raise Refused(
+                "sessions_one_open_per_controller", "this controller has a session open already"
+            ) from exc
+
+    async def open_session_of(self, controller: str) -> dict[str, Any] | None:
+        row = await self.conn.fetchrow(
+            "SELECT * FROM control.sessions WHERE controller = $1 AND closed_at IS NULL", controller
+        )
+        return dict(row) if row else None
+
+    async def session(self, session_id: uuid.UUID) -> dict[str, Any] | None:
+        row = await self.conn.fetchrow("SELECT * FROM control.sessions WHERE id = $1", session_id)
+        return dict(row) if row else None
+
+    async def sessions(self, limit: int) -> list[dict[str, Any]]:
+        rows = await self.conn.fetch(
+            """SELECT * FROM control.sessions
+               ORDER BY (closed_at IS NULL) DESC, opened_at DESC LIMIT $1""",
+            limit,
+        )
+        return [dict(r) for r in rows]
+
+    async def close_session(
+        self, session_id: uuid.UUID, *, closed_at: datetime, minutes: str, sha256: str
+    ) -> None:
+        await self.conn.execute(
+            """UPDATE control.sessions SET closed_at = $2, minutes = $3, minutes_sha256 = $4
+               WHERE id = $1 AND closed_at IS NULL""",
+            session_id,
+            closed_at,
+            minutes,
+            sha256,
+        )
+
+    async def add_review(self, session_id: uuid.UUID, claim_id: str, at: datetime) -> None:
+        await self.conn.execute(
+            """INSERT INTO control.session_reviews (session_id, claim_id, reviewed_at) VALUES ($1, $2, $3)
+               ON CONFLICT (session_id, claim_id) DO NOTHING""",
+            session_id,
+            claim_id,
+            at,
+        )
+
+    async def session_liquidations(self, session_id: uuid.UUID) -> list[dict[str, Any]]:
+        rows = await self.conn.fetch(
+            """SELECT l.*, s.first_seen FROM control.liquidations l JOIN (
+                   SELECT claim_id, min(at) AS first_seen FROM (
+                       SELECT claim_id, reviewed_at AS at FROM control.session_reviews WHERE session_id = $1
+                       UNION ALL
+                       SELECT claim_id, decided_at FROM control.decisions WHERE session_id = $1
+                   ) seen GROUP BY claim_id
+               ) s USING (claim_id)
+               ORDER BY s.first_seen, l.claim_id""",
+            session_id,
+        )
+        return [dict(r) for r in rows]
+
+
+class PgStore:
+    """The `Store` port on a pool: each `transaction()` is one PostgreSQL transaction."""
+
+    def __init__(self, pool: asyncpg.Pool, topic: Callable[[str], str]) -> None:
+        self.pool = pool
+        self.topic = topic
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PgTx]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield PgTx(conn, self.topic)
+
+
+async def controller_of(
+    conn: asyncpg.Connection | asyncpg.Pool, key_hash: str
+) -> tuple[str, str | None] | None:
+    """A controller's key hash and label, from the gateway's registry (the view granted)."""
+    row = await conn.fetchrow("SELECT key_hash, label FROM control.controllers WHERE key_hash = $1", key_hash)
+    return (row["key_hash"], row["label"]) if row else None
+
+
+async def escalated_count(pool: asyncpg.Pool, now: datetime) -> int:
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM control.liquidations WHERE status = 'pending' AND escalate_at < $1", now
+        )
+    )
+
+
+class WebSessions:
+    """The page's sign-ins: the cookie holds a random token, the table only its hash."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def add(
+        self, token_hash: str, controller: str, label: str | None, csrf: str, now: datetime, expires: datetime
+    ) -> None:
+        await self.pool.execute(
+            """INSERT INTO control.web_sessions
+               (token_hash, controller, controller_label, csrf_token, created_at, expires_at)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            token_hash,
+            controller,
+            label,
+            csrf,
+            now,
+            expires,
+        )
+        await self.pool.execute("DELETE FROM control.web_sessions WHERE expires_at < $1", now)
+
+    async def find(self, token_hash: str, now: datetime) -> dict[str, Any] | None:
+        """The sign-in of a cookie, while it lasts and while its key is still a controller's."""
+        row = await self.pool.fetchrow(
+            """SELECT w.controller, w.controller_label, w.csrf_token FROM control.web_sessions w
+               JOIN control.controllers c ON c.key_hash = w.controller
+               WHERE w.token_hash = $1 AND w.expires_at > $2""",
+            token_hash,
+            now,
+        )
+        return dict(row) if row else None
+
+    async def remove(self, token_hash: str) -> None:
+        await self.pool.execute("DELETE FROM control.web_sessions WHERE token_hash = $1", token_hash)

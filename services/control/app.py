@@ -1,0 +1,298 @@
+"""Control commission wiring: a tracked consumer of `kalo.pensions.liquidations`, the outbox
+relay of its decisions, its HTTP API and page (uvicorn, in the same process), /metrics.
+
+Everything is built when `run()` starts; importing this module builds nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Generator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+import uvicorn
+from aiokafka.structs import ConsumerRecord
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from jinja2 import Environment, PackageLoader, select_autoescape
+from prometheus_client import start_http_server
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from contracts.envelope import Envelope
+from contracts.pensions import PensionLiquidated
+from services.common.db import connect_pool
+from services.common.kafka import topic
+from services.common.outage import Backoff, is_outage, retry_outages
+from services.common.outbox import Outbox, Relay
+from services.common.settings import Settings, get_settings
+from services.common.tracking import TrackedConsumer
+from services.control import handlers, metrics
+from services.control.adapters import PgStore, PgTx, WebSessions, controller_of, escalated_count
+from services.control.auth import ControllerCache
+from services.control.errors import ORJSONResponse, Problem, ProblemResponse
+from services.control.routes import router
+from services.control.web import SignIns, page_router, template_filters
+from services.rules import Ruleset, load_ruleset
+
+log = logging.getLogger(__name__)
+NAME = "kalo-control"
+TOPICS = ("kalo.pensions.liquidations",)
+# pg_try_advisory_lock key of the control outbox relay's leader (the gateway's is 7_206_004).
+RELAY_LOCK = 7_206_008
+# SIGTERM ends the process within this long, whatever is away.
+STOP_DEADLINE_S = 9.0
+RETRY_AFTER_S = 2
+OUTAGE_TYPES = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+OUTBOX = Outbox(
+    table="control.outbox",
+    lock=RELAY_LOCK,
+    name="control outbox relay",
+    on_published=metrics.OUTBOX_PUBLISHED.inc,
+    on_pending=metrics.OUTBOX_PENDING.set,
+)
+Clock = Callable[[], datetime]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def decode(record: ConsumerRecord) -> Envelope[PensionLiquidated]:
+    doc = orjson.loads(record.value)
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    if kind != PensionLiquidated.TYPE:
+        raise ValueError(f"unexpected event type {kind!r} on {record.topic}")
+    return Envelope[PensionLiquidated].model_validate(doc)
+
+
+def receiver(
+    settings: Settings, ruleset: Ruleset, clock: Clock, relay: Relay
+) -> Callable[[asyncpg.Connection, Sequence[Envelope[PensionLiquidated]]], Any]:
+    """The tracked consumer's callback: the batch's liquidations, in its transaction."""
+
+    async def apply(conn: asyncpg.Connection, events: Sequence[Envelope[PensionLiquidated]]) -> None:
+        tx = PgTx(conn, lambda name: topic(name, settings))
+        received = await handlers.receive(
+            tx, events, ruleset=ruleset, now=clock(), auto_approve=settings.control_auto_approve
+        )
+        for r in received:
+            if not r.already_stored:
+                metrics.LIQUIDATIONS.labels(r.status).inc()
+                for code in r.flags:
+                    metrics.FLAGS.labels(code).inc()
+        relay.wake()
+
+    return apply
+
+
+async def unavailable(request: Request, exc: Exception) -> ProblemResponse:
+    """PostgreSQL away while answering: 503 with Retry-After, never a 500."""
+    if not is_outage(exc):
+        raise exc
+    log.warning("%s %s: 503, PostgreSQL away: %r", request.method, request.url.path, exc)
+    body = Problem(
+        503,
+        "Service unavailable",
+        "the database is unavailable for a moment; send the same request again",
+        retry_after=RETRY_AFTER_S,
+    ).body(request.url.path)
+    return ProblemResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def create_app(
+    settings: Settings, *, pool: asyncpg.Pool, relay: Relay, ruleset: Ruleset, clock: Clock = now_utc
+) -> FastAPI:
+    """The HTTP side: API (/v1), page (/), health. Built by `run()` once the pool exists."""
+    app = FastAPI(
+        title="Kalo control commission",
+        version="1",
+        description=(
+            "A-priori control of pension liquidations (RULES.md §4): flags, four-eyes decisions, "
+            "control sessions and their minutes. Controllers only: `Authorization: Bearer <API key>`. "
+            "Errors are RFC 7807 `application/problem+json`."
+        ),
+    )
+    templates = Environment(
+        loader=PackageLoader("services.control", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    templates.filters.update(template_filters())
+    state = app.state
+    state.settings = settings
+    state.pool = pool
+    state.store = PgStore(pool, lambda name: topic(name, settings))
+    state.relay = relay
+    state.clock = clock
+    state.ruleset = ruleset
+    state.templates = templates
+    state.controllers = ControllerCache(lambda key_hash: controller_of(pool, key_hash))
+    state.signins = SignIns(WebSessions(pool), settings, clock)
+    state.on_decided = lambda decision: metrics.DECISIONS.labels(decision).inc()
+    state.on_refused = lambda rule: metrics.REFUSED.labels(rule).inc()
+    app.include_router(router)
+    app.include_router(page_router)
+
+    @app.exception_handler(Problem)
+    async def problem(request: Request, exc: Problem) -> ProblemResponse:
+        return ProblemResponse(exc.body(request.url.path), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
+        body = Problem(exc.status_code, "Error", str(exc.detail)).body(request.url.path)
+        return ProblemResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> ProblemResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        body = Problem(422, "Invalid request", f"{len(errors)} error(s)", errors=errors)
+        return ProblemResponse(body.body(request.url.path), status_code=422)
+
+    for outage_type in OUTAGE_TYPES:
+        app.add_exception_handler(outage_type, unavailable)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> ORJSONResponse:
+        try:
+            async with pool.acquire(timeout=3) as conn:
+                await conn.fetchval("SELECT 1", timeout=3)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            doc = {"status": "degraded", "postgres": f"down: {exc!r}"[:300], "relay_leader": relay.leading}
+            return ORJSONResponse(doc, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+        return ORJSONResponse({"status": "ok", "postgres": "up", "relay_leader": relay.leading})
+
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn inside a process that handles its own signals (the consumer stops too)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def _connect_pool(settings: Settings, stopping: asyncio.Event) -> asyncpg.Pool:
+    return await retry_outages(
+        lambda: connect_pool(
+            settings.dsn,
+            min_size=1,
+            max_size=settings.control_pool_size,
+            timeout=5,
+            server_settings={"search_path": "control", "application_name": NAME},
+        ),
+        what=f"{NAME}: PostgreSQL",
+        stop=stopping,
+        backoff=Backoff(0.5, 5.0),
+        logger=log,
+    )
+
+
+async def _watch_escalations(pool: asyncpg.Pool, clock: Clock, stopping: asyncio.Event) -> None:
+    """The escalated and pending gauges, every few seconds."""
+    while not stopping.is_set():
+        try:
+            metrics.ESCALATED.set(await escalated_count(pool, clock()))
+            metrics.PENDING.set(
+                await pool.fetchval("SELECT count(*) FROM control.liquidations WHERE status = 'pending'")
+            )
+        except Exception as exc:
+            log.warning("%s: gauges not updated: %r", NAME, exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=5)
+
+
+def _exit_now() -> None:
+    print(f"{NAME}: not stopped {STOP_DEADLINE_S:.0f} s after SIGTERM; exiting", file=sys.stderr, flush=True)
+    os._exit(0)
+
+
+async def serve(settings: Settings | None = None, clock: Clock = now_utc) -> None:
+    """Consume, relay and answer until SIGTERM; PostgreSQL or Kafka away pauses the work."""
+    s = settings or get_settings()
+    start_http_server(s.control_metrics_port, addr=s.metrics_host)
+    stopping = asyncio.Event()
+    consumer: TrackedConsumer | None = None
+    server: _Server | None = None
+
+    def on_signal() -> None:
+        if not stopping.is_set():
+            timer = threading.Timer(STOP_DEADLINE_S, _exit_now)
+            timer.daemon = True
+            timer.start()
+        stopping.set()
+        if consumer is not None:
+            consumer.stop()
+        if server is not None:
+            server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    pool: asyncpg.Pool | None = None
+    relay: Relay | None = None
+    try:
+        pool = await _connect_pool(s, stopping)
+        ruleset = load_ruleset()
+        relay = Relay(pool, s, OUTBOX)
+        consumer = TrackedConsumer(
+            name=NAME,
+            topics=[topic(name, s) for name in TOPICS],
+            pool=pool,
+            decode=decode,
+            apply=receiver(s, ruleset, clock, relay),
+            settings=s,
+            max_records=500,
+        )
+        app = create_app(s, pool=pool, relay=relay, ruleset=ruleset, clock=clock)
+        config = uvicorn.Config(
+            app, host=s.control_host, port=s.control_port, log_level="info", access_log=False, lifespan="off"
+        )
+        server = _Server(config)
+        if stopping.is_set():
+            return
+        relay.start()
+        watcher = asyncio.create_task(_watch_escalations(pool, clock, stopping))
+        web = asyncio.create_task(server.serve(), name="control-http")
+        web.add_done_callback(lambda _task: None if stopping.is_set() else consumer.stop())
+        try:
+            await consumer.run()
+        finally:
+            server.should_exit = True
+            await asyncio.wait([web], timeout=5)
+            watcher.cancel()
+        if web.done() and not stopping.is_set():  # the HTTP server ended on its own (port taken?)
+            raise RuntimeError(f"{NAME}: the HTTP server on {s.control_host}:{s.control_port} stopped")
+    except Exception as exc:
+        if not (stopping.is_set() and is_outage(exc)):
+            raise
+        log.warning("%s: stopped while PostgreSQL was away: %r", NAME, exc)
+    finally:
+        if relay is not None:
+            await relay.stop()
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=1)
+            except Exception:
+                pool.terminate()
+
+
+def run() -> None:
+    """`kalo run control`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve())

@@ -1,0 +1,68 @@
+"""Who is calling: a controller, by its API key (Bearer, for the API) or by its sign-in
+cookie (the page). Keys are the gateway's registry, read through the view
+`control.controllers` (hashes only); any key that is not a controller's is refused (403)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+
+from services.common.hashing import api_key_hash
+from services.control.errors import Problem
+from services.control.handlers import Controller
+
+SESSION_COOKIE = "kalo_control_session"
+Lookup = Callable[[str], Awaitable[tuple[str, str | None] | None]]
+
+
+class ControllerCache:
+    """Key hash → controller for a few seconds (a key removed stops working within ttl_s)."""
+
+    def __init__(self, lookup: Lookup, ttl_s: float = 10.0, max_entries: int = 10_000) -> None:
+        self.lookup = lookup
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Controller]] = {}
+
+    async def controller(self, key_hash: str) -> Controller | None:
+        hit = self._entries.get(key_hash)
+        if hit is not None and hit[0] >= time.monotonic():
+            return hit[1]
+        found = await self.lookup(key_hash)
+        if found is None:
+            return None
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        controller = Controller(found[0], found[1])
+        self._entries[key_hash] = (time.monotonic() + self.ttl_s, controller)
+        return controller
+
+
+def bearer_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    return key.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def controller_from_key(request: Request) -> Controller:
+    """The API's caller: 401 without a key, 403 for a key that is not a controller's."""
+    key = bearer_key(request)
+    if key is None:
+        raise Problem(401, "Unauthorized", "send a controller's API key as 'Authorization: Bearer <key>'")
+    controller = await request.app.state.controllers.controller(api_key_hash(key))
+    if controller is None:
+        raise Problem(403, "Forbidden", "only controllers may use the control commission's API")
+    return controller
+
+
+async def controller_or_cookie(request: Request) -> Controller:
+    """The API key if one is sent, otherwise the page's sign-in (reading only: the page's
+    own forms check their CSRF token)."""
+    if bearer_key(request) is not None:
+        return await controller_from_key(request)
+    signed_in = await request.app.state.signins.current(request)
+    if signed_in is None:
+        raise Problem(401, "Unauthorized", "sign in as a controller, or send a controller's API key")
+    return signed_in.controller

@@ -1,0 +1,60 @@
+"""Errors the control commission answers with, as RFC 7807 problem+json (like the gateway),
+and the statuses of the four-eyes rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+# The rule a refusal names (the database's constraint, or the handler's) → HTTP status.
+RULE_STATUS = {
+    "decisions_one_per_controller": 409,  # the same controller twice
+    "decisions_liquidation_pending": 409,  # a liquidation already decided
+    "decisions_in_own_open_session": 409,
+    "sessions_one_open_per_controller": 409,
+    "sessions_sealed": 409,
+    "decisions_reject_has_reason": 422,  # a rejection without a written reason
+    "decision_known": 422,
+    "status_known": 422,
+    "decisions_not_the_filer": 403,  # maker ≠ checker
+    "sessions_closed_by_opener": 403,
+}
+TITLES = {403: "Forbidden", 404: "Not found", 409: "Conflict", 422: "Invalid request"}
+
+
+class Problem(HTTPException):
+    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
+        super().__init__(status_code=status, detail=detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.extra = extra
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "type": f"https://kalo.dev/problems/{self.title.lower().replace(' ', '-')}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            doc["instance"] = instance
+        doc.update(self.extra)
+        return doc
+
+
+def refused(rule: str, detail: str) -> Problem:
+    status = RULE_STATUS.get(rule, 409)
+    return Problem(status, TITLES.get(status, "Conflict"), detail, rule=rule)
+
+
+class ORJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class ProblemResponse(ORJSONResponse):
+    media_type = "application/problem+json"

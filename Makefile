@@ -21,6 +21,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 up: install
 	@bash $(LOCAL)/kafka.sh start
 	@bash $(LOCAL)/pg.sh start
+	@bash $(LOCAL)/browser.sh ensure
 	@# The schema, and every service's own login role (kalo_gateway, kalo_assessment, kalo_ledger, ...).
 	@$(KALO) db migrate
 	@$(KALO) topics apply >/dev/null
@@ -33,6 +34,7 @@ down:
 status: install
 	@bash $(LOCAL)/kafka.sh status || true
 	@bash $(LOCAL)/pg.sh status || true
+	@bash $(LOCAL)/browser.sh status || true
 	@bash $(LOCAL)/services.sh status || true
 
 lint: install

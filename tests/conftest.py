@@ -11,6 +11,7 @@ _LAYER = {
     "contract": "unit",
     "integration": "integration",
     "e2e": "e2e",
+    "browser": "e2e",
 }
 
 

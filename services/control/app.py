@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Generator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -163,6 +164,17 @@ def create_app(
 
     for outage_type in OUTAGE_TYPES:
         app.add_exception_handler(outage_type, unavailable)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> ProblemResponse:
+        """A bug: 500 problem+json with an incident id (the traceback is in the log under it)."""
+        if is_outage(exc):
+            return await unavailable(request, exc)
+        incident = uuid.uuid4().hex[:12]
+        log.error("incident %s: %s %s", incident, request.method, request.url.path, exc_info=exc)
+        detail = f"an error on our side (incident {incident})"
+        body = Problem(500, "Internal error", detail, incident=incident)
+        return ProblemResponse(body.body(request.url.path), status_code=500)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> ORJSONResponse:

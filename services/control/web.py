@@ -27,7 +27,7 @@ from services.control import handlers
 from services.control.adapters import WebSessions
 from services.control.auth import SESSION_COOKIE
 from services.control.chart import career_svg, monthly_bases
-from services.control.errors import RULE_STATUS
+from services.control.errors import RULE_STATUS, RULE_TEXT
 from services.control.handlers import Controller, NotFound, Refused
 from services.control.routes import record_decision
 from services.rules import reference_window
@@ -94,9 +94,9 @@ def template_filters() -> dict[str, Callable[..., Any]]:
     return {"francs": francs, "when": when}
 
 
-def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+def _render(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
     template = request.app.state.templates.get_template(name)
-    return HTMLResponse(template.render(request=request, **context), status_code=status)
+    return HTMLResponse(template.render(request=request, **context), status_code=code)
 
 
 def _same(a: str | None, b: str | None) -> bool:
@@ -272,7 +272,7 @@ async def decide_form(
             request,
             signed_in,
             claim_id,
-            error=exc.detail,
+            error=RULE_TEXT.get(exc.rule, exc.detail),
             status=RULE_STATUS.get(exc.rule, 409),
             reason=reason,
         )

@@ -17,14 +17,13 @@ import pytest_asyncio
 
 from contracts.envelope import Envelope
 from contracts.pensions import PensionLiquidated
-from services.common import kafka
 from services.common.hashing import api_key_hash
 from services.gateway.registry import add_staff_key
 from tests.integration.conftest import Stack, wait_http
 from tests.integration.helpers import read_all
-from tests.unit.test_control_handlers import PLAIN, SPIKE, liquidated
+from tests.support.control import PLAIN, SPIKE, liquidated
+from tests.support.control import produce as produce_to
 
-LIQUIDATIONS = "kalo.pensions.liquidations"
 APPROVED = "kalo.pensions.approved"
 DECISIONS = "kalo.control.decisions"
 
@@ -38,14 +37,7 @@ def bearer(key: str) -> dict[str, str]:
 
 
 async def produce(stack: Stack, *events: Envelope[PensionLiquidated]) -> None:
-    producer = kafka.producer(stack.settings)
-    await producer.start()
-    try:
-        name = kafka.topic(LIQUIDATIONS, stack.settings)
-        for e in events:
-            await producer.send_and_wait(name, e.model_dump_json().encode(), key=e.data.worker_id.encode())
-    finally:
-        await producer.stop()
+    await produce_to(stack.settings, *events)
 
 
 async def wait_for(

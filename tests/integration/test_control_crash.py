@@ -16,7 +16,7 @@ from services.gateway.registry import add_staff_key
 from tests.integration.conftest import Stack, wait_http
 from tests.integration.helpers import read_all
 from tests.integration.test_control import APPROVED, DECISIONS, bearer, control_url, produce
-from tests.unit.test_control_handlers import PLAIN, SPIKE, liquidated
+from tests.support.control import PLAIN, SPIKE, liquidated
 
 CLAIMS = 60
 KILLS = 3

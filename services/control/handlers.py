@@ -429,6 +429,7 @@ async def liquidation_detail(
         **summary_view(row, now),
         "ruleset": row["ruleset"],
         "filed_by": key_id(row["filed_by"]),
+        "filed_by_label": row["claim"].get("filed_by_label"),
         "claim": row["claim"],
         "career": row["career"],
         "liquidation": row["liquidation"],

@@ -5,6 +5,7 @@ process, its API, its database rules and its topics."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -207,3 +208,11 @@ async def test_the_database_itself_refuses_what_the_four_eyes_forbid(
             await conn.execute(f"UPDATE {registry} SET role = 'controller'")
     finally:
         await conn.close()
+
+
+def test_sigterm_ends_the_control_service_within_ten_seconds(control: Stack) -> None:
+    proc = control.procs["control"]
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0, control.log_tail("control")
+    assert time.monotonic() - started < 10

@@ -8,7 +8,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 RUN_DIR="$STATE_DIR/services"
 mkdir -p "$RUN_DIR"
-ALL=(gateway assessment ledger)
+ALL=(gateway assessment ledger control)
 
 start() {
   for svc in "${@:-${ALL[@]}}"; do
@@ -20,6 +20,7 @@ start() {
   done
   for svc in "${@:-${ALL[@]}}"; do
     [[ "$svc" == gateway ]] && wait_for "the gateway" 60 curl -fsS "http://127.0.0.1:${KALO_GATEWAY_PORT:-8080}/health"
+    [[ "$svc" == control ]] && wait_for "the control commission" 60 curl -fsS "http://127.0.0.1:${KALO_CONTROL_PORT:-8081}/health"
   done
   return 0
 }

@@ -54,8 +54,10 @@ def demo(
     base = f"http://127.0.0.1:{s.gateway_port}"
     console.print(
         f"API docs: {base}/docs   metrics: {base}/metrics, "
-        f"http://127.0.0.1:{s.assessment_web_port}/metrics, http://127.0.0.1:{s.ledger_metrics_port}/metrics"
+        f"http://127.0.0.1:{s.assessment_web_port}/metrics, http://127.0.0.1:{s.ledger_metrics_port}/metrics,"
+        f" http://127.0.0.1:{s.control_metrics_port}/metrics"
     )
+    console.print(f"control commission (controllers' page): http://127.0.0.1:{s.control_port}/")
     if out.pending:
         console.print(f"[red]{out.pending} declaration(s) still not assessed after {timeout:.0f} s[/red]")
         raise typer.Exit(1)

@@ -51,7 +51,8 @@ async def controller_from_key(request: Request) -> Controller:
     key = bearer_key(request)
     if key is None:
         raise Problem(401, "Unauthorized", "send a controller's API key as 'Authorization: Bearer <key>'")
-    controller = await request.app.state.controllers.controller(api_key_hash(key))
+    cache: ControllerCache = request.app.state.controllers
+    controller = await cache.controller(api_key_hash(key))
     if controller is None:
         raise Problem(403, "Forbidden", "only controllers may use the control commission's API")
     return controller
@@ -65,4 +66,5 @@ async def controller_or_cookie(request: Request) -> Controller:
     signed_in = await request.app.state.signins.current(request)
     if signed_in is None:
         raise Problem(401, "Unauthorized", "sign in as a controller, or send a controller's API key")
-    return signed_in.controller
+    controller: Controller = signed_in.controller
+    return controller

@@ -53,7 +53,7 @@ class Controller:
     @property
     def key_id(self) -> str:
         """How a controller is named in messages and minutes: never the whole hash."""
-        return key_id(self.key_hash)
+        return f"key:{self.key_hash[:12]}"
 
 
 def key_id(key_hash: str | None) -> str | None:
@@ -102,13 +102,13 @@ class Tx(Protocol):
         by the decision). Raises Refused for a rule of the four eyes."""
         ...
 
-    async def decisions(self, claim_id: str) -> list[Row]:
+    async def decisions(self, claim_id: str) -> Sequence[Row]:
         """The decisions on a liquidation, oldest first."""
         ...
 
     async def enqueue(self, messages: Sequence[Outgoing]) -> None: ...
 
-    async def liquidations(self, *, status: str | None, now: datetime, limit: int) -> list[Row]:
+    async def liquidations(self, *, status: str | None, now: datetime, limit: int) -> Sequence[Row]:
         """Escalated first (pending past `escalate_at` at `now`), then oldest first."""
         ...
 
@@ -120,7 +120,7 @@ class Tx(Protocol):
 
     async def session(self, session_id: uuid.UUID) -> Row | None: ...
 
-    async def sessions(self, limit: int) -> list[Row]: ...
+    async def sessions(self, limit: int) -> Sequence[Row]: ...
 
     async def close_session(
         self, session_id: uuid.UUID, *, closed_at: datetime, minutes: str, sha256: str
@@ -128,11 +128,11 @@ class Tx(Protocol):
 
     async def add_review(self, session_id: uuid.UUID, claim_id: str, at: datetime) -> None: ...
 
-    async def session_liquidations(self, session_id: uuid.UUID) -> list[Row]:
+    async def session_liquidations(self, session_id: uuid.UUID) -> Sequence[Row]:
         """The liquidations reviewed or decided in the session, each with `first_seen`."""
         ...
 
-    async def decisions_of(self, claim_ids: Sequence[str]) -> list[Row]: ...
+    async def decisions_of(self, claim_ids: Sequence[str]) -> Sequence[Row]: ...
 
 
 class Store(Protocol):
@@ -444,15 +444,16 @@ async def liquidation_detail(
 
 
 async def open_session(store: Store, controller: Controller, *, now: datetime) -> dict[str, Any]:
+    session_id = uuid.uuid4()
     session = {
-        "id": uuid.uuid4(),
+        "id": session_id,
         "controller": controller.key_hash,
         "controller_label": controller.label,
         "opened_at": now,
     }
     async with store.transaction() as tx:
         await tx.open_session(session)
-        row = await tx.session(session["id"])
+        row = await tx.session(session_id)
     assert row is not None
     return session_view(row)
 

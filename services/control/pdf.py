@@ -41,7 +41,7 @@ def minutes_pdf(doc: dict[str, Any]) -> bytes:
     pdf = _Minutes(seal_line)
     pdf.alias_nb_pages()
     pdf.add_page()
-    line = {"new_x": XPos.LMARGIN, "new_y": YPos.NEXT}
+    line: dict[str, Any] = {"new_x": XPos.LMARGIN, "new_y": YPos.NEXT}
 
     pdf.set_font("Helvetica", "B", 15)
     pdf.cell(0, 9, _latin1("Commission de contrôle des liquidations - procès-verbal"), **line)

@@ -49,6 +49,7 @@ CREATE TABLE control.liquidations (
     career           jsonb NOT NULL,
     liquidation      jsonb NOT NULL,
     recomputed       jsonb NOT NULL,
+    career_as_of     jsonb,  -- the point the liquidation read the career at, when it says so
     outcome          text NOT NULL CHECK (outcome IN ('pension', 'lump_sum', 'rejected')),
     monthly_pension  bigint NOT NULL DEFAULT 0,
     lump_sum         bigint NOT NULL DEFAULT 0,

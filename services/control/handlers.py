@@ -206,6 +206,7 @@ async def receive(
             "career": [list(entry) for entry in data.career],
             "liquidation": dict(data.liquidation),
             "recomputed": recomputed,
+            "career_as_of": _as_of(data),
             "outcome": outcome,
             "monthly_pension": _int(data.liquidation.get("monthly_pension")),
             "lump_sum": _int(data.liquidation.get("lump_sum")),
@@ -224,6 +225,16 @@ async def receive(
         await tx.enqueue(announce(row, [], now))
         out.append(Received(data.claim_id, status, tuple(f["code"] for f in flags)))
     return out
+
+
+def _as_of(data: PensionLiquidated) -> dict[str, Any] | None:
+    """The point the career snapshot was read at (read time, assessed and imported rows), for
+    the liquidations that carry it."""
+    as_of = getattr(data, "as_of", None)
+    if as_of is None:
+        return None
+    dumped: dict[str, Any] = as_of.model_dump(mode="json") if hasattr(as_of, "model_dump") else dict(as_of)
+    return dumped
 
 
 def filed_by(claim: Mapping[str, Any]) -> str | None:
@@ -432,6 +443,7 @@ async def liquidation_detail(
         "filed_by_label": row["claim"].get("filed_by_label"),
         "claim": row["claim"],
         "career": row["career"],
+        "career_as_of": row.get("career_as_of"),
         "liquidation": row["liquidation"],
         "recomputed": row["recomputed"],
         "comparison": compared_fields(row["liquidation"], row["recomputed"]),

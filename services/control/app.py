@@ -38,7 +38,7 @@ from services.common.settings import Settings, get_settings
 from services.common.tracking import TrackedConsumer
 from services.control import handlers, metrics
 from services.control.adapters import PgStore, PgTx, WebSessions, controller_of, escalated_count
-from services.control.auth import ControllerCache
+from services.control.auth import ControllerCache, FailureLimit
 from services.control.errors import ORJSONResponse, Problem, ProblemResponse
 from services.control.routes import router
 from services.control.web import SignIns, page_router, template_filters
@@ -138,6 +138,9 @@ def create_app(
     state.ruleset = ruleset
     state.templates = templates
     state.controllers = ControllerCache(lambda key_hash: controller_of(pool, key_hash))
+    state.auth_failures = FailureLimit(
+        settings.gateway_auth_failures_per_second, settings.gateway_auth_failures_burst
+    )
     state.signins = SignIns(WebSessions(pool), settings, clock)
     state.on_decided = lambda decision: metrics.DECISIONS.labels(decision).inc()
     state.on_refused = lambda rule: metrics.REFUSED.labels(rule).inc()
@@ -146,7 +149,8 @@ def create_app(
 
     @app.exception_handler(Problem)
     async def problem(request: Request, exc: Problem) -> ProblemResponse:
-        return ProblemResponse(exc.body(request.url.path), status_code=exc.status)
+        headers = {"Retry-After": str(exc.extra["retry_after"])} if "retry_after" in exc.extra else None
+        return ProblemResponse(exc.body(request.url.path), status_code=exc.status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:

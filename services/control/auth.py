@@ -17,6 +17,39 @@ SESSION_COOKIE = "kalo_control_session"
 Lookup = Callable[[str], Awaitable[tuple[str, str | None] | None]]
 
 
+class FailureLimit:
+    """Failed authentications per client address, a token bucket: each one costs a database
+    lookup, so an address that keeps failing is answered 429 for a while (a key already known
+    to the process keeps working)."""
+
+    def __init__(self, per_second: float = 1.0, burst: int = 20) -> None:
+        self.rate = per_second
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def _tokens(self, address: str, now: float) -> float:
+        tokens, last = self._buckets.get(address, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - last) * self.rate)
+
+    def refuse_if_exhausted(self, address: str) -> None:
+        tokens = self._tokens(address, time.monotonic())
+        if tokens < 1:
+            retry = max(1, round((1 - tokens) / self.rate + 0.49))
+            raise Problem(
+                429, "Too many requests", f"too many failed sign-ins; retry in {retry} s", retry_after=retry
+            )
+
+    def failed(self, address: str) -> None:
+        now = time.monotonic()
+        if len(self._buckets) > 100_000:
+            self._buckets.clear()
+        self._buckets[address] = (self._tokens(address, now) - 1, now)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 class ControllerCache:
     """Key hash → controller for a few seconds (a key removed stops working within ttl_s)."""
 
@@ -26,10 +59,14 @@ class ControllerCache:
         self.max_entries = max_entries
         self._entries: dict[str, tuple[float, Controller]] = {}
 
-    async def controller(self, key_hash: str) -> Controller | None:
+    def cached(self, key_hash: str) -> Controller | None:
         hit = self._entries.get(key_hash)
-        if hit is not None and hit[0] >= time.monotonic():
-            return hit[1]
+        return hit[1] if hit is not None and hit[0] >= time.monotonic() else None
+
+    async def controller(self, key_hash: str) -> Controller | None:
+        hit = self.cached(key_hash)
+        if hit is not None:
+            return hit
         found = await self.lookup(key_hash)
         if found is None:
             return None
@@ -51,10 +88,25 @@ async def controller_from_key(request: Request) -> Controller:
     key = bearer_key(request)
     if key is None:
         raise Problem(401, "Unauthorized", "send a controller's API key as 'Authorization: Bearer <key>'")
-    cache: ControllerCache = request.app.state.controllers
-    controller = await cache.controller(api_key_hash(key))
+    controller = await known_controller(request, key)
     if controller is None:
         raise Problem(403, "Forbidden", "only controllers may use the control commission's API")
+    return controller
+
+
+async def known_controller(request: Request, key: str) -> Controller | None:
+    """The controller of a key; failed look-ups are limited per client address (429)."""
+    cache: ControllerCache = request.app.state.controllers
+    key_hash = api_key_hash(key)
+    controller = cache.cached(key_hash)
+    if controller is not None:
+        return controller
+    limit: FailureLimit = request.app.state.auth_failures
+    address = client_address(request)
+    limit.refuse_if_exhausted(address)
+    controller = await cache.controller(key_hash)
+    if controller is None:
+        limit.failed(address)
     return controller
 
 

@@ -21,13 +21,13 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
-from services.common.hashing import api_key_hash, sha256_hex
+from services.common.hashing import sha256_hex
 from services.common.settings import Settings
 from services.control import handlers
 from services.control.adapters import WebSessions
-from services.control.auth import SESSION_COOKIE
+from services.control.auth import SESSION_COOKIE, known_controller
 from services.control.chart import career_svg, monthly_bases
-from services.control.errors import RULE_STATUS, RULE_TEXT
+from services.control.errors import RULE_STATUS, RULE_TEXT, Problem
 from services.control.handlers import Controller, NotFound, Refused
 from services.control.routes import record_decision
 from services.rules import reference_window
@@ -140,7 +140,10 @@ async def signin(
 ) -> Response:
     if not _same(csrf, request.cookies.get(CSRF_COOKIE)):
         return _signin_page(request, "The form expired; please sign in again.", 403)
-    controller = await request.app.state.controllers.controller(api_key_hash(key.strip())) if key else None
+    try:
+        controller = await known_controller(request, key.strip()) if key.strip() else None
+    except Problem as exc:
+        return _signin_page(request, exc.detail, exc.status)
     if controller is None:
         return _signin_page(request, "This is not a controller's key.", 403)
     signins: SignIns = request.app.state.signins

@@ -72,3 +72,23 @@ async def test_the_page_sends_a_visitor_to_sign_in_and_refuses_a_sign_in_without
         c.cookies.clear()
         r = await c.post("/signin", data={"key": "kalo_cont_x", "csrf": "forged"})
         assert r.status_code == 403 and "expired" in r.text
+
+
+class NoKeysPool(AwayPool):
+    """A registry that knows no controller."""
+
+    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
+        return None
+
+
+async def test_an_address_that_keeps_failing_to_authenticate_is_slowed_down() -> None:
+    settings = Settings(gateway_auth_failures_burst=2, gateway_auth_failures_per_second=0.01)
+    app = create_app(settings, pool=NoKeysPool(RuntimeError()), relay=Relay(), ruleset=load_ruleset())  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        statuses = [
+            (await c.get("/v1/liquidations", headers={"Authorization": f"Bearer guess-{i}"})).status_code
+            for i in range(3)
+        ]
+        assert statuses == [403, 403, 429]
+        r = await c.get("/v1/liquidations", headers={"Authorization": "Bearer guess-4"})
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1

@@ -87,7 +87,7 @@ def minutes_pdf(doc: dict[str, Any]) -> bytes:
             who = d["controller_label"] or d["controller"]
             text = f"  {d['decision'].upper()} by {who} ({d['controller']}) at {d['decided_at']}"
             if not d["in_this_session"]:
-                text += " (another session)"
+                text += " (outside this session)"
             if d["reason"]:
                 text += f" - reason: {d['reason']}"
             pdf.multi_cell(0, 4.5, _latin1(text), **line)

@@ -135,6 +135,8 @@ async def test_two_controllers_approve_a_flagged_liquidation_and_download_the_mi
         spike_row = first.find_element(By.CSS_SELECTOR, 'tr[data-claim="CB-SPIKE"]')
         assert "SALARY_SPIKE" in spike_row.text and "2 approvals needed" in spike_row.text
         assert not first.find_elements(By.CSS_SELECTOR, 'tr[data-claim="CB-PLAIN"]')  # approved by itself
+        ARTIFACTS.mkdir(exist_ok=True)
+        first.save_screenshot(str(ARTIFACTS / "control-pending.png"))
 
         # The liquidation's page: career chart, reference window, re-computation side by side.
         spike_row.find_element(By.LINK_TEXT, "CB-SPIKE").click()
@@ -145,7 +147,6 @@ async def test_two_controllers_approve_a_flagged_liquidation_and_download_the_mi
         assert "SALARY_SPIKE" in first.find_element(By.ID, "flags").text
         comparison = first.find_element(By.ID, "comparison").text
         assert "monthly_pension" in comparison and "(differs)" not in comparison
-        ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "control-liquidation.png"
         first.save_screenshot(str(shot))
         print(f"\nscreenshot of the liquidation's page: {shot}")
@@ -185,6 +186,7 @@ async def test_two_controllers_approve_a_flagged_liquidation_and_download_the_mi
         first.find_element(By.ID, "close-session").click()
         wait_until(first, lambda d: d.find_elements(By.ID, "seal"))
         seal = first.find_element(By.ID, "seal").text
+        first.save_screenshot(str(ARTIFACTS / "control-minutes.png"))
         assert "CB-SPIKE" in first.find_element(By.ID, "reviewed").text
         first.find_element(By.ID, "minutes-pdf").click()
         deadline = time.monotonic() + 20

@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.envelope import Envelope
 from contracts.pensions import PensionLiquidated
-from services.common.db import connect_pool
+from services.common.db import connect, connect_pool
 from services.common.kafka import topic
 from services.common.outage import Backoff, is_outage, retry_outages
 from services.common.outbox import Outbox, Relay
@@ -206,11 +206,7 @@ class _Server(uvicorn.Server):
 async def _connect_pool(settings: Settings, stopping: asyncio.Event) -> asyncpg.Pool:
     return await retry_outages(
         lambda: connect_pool(
-            settings.dsn,
-            min_size=1,
-            max_size=settings.control_pool_size,
-            timeout=5,
-            server_settings={"search_path": "control", "application_name": NAME},
+            service="control", settings=settings, min_size=1, max_size=settings.control_pool_size, timeout=5
         ),
         what=f"{NAME}: PostgreSQL",
         stop=stopping,
@@ -265,7 +261,7 @@ async def serve(settings: Settings | None = None, clock: Clock = now_utc) -> Non
     try:
         pool = await _connect_pool(s, stopping)
         ruleset = load_ruleset()
-        relay = Relay(pool, s, OUTBOX)
+        relay = Relay(pool, s, OUTBOX, connect=lambda: connect("control", s))
         consumer = TrackedConsumer(
             name=NAME,
             topics=[topic(name, s) for name in TOPICS],

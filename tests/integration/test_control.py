@@ -18,6 +18,7 @@ import pytest_asyncio
 
 from contracts.envelope import Envelope
 from contracts.pensions import PensionLiquidated
+from services.common.db import connect
 from services.common.hashing import api_key_hash
 from services.gateway.registry import add_staff_key
 from tests.integration.conftest import Stack, wait_http
@@ -166,8 +167,7 @@ async def test_the_database_itself_refuses_what_the_four_eyes_forbid(
         control, liquidated("CI-DB", SPIKE, worker_id="WI-DB", filed_by=api_key_hash(keys["filer"]))
     )
     await wait_for(client, keys["Alice"], "CI-DB", "pending")
-    dsn = control.settings.dsn.replace("//kalo@", "//kalo_control@", 1)
-    conn = await asyncpg.connect(dsn)
+    conn = await connect("control", control.settings)  # as the service connects: its role, its schema
     insert = """INSERT INTO control.decisions (claim_id, controller, decision, reason, decided_at)
                 VALUES ('CI-DB', $1, $2, $3, now())"""
     try:

@@ -17,7 +17,7 @@ from tests.integration.conftest import Stack, wait_http
 from tests.integration.helpers import auth, declaration, inps_line, register_employer, wait_status
 from tests.support.sandbox import free_port
 
-SERVICES = ("gateway", "assessment", "ledger")
+SERVICES = ("gateway", "assessment", "ledger", "control")
 
 # One write of each table, with values the table accepts (the refusal is the privilege's).
 WRITES = {
@@ -39,6 +39,13 @@ WRITES = {
     " first_declaration_id) VALUES ('W-{n}', 'R', '2026-10', 'D')",
     "ledger.consumer_offsets": "INSERT INTO ledger.consumer_offsets (consumer, topic, partition, next_offset)"
     " VALUES ('c-{n}', 't', 0, 1)",
+    # The control's tables it may also delete from (liquidations, decisions and sessions it may
+    # not: tests/integration/test_control.py holds their rules).
+    "control.consumer_offsets": "INSERT INTO control.consumer_offsets"
+    " (consumer, topic, partition, next_offset) VALUES ('c-{n}', 't', 0, 1)",
+    "control.outbox": "INSERT INTO control.outbox (event_id, topic, value)"
+    " VALUES (gen_random_uuid(), 't', '')",
+    "control.web_sessions": "INSERT INTO control.web_sessions VALUES ('t-{n}', 'k', 'x', 'c', now(), now())",
 }
 OWNER = {table: table.split(".")[0] for table in WRITES}
 # Privileges are checked whatever the rows: `WHERE false` leaves the session's data alone.
@@ -50,6 +57,9 @@ UPDATES = {
     "ledger.employer_periods": "UPDATE ledger.employer_periods SET total = 0 WHERE false",
     "ledger.workers": "UPDATE ledger.workers SET status = 'registered' WHERE false",
     "ledger.consumer_offsets": "UPDATE ledger.consumer_offsets SET next_offset = 0 WHERE false",
+    "control.consumer_offsets": "UPDATE control.consumer_offsets SET next_offset = 0 WHERE false",
+    "control.outbox": "UPDATE control.outbox SET published_at = now() WHERE false",
+    "control.web_sessions": "UPDATE control.web_sessions SET expires_at = now() WHERE false",
 }
 DELETES = {table: f"DELETE FROM {table} WHERE false" for table in WRITES}
 
@@ -58,6 +68,7 @@ VIEWS = {
     "gateway": ("declarations", "employer_periods", "employer_dues"),
     "assessment": ("employers", "workers"),
     "ledger": (),
+    "control": ("controllers",),
 }
 # Writes through the views (simple views are updatable by whoever may write them: nobody).
 VIEW_WRITES = {
@@ -70,6 +81,11 @@ VIEW_WRITES = {
         "INSERT INTO assessment.employers (id, regime) VALUES ('R', 'INPS')",
         "UPDATE assessment.workers SET status = 'registered' WHERE false",
         "DELETE FROM assessment.employers WHERE false",
+    ),
+    "control": (
+        "INSERT INTO control.controllers (key_hash, label) VALUES ('h', 'x')",
+        "UPDATE control.controllers SET label = 'x' WHERE false",
+        "DELETE FROM control.controllers WHERE false",
     ),
 }
 
@@ -104,6 +120,15 @@ OWNED = {
         "CREATE INDEX ON ledger.careers (base)",
     ),
     "assessment": ("DROP VIEW assessment.employers", "CREATE OR REPLACE VIEW assessment.workers AS SELECT 1"),
+    "control": (
+        "DROP TABLE control.decisions",
+        "ALTER TABLE control.decisions DISABLE TRIGGER ALL",
+        "DROP TRIGGER decision_allowed ON control.decisions",
+        "TRUNCATE control.decisions",
+        "DROP VIEW control.controllers",
+        "CREATE OR REPLACE FUNCTION control.decision_kept() RETURNS trigger LANGUAGE plpgsql"
+        " AS 'BEGIN RETURN OLD; END'",
+    ),
 }
 
 

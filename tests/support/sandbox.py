@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.db import migrate
 from services.common.kafka import apply_topics
@@ -78,3 +79,19 @@ async def sandbox(
                 await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
             finally:
                 await admin.close()
+            await _delete_topics(base.bootstrap, f"sb{run}.")
+
+
+async def _delete_topics(bootstrap: str, prefix: str) -> None:
+    """Delete the sandbox's topics (and faust's internal ones): every partition holds open
+    files in the broker, and a suite of sandboxes left behind would exhaust them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names, timeout_ms=30_000)
+    except Exception as exc:  # a broker stopped by a test: its own state goes with it
+        print(f"sandbox: topics {prefix}* not deleted: {exc!r}")
+    finally:
+        await admin.close()

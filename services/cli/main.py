@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from services.cli import db, dlq, employers, keys, ledger, rules, topics
+from services.cli import audit, db, dlq, employers, keys, ledger, rules, topics
 from services.cli.demo import demo
 from services.cli.openapi import openapi
 from services.cli.run import run
@@ -51,6 +51,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(rules.app, name="rules")
+app.add_typer(audit.app, name="audit")
 
 
 def main() -> None:

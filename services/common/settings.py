@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Keep in step with the broker's message.max.bytes (deploy/local/kafka.sh).
     max_message_bytes: int = 33_554_432
 
+    # The legal parameter tree the services compute with (default: the one in the package).
+    rules_dir: str | None = None
+
     # Declarations the assessment takes per batch (one registry lookup, one flush, one ack).
     assessment_batch: int = 500
 

@@ -1,0 +1,554 @@
+"""Re-derive every decision of a time range with the law it was taken under.
+
+1. The decision topics (`kalo.declarations.assessed`, `.rejected`) are read from the offsets
+   Kafka gives for the range's start and end (`offsets_for_times`), partitions assigned by
+   hand: no consumer group is joined, nothing is committed.
+2. Their inputs (`kalo.declarations.submitted`, matched by causation id) are read from just
+   before the earliest submission time of the range, their audit records (`kalo.audit`,
+   matched by cause and action) from around the range.
+3. Each ruleset is loaded from its stored tree (`kalo.rulesets`) after its content hash is
+   checked against its id; a decision whose ruleset was never stored is counted unknown.
+4. Each decision is re-derived with `services.rules` (the employer's registry record as the
+   audit record kept it) and compared field by field with the recorded payload.
+
+`verify`: the audit record's input and output hashes are recomputed from the bytes on the
+topics, and the record is looked up in the signed audit log. `against_ledger`: the ledger's
+projections (employer periods, dues, careers) of the months whose declaration in force was
+re-derived are compared with what that declaration gives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from contracts.declarations import ASSESSED_LINE_FIELDS, ITEM_COLUMNS
+from services.common import kafka
+from services.common.rulesets import read_rulesets
+from services.common.settings import Settings
+from services.rules import Ruleset, RulesetMismatch, assess_declaration_compact, load_tree
+
+ASSESSED = "kalo.declarations.assessed"
+REJECTED = "kalo.declarations.rejected"
+DECISION_TOPICS = (ASSESSED, REJECTED)
+SUBMITTED = "kalo.declarations.submitted"
+AUDIT = "kalo.audit"
+# How far around the range inputs and audit records are looked for.
+INPUT_LEAD = timedelta(hours=1)
+AUDIT_MARGIN = timedelta(minutes=10)
+MAX_ERRORS_PER_CODE = 1000  # as the assessment lists them
+MAX_FIELDS_PER_EVENT = 20
+_TYPE_OF = {ASSESSED: "declaration.assessed", REJECTED: "declaration.rejected"}
+_DATA = b',"data":'
+
+
+@dataclass(frozen=True)
+class Options:
+    start: datetime
+    end: datetime
+    topics: tuple[str, ...] = DECISION_TOPICS
+    employer: str | None = None
+    verify: bool = False
+    against_ledger: bool = False
+
+
+@dataclass
+class Report:
+    start: str
+    end: str
+    topics: list[str]
+    employer: str | None
+    read: Counter[str] = field(default_factory=Counter)
+    inputs: int = 0
+    audit_records: int = 0
+    rederived: int = 0
+    equal: int = 0
+    mismatched: int = 0
+    lines: int = 0
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+    rulesets: Counter[str] = field(default_factory=Counter)  # decisions re-derived with each
+    unknown_rulesets: Counter[str] = field(default_factory=Counter)
+    bad_rulesets: dict[str, str] = field(default_factory=dict)
+    missing_inputs: list[str] = field(default_factory=list)
+    without_audit: list[str] = field(default_factory=list)
+    audit_problems: list[dict[str, Any]] = field(default_factory=list)
+    ledger: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.mismatched
+            or self.unknown_rulesets
+            or self.missing_inputs
+            or self.without_audit
+            or self.audit_problems
+            or (self.ledger and self.ledger["mismatches"])
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "from": self.start,
+            "to": self.end,
+            "topics": self.topics,
+            "employer": self.employer,
+            "read": dict(self.read),
+            "events_read": sum(self.read.values()),
+            "inputs_read": self.inputs,
+            "audit_records_read": self.audit_records,
+            "rederived": self.rederived,
+            "equal": self.equal,
+            "mismatched": self.mismatched,
+            "lines": self.lines,
+            "seconds": round(self.seconds, 3),
+            "lines_per_s": round(self.lines / self.seconds) if self.seconds else None,
+            "mismatches": self.mismatches,
+            "rulesets": dict(self.rulesets),
+            "unknown_rulesets": dict(self.unknown_rulesets),
+            "rulesets_refused": self.bad_rulesets,
+            "missing_inputs": self.missing_inputs,
+            "without_audit": self.without_audit,
+            "audit_problems": self.audit_problems,
+            "ledger": self.ledger,
+        }
+
+
+Progress = Callable[[str, int, int], None]  # stage, done, total
+
+
+async def read_window(
+    settings: Settings,
+    registry_name: str,
+    start: datetime,
+    end: datetime,
+    *,
+    key: bytes | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[ConsumerRecord]:
+    """The records of a topic produced in [start, end), partitions assigned by hand."""
+    name = kafka.topic(registry_name, settings)
+    consumer = kafka.consumer(group_id=None, settings=settings)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(name, p) for p in await kafka.partitions_of(name, settings)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        last = await consumer.end_offsets(tps)
+        firsts = await consumer.offsets_for_times({tp: _ms(start) for tp in tps})
+        lasts = await consumer.offsets_for_times({tp: _ms(end) for tp in tps})
+        bounds = {}
+        for tp in tps:
+            lo = firsts[tp].offset if firsts[tp] is not None else last[tp]
+            hi = lasts[tp].offset if lasts[tp] is not None else last[tp]
+            if lo < hi:
+                bounds[tp] = (lo, hi)
+        if not bounds:
+            return []
+        consumer.assign(list(bounds))
+        for tp, (lo, _) in bounds.items():
+            consumer.seek(tp, lo)
+        total = sum(hi - lo for lo, hi in bounds.values())
+        out: list[ConsumerRecord] = []
+        done = 0
+        open_tps = dict(bounds)
+        while open_tps:
+            batches = await consumer.getmany(*open_tps, timeout_ms=1000)
+            for tp, records in batches.items():
+                hi = open_tps.get(tp, (0, 0))[1]
+                for r in records:
+                    if r.offset < hi:
+                        done += 1
+                        if key is None or r.key == key:
+                            out.append(r)
+            for tp in list(open_tps):
+                if await consumer.position(tp) >= open_tps[tp][1]:
+                    del open_tps[tp]
+                    consumer.pause(tp)
+            if on_progress:
+                on_progress(done, total)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def payload_bytes(raw: bytes) -> bytes:
+    """The `data` of an envelope as sent (the last member: what the audit's output hash covers)."""
+    i = raw.find(_DATA)
+    if i < 0 or not raw.endswith(b"}"):
+        raise ValueError("not an envelope with data last")
+    return raw[i + len(_DATA) : -1]
+
+
+class Rulesets:
+    """Stored trees, loaded on first use, each checked against its id."""
+
+    def __init__(self, trees: dict[str, dict[str, bytes]], report: Report) -> None:
+        self.trees = trees
+        self.loaded: dict[str, Ruleset | None] = {}
+        self.report = report
+
+    def get(self, ruleset_id: str) -> Ruleset | None:
+        if ruleset_id not in self.loaded:
+            tree = self.trees.get(ruleset_id)
+            ruleset = None
+            if tree is not None:
+                try:
+                    ruleset = load_tree(tree, expected_id=ruleset_id)
+                except (RulesetMismatch, ValueError) as exc:
+                    self.report.bad_rulesets[ruleset_id] = str(exc)
+            self.loaded[ruleset_id] = ruleset
+        return self.loaded[ruleset_id]
+
+
+def rules_input(submitted: dict[str, Any]) -> dict[str, Any]:
+    d = submitted["data"]
+    return {
+        "declaration_id": d["declaration_id"],
+        "employer": d["employer"],
+        "period": d["period"],
+        "submitted_at": d["submitted_at"],
+        "replaces": d.get("replaces"),
+        "lines": d["lines"],
+    }
+
+
+def capped(errors: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int], int]:
+    counts: dict[str, int] = {}
+    listed = []
+    for e in errors:
+        seen = counts.get(e["code"], 0)
+        counts[e["code"]] = seen + 1
+        if seen < MAX_ERRORS_PER_CODE:
+            listed.append(e)
+    return listed, counts, len(errors) - len(listed)
+
+
+def rederived_view(result: dict[str, Any]) -> dict[str, Any]:
+    """What the assessment would have sent, in the fields a replay compares."""
+    if result["status"] == "accepted":
+        return {
+            "status": "accepted",
+            "ruleset": result["ruleset"],
+            "due_date": result["due_date"],
+            "months_late": result["months_late"],
+            "surcharge": result["surcharge"],
+            "totals": result["totals"],
+            "rates": result["rates"],
+            "lines": result["lines"],
+        }
+    errors = [{k: e.get(k) for k in ("line", "worker_id", "code", "message")} for e in result["errors"]]
+    listed, counts, omitted = capped(errors)
+    view: dict[str, Any] = {"status": "rejected", "ruleset": result["ruleset"], "errors": listed}
+    if omitted:
+        view["error_counts"] = counts
+        view["errors_omitted"] = omitted
+    return view
+
+
+def recorded_view(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    if kind == ASSESSED:
+        keys = ("ruleset", "due_date", "months_late", "surcharge", "totals", "rates", "lines")
+        return {"status": "accepted", **{k: data.get(k) for k in keys}}
+    view = {"status": "rejected", "ruleset": data.get("ruleset"), "errors": data.get("errors")}
+    if data.get("errors_omitted"):
+        view["error_counts"] = data.get("error_counts")
+        view["errors_omitted"] = data.get("errors_omitted")
+    return view
+
+
+def _same(a: Any, b: Any) -> bool:
+    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(b, option=orjson.OPT_SORT_KEYS)
+
+
+def differences(recorded: Any, rederived: Any, path: str = "") -> Iterable[tuple[str, Any, Any]]:
+    """(field path, recorded, re-derived) of every leaf that differs; lines by worker field
+    and item column."""
+    if isinstance(recorded, dict) and isinstance(rederived, dict):
+        for k in sorted(set(recorded) | set(rederived), key=str):
+            yield from differences(recorded.get(k), rederived.get(k), f"{path}.{k}" if path else str(k))
+        return
+    if isinstance(recorded, list | tuple) and isinstance(rederived, list | tuple):
+        if path == "lines":
+            for i, (a, b) in enumerate(zip(recorded, rederived, strict=False)):
+                if not _same(a, b):
+                    yield from _line_differences(i, a, b)
+        else:
+            for i, (a, b) in enumerate(zip(recorded, rederived, strict=False)):
+                yield from differences(a, b, f"{path}[{i}]")
+        if len(recorded) != len(rederived):
+            yield f"{path}.length", len(recorded), len(rederived)
+        return
+    if not _same(recorded, rederived):
+        yield path, recorded, rederived
+
+
+def _line_differences(i: int, a: Any, b: Any) -> Iterable[tuple[str, Any, Any]]:
+    if not (
+        isinstance(a, list | tuple)
+        and isinstance(b, list | tuple)
+        and len(a) == len(b) == len(ASSESSED_LINE_FIELDS)
+    ):
+        yield f"lines[{i}]", a, b
+        return
+    for name, x, y in zip(ASSESSED_LINE_FIELDS, a, b, strict=True):
+        if name == "amounts" and isinstance(x, list | tuple) and isinstance(y, list | tuple):
+            for column, p, q in zip(ITEM_COLUMNS, x, y, strict=False):
+                if p != q:
+                    yield f"lines[{i}].amounts.{column}", p, q
+        elif not _same(x, y):
+            yield f"lines[{i}].{name}", x, y
+
+
+async def replay(settings: Settings, options: Options, progress: Progress | None = None) -> Report:
+    started = time.perf_counter()
+    report = Report(
+        start=options.start.isoformat(),
+        end=options.end.isoformat(),
+        topics=list(options.topics),
+        employer=options.employer,
+    )
+    key = options.employer.encode() if options.employer is not None else None
+
+    decisions: list[tuple[str, ConsumerRecord, dict[str, Any]]] = []
+    for name in options.topics:
+        records = await read_window(
+            settings,
+            name,
+            options.start,
+            options.end,
+            key=key,
+            on_progress=(lambda d, t, name=name: progress(f"reading {name}", d, t)) if progress else None,
+        )
+        for r in records:
+            decisions.append((name, r, orjson.loads(r.value)))
+        report.read[name] = len(records)
+    if not decisions:
+        report.seconds = time.perf_counter() - started
+        return report
+
+    causes = {doc["causation_id"] for _, _, doc in decisions}
+    earliest = min(datetime.fromisoformat(doc["data"]["submitted_at"]) for _, _, doc in decisions)
+    inputs: dict[str, tuple[bytes, dict[str, Any]]] = {}
+    for r in await read_window(
+        settings,
+        SUBMITTED,
+        min(earliest, options.start) - INPUT_LEAD,
+        options.end,
+        key=key,
+        on_progress=(lambda d, t: progress("reading inputs", d, t)) if progress else None,
+    ):
+        doc = orjson.loads(r.value)
+        if doc.get("id") in causes:
+            inputs[doc["id"]] = (r.value, doc)
+    report.inputs = len(inputs)
+
+    audits: dict[tuple[str, str], tuple[bytes, dict[str, Any]]] = {}
+    for r in await read_window(
+        settings,
+        AUDIT,
+        options.start - AUDIT_MARGIN,
+        options.end + AUDIT_MARGIN,
+        on_progress=(lambda d, t: progress("reading audit records", d, t)) if progress else None,
+    ):
+        doc = orjson.loads(r.value)
+        cause = doc.get("causation_id")
+        if cause in causes:
+            audits[(cause, doc["data"]["action"])] = (r.value, doc)
+    report.audit_records = len(audits)
+
+    rulesets = Rulesets(await read_rulesets(settings), report)
+    in_force: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # declaration id → (view, data)
+    total = len(decisions)
+    for n, (name, record, doc) in enumerate(decisions, 1):
+        if progress and (n % 500 == 0 or n == total):
+            progress("re-deriving", n, total)
+        data = doc["data"]
+        event_id = doc["id"]
+        audit = audits.get((doc["causation_id"], _TYPE_OF[name]))
+        found = inputs.get(doc["causation_id"])
+        if audit is None:
+            report.without_audit.append(event_id)
+        if found is None:
+            report.missing_inputs.append(event_id)
+            continue
+        raw_input, submitted = found
+        if options.verify and audit is not None:
+            _verify_hashes(report, event_id, audit[1], raw_input, record.value)
+        ruleset = rulesets.get(data.get("ruleset") or "")
+        if ruleset is None:
+            report.unknown_rulesets[data.get("ruleset") or "(none)"] += 1
+            continue
+        registry = audit[1]["data"].get("details", {}).get("registry") if audit else None
+        kwargs: dict[str, Any] = {"registry": registry} if audit is not None else {}
+        result = assess_declaration_compact(rules_input(submitted), ruleset, line_arrays=True, **kwargs)
+        rederived, recorded = rederived_view(result), recorded_view(name, data)
+        report.rederived += 1
+        report.rulesets[ruleset.id] += 1
+        report.lines += len(submitted["data"]["lines"])
+        if _same(recorded, rederived):
+            report.equal += 1
+        else:
+            report.mismatched += 1
+            for path, was, now in list(differences(recorded, rederived))[:MAX_FIELDS_PER_EVENT]:
+                report.mismatches.append(
+                    {
+                        "event_id": event_id,
+                        "declaration_id": data.get("declaration_id"),
+                        "field": path,
+                        "recorded": was,
+                        "rederived": now,
+                    }
+                )
+        if name == ASSESSED and result["status"] == "accepted":
+            in_force[data["declaration_id"]] = (rederived, data)
+
+    if options.verify and audits:
+        await _verify_in_log(settings, report, [a for a in audits.values()])
+    if options.against_ledger:
+        report.ledger = await compare_ledger(settings, in_force)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _verify_hashes(
+    report: Report, event_id: str, audit: dict[str, Any], raw_input: bytes, raw_output: bytes
+) -> None:
+    data = audit["data"]
+    if data.get("input_sha256") != hashlib.sha256(raw_input).hexdigest():
+        report.audit_problems.append(
+            {"event_id": event_id, "problem": "the audit record's input_sha256 is not the input's"}
+        )
+    try:
+        output = payload_bytes(raw_output)
+    except ValueError:
+        output = b""
+    if data.get("output_sha256") != hashlib.sha256(output).hexdigest():
+        report.audit_problems.append(
+            {"event_id": event_id, "problem": "the audit record's output_sha256 is not the output's"}
+        )
+
+
+async def _verify_in_log(
+    settings: Settings, report: Report, audits: list[tuple[bytes, dict[str, Any]]]
+) -> None:
+    """Each audit record is in the audit log, as published, under a signed head."""
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT event_id::text, seq, record FROM audit.records WHERE event_id = ANY($1::uuid[])",
+            [doc["id"] for _, doc in audits],
+        )
+        signed = await conn.fetchval("SELECT coalesce(max(tree_size), 0) FROM audit.heads")
+    finally:
+        await conn.close()
+    stored = {r["event_id"]: r for r in rows}
+    for _, doc in audits:
+        row = stored.get(doc["id"])
+        if row is None:
+            report.audit_problems.append(
+                {"event_id": doc["id"], "problem": "audit event not in the audit log"}
+            )
+        elif orjson.loads(bytes(row["record"])) != doc:
+            report.audit_problems.append(
+                {"event_id": doc["id"], "problem": f"audit log record {row['seq']} differs from the event"}
+            )
+        elif row["seq"] >= signed:
+            report.audit_problems.append(
+                {
+                    "event_id": doc["id"],
+                    "problem": f"audit log record {row['seq']} is not yet under a signed head",
+                }
+            )
+
+
+async def _ledger_schema(conn: asyncpg.Connection) -> str:
+    return "ledger." if await conn.fetchval("SELECT to_regclass('ledger.careers') IS NOT NULL") else ""
+
+
+async def compare_ledger(
+    settings: Settings, in_force: dict[str, tuple[dict[str, Any], dict[str, Any]]]
+) -> dict[str, Any]:
+    """The ledger's rows of every month whose declaration in force was re-derived, against
+    what that declaration re-derives to."""
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        schema = await _ledger_schema(conn)
+        periods = await conn.fetch(
+            f"SELECT employer_id, period, declaration_id, months_late, total, surcharge "
+            f"FROM {schema}employer_periods WHERE declaration_id = ANY($1::text[])",
+            list(in_force),
+        )
+        keys = [(r["employer_id"], r["period"]) for r in periods]
+        employers = [k[0] for k in keys]
+        months = [k[1] for k in keys]
+        dues = await conn.fetch(
+            f"SELECT d.employer_id, d.period, d.fund, d.amount FROM {schema}employer_dues d "
+            "JOIN unnest($1::text[], $2::text[]) AS m(e, p) ON d.employer_id = m.e AND d.period = m.p",
+            employers,
+            months,
+        )
+        careers = await conn.fetch(
+            f"SELECT c.employer_id, c.period, c.worker_id, c.base FROM {schema}careers c "
+            "JOIN unnest($1::text[], $2::text[]) AS m(e, p) ON c.employer_id = m.e AND c.period = m.p",
+            employers,
+            months,
+        )
+    finally:
+        await conn.close()
+    mismatches: list[dict[str, Any]] = []
+
+    def mismatch(table: str, key: str, column: str, ledger: Any, rederived: Any) -> None:
+        mismatches.append(
+            {"table": table, "key": key, "field": column, "ledger": ledger, "rederived": rederived}
+        )
+
+    ledger_dues: dict[tuple[str, str], dict[str, int]] = {}
+    for r in dues:
+        ledger_dues.setdefault((r["employer_id"], r["period"]), {})[r["fund"]] = r["amount"]
+    ledger_careers: dict[tuple[str, str], dict[str, int]] = {}
+    for r in careers:
+        ledger_careers.setdefault((r["employer_id"], r["period"]), {})[r["worker_id"]] = r["base"]
+    for p in periods:
+        view, _ = in_force[p["declaration_id"]]
+        month = (p["employer_id"], p["period"])
+        where = f"{p['employer_id']} {p['period']}"
+        if p["total"] != view["totals"]["total"]:
+            mismatch("employer_periods", where, "total", p["total"], view["totals"]["total"])
+        expected_dues = dict(view["totals"]["by_fund"])
+        got_dues = ledger_dues.get(month, {})
+        for fund in sorted(set(expected_dues) | set(got_dues)):
+            if got_dues.get(fund) != expected_dues.get(fund):
+                mismatch(
+                    "employer_dues", f"{where} {fund}", "amount", got_dues.get(fund), expected_dues.get(fund)
+                )
+        expected_careers: dict[str, int] = {}
+        for line in view["lines"]:
+            if line[5] > 0:
+                expected_careers[line[0]] = expected_careers.get(line[0], 0) + line[5]
+        got_careers = ledger_careers.get(month, {})
+        for worker in sorted(set(expected_careers) | set(got_careers)):
+            if got_careers.get(worker) != expected_careers.get(worker):
+                mismatch(
+                    "careers",
+                    f"{where} {worker}",
+                    "base",
+                    got_careers.get(worker),
+                    expected_careers.get(worker),
+                )
+    return {"months": len(periods), "dues": len(dues), "careers": len(careers), "mismatches": mismatches}

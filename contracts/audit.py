@@ -48,9 +48,11 @@ def audit_event(
     action: str,
     subject: str,
     actor: str,
-    input_bytes: bytes,
-    output_bytes: bytes,
+    input_bytes: bytes | None = None,
+    output_bytes: bytes | None = None,
     producer: str,
+    input_sha256: str | None = None,
+    output_sha256: str | None = None,
     ruleset: str | None = None,
     details: dict[str, Any] | None = None,
     causation_id: uuid.UUID | None = None,
@@ -58,15 +60,16 @@ def audit_event(
     occurred_at: datetime | None = None,
 ) -> tuple[uuid.UUID, bytes]:
     """One `audit.recorded` event: (its id, the envelope's bytes for `kalo.audit`, keyed by
-    `subject`). `input_bytes` and `output_bytes` are hashed (SHA-256), never carried. The id
+    `subject`). `input_bytes` and `output_bytes` are hashed (SHA-256), never carried (or give
+    their `input_sha256` / `output_sha256` when the bytes are already hashed). The id
     is `audit_id(causation_id or subject, action)` unless given: emitting it again after a
     crash yields a duplicate that the store drops."""
     payload = {
         "action": action,
         "subject": subject,
         "ruleset": ruleset,
-        "input_sha256": hashlib.sha256(input_bytes).hexdigest(),
-        "output_sha256": hashlib.sha256(output_bytes).hexdigest(),
+        "input_sha256": input_sha256 or hashlib.sha256(_given(input_bytes, "input")).hexdigest(),
+        "output_sha256": output_sha256 or hashlib.sha256(_given(output_bytes, "output")).hexdigest(),
         "details": details or {},
         "actor": actor,
     }
@@ -80,6 +83,12 @@ def audit_event(
         event_id=event_id or audit_id(causation_id or subject, action),
         occurred_at=occurred_at,
     )
+
+
+def _given(data: bytes | None, what: str) -> bytes:
+    if data is None:
+        raise ValueError(f"an audit event needs its {what}'s bytes or their SHA-256")
+    return data
 
 
 class AuditTreeHead(Payload):

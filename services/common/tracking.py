@@ -317,8 +317,19 @@ class TrackedConsumer:
                 logger=log,
             )
 
+        async def send_audit(key: str, value: bytes) -> None:
+            await retry_outages(
+                lambda: self.producer.send_and_wait(
+                    kafka.topic("kalo.audit", self.settings), value, key=key.encode()
+                ),
+                what=f"{self.name}: audit",
+                stop=self._stopping,
+                logger=log,
+            )
+
         await park(
             send,
+            send_audit=send_audit,
             service=self.name,
             topic=record.topic,
             partition=record.partition,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -49,6 +50,9 @@ def replay(
         bool, typer.Option("--against-ledger", help="compare the ledger's accounts and careers too")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", help="processes re-deriving side by side (default: one per core)")
+    ] = 0,
 ) -> None:
     """Re-derive every decision of a time range with the ruleset that produced it."""
     from services.replay.engine import DECISION_TOPICS, Options
@@ -61,7 +65,15 @@ def replay(
             f"[red]not a decision topic: {', '.join(unknown)} (one of {', '.join(DECISION_TOPICS)})[/red]"
         )
         raise typer.Exit(2)
-    options = Options(parse_time(start), parse_time(end), topics, employer, verify, against_ledger)
+    options = Options(
+        parse_time(start),
+        parse_time(end),
+        topics,
+        employer,
+        verify,
+        against_ledger,
+        workers or os.cpu_count() or 1,
+    )
     if options.end <= options.start:
         console.print("[red]--to must be after --from[/red]")
         raise typer.Exit(2)

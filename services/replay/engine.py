@@ -19,18 +19,22 @@ re-derived are compared with what that declaration gives.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import multiprocessing
+import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from queue import Empty
 from typing import Any
 
 import asyncpg
 import orjson
 from aiokafka import TopicPartition
-from aiokafka.structs import ConsumerRecord
 
 from contracts.declarations import ASSESSED_LINE_FIELDS, ITEM_COLUMNS
 from services.common import kafka
@@ -60,6 +64,7 @@ class Options:
     employer: str | None = None
     verify: bool = False
     against_ledger: bool = False
+    workers: int = 1  # processes, each replaying a share of the partitions
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Report:
     topics: list[str]
     employer: str | None
     read: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
     inputs: int = 0
     audit_records: int = 0
     rederived: int = 0
@@ -84,6 +90,31 @@ class Report:
     audit_problems: list[dict[str, Any]] = field(default_factory=list)
     ledger: dict[str, Any] | None = None
     seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
+
+    def merge(self, other: Report) -> None:
+        """Add a share of the partitions replayed by another process."""
+        self.read.update(other.read)
+        self.rulesets.update(other.rulesets)
+        self.unknown_rulesets.update(other.unknown_rulesets)
+        self.bad_rulesets.update(other.bad_rulesets)
+        for name in ("duplicates", "inputs", "audit_records", "rederived", "equal", "mismatched", "lines"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("mismatches", "missing_inputs", "without_audit", "audit_problems"):
+            getattr(self, name).extend(getattr(other, name))
+        if other.ledger is not None:
+            if self.ledger is None:
+                self.ledger = {"months": 0, "dues": 0, "careers": 0, "mismatches": []}
+            for name in ("months", "dues", "careers"):
+                self.ledger[name] += other.ledger[name]
+            self.ledger["mismatches"].extend(other.ledger["mismatches"])
+        for stage, seconds in other.stages.items():
+            self.stages[stage] = max(self.stages.get(stage, 0.0), seconds)
+
+    def lap(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.stages[stage] = round(self.stages.get(stage, 0.0) + now - since, 3)
+        return now
 
     @property
     def ok(self) -> bool:
@@ -105,6 +136,7 @@ class Report:
             "employer": self.employer,
             "read": dict(self.read),
             "events_read": sum(self.read.values()),
+            "duplicates": self.duplicates,
             "inputs_read": self.inputs,
             "audit_records_read": self.audit_records,
             "rederived": self.rederived,
@@ -112,6 +144,7 @@ class Report:
             "mismatched": self.mismatched,
             "lines": self.lines,
             "seconds": round(self.seconds, 3),
+            "stages": self.stages,
             "lines_per_s": round(self.lines / self.seconds) if self.seconds else None,
             "mismatches": self.mismatches,
             "rulesets": dict(self.rulesets),
@@ -127,23 +160,30 @@ class Report:
 Progress = Callable[[str, int, int], None]  # stage, done, total
 
 
-async def read_window(
+async def stream_window(
     settings: Settings,
     registry_name: str,
     start: datetime,
     end: datetime,
     *,
     key: bytes | None = None,
+    keys: set[bytes] | None = None,
+    part: tuple[int, int] = (0, 1),
     on_progress: Callable[[int, int], None] | None = None,
-) -> list[ConsumerRecord]:
-    """The records of a topic produced in [start, end), partitions assigned by hand."""
+) -> AsyncIterator[list[bytes]]:
+    """The values of a topic's records produced in [start, end), batch by batch, partitions
+    assigned by hand (`part` = (i, n): only the partitions p with p % n == i)."""
     name = kafka.topic(registry_name, settings)
-    consumer = kafka.consumer(group_id=None, settings=settings)
+    consumer = kafka.consumer(group_id=None, settings=settings, fetch_max_wait_ms=100)
     await consumer.start()
     try:
-        tps = [TopicPartition(name, p) for p in await kafka.partitions_of(name, settings)]
+        tps = [
+            TopicPartition(name, p)
+            for p in await kafka.partitions_of(name, settings)
+            if p % part[1] == part[0]
+        ]
         if not tps:
-            return []
+            return
         consumer.assign(tps)
         last = await consumer.end_offsets(tps)
         firsts = await consumer.offsets_for_times({tp: _ms(start) for tp in tps})
@@ -155,32 +195,57 @@ async def read_window(
             if lo < hi:
                 bounds[tp] = (lo, hi)
         if not bounds:
-            return []
+            return
         consumer.assign(list(bounds))
         for tp, (lo, _) in bounds.items():
             consumer.seek(tp, lo)
         total = sum(hi - lo for lo, hi in bounds.values())
-        out: list[ConsumerRecord] = []
         done = 0
         open_tps = dict(bounds)
         while open_tps:
             batches = await consumer.getmany(*open_tps, timeout_ms=1000)
+            out: list[bytes] = []
             for tp, records in batches.items():
                 hi = open_tps.get(tp, (0, 0))[1]
                 for r in records:
                     if r.offset < hi:
                         done += 1
-                        if key is None or r.key == key:
-                            out.append(r)
+                        if (
+                            (key is None or r.key == key)
+                            and (keys is None or r.key in keys)
+                            and r.value is not None
+                        ):
+                            out.append(r.value)
             for tp in list(open_tps):
                 if await consumer.position(tp) >= open_tps[tp][1]:
                     del open_tps[tp]
                     consumer.pause(tp)
             if on_progress:
                 on_progress(done, total)
-        return out
+            if out:
+                yield out
     finally:
         await consumer.stop()
+
+
+async def read_window(
+    settings: Settings,
+    registry_name: str,
+    start: datetime,
+    end: datetime,
+    *,
+    key: bytes | None = None,
+    keys: set[bytes] | None = None,
+    part: tuple[int, int] = (0, 1),
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[bytes]:
+    """`stream_window`, gathered."""
+    out: list[bytes] = []
+    async for values in stream_window(
+        settings, registry_name, start, end, key=key, keys=keys, part=part, on_progress=on_progress
+    ):
+        out.extend(values)
+    return out
 
 
 def _ms(t: datetime) -> int:
@@ -188,10 +253,11 @@ def _ms(t: datetime) -> int:
 
 
 def payload_bytes(raw: bytes) -> bytes:
-    """The `data` of an envelope as sent (the last member: what the audit's output hash covers)."""
+    """The `data` of an envelope as sent (the last member: what the audit's output hash
+    covers); empty when the envelope is not laid out so (its hash then matches nothing)."""
     i = raw.find(_DATA)
     if i < 0 or not raw.endswith(b"}"):
-        raise ValueError("not an envelope with data last")
+        return b""
     return raw[i + len(_DATA) : -1]
 
 
@@ -316,6 +382,94 @@ def _line_differences(i: int, a: Any, b: Any) -> Iterable[tuple[str, Any, Any]]:
 
 
 async def replay(settings: Settings, options: Options, progress: Progress | None = None) -> Report:
+    """Replay the range; with `options.workers` > 1, in as many processes, each taking the
+    partitions p % n == i (the machine's cores re-derive side by side)."""
+    started = time.perf_counter()
+    workers = max(1, options.workers)
+    if workers > 1 and not await _keyed_alike(settings, options):
+        workers = 1
+    if workers == 1:
+        report = await replay_part(settings, options, (0, 1), progress)
+    else:
+        report = await _in_processes(settings, options, workers, progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def _keyed_alike(settings: Settings, options: Options) -> bool:
+    """The decision topics and the inputs have as many partitions (so an employer's input and
+    decisions have the same partition number)."""
+    counts = {
+        len(await kafka.partitions_of(kafka.topic(n, settings), settings))
+        for n in (*options.topics, SUBMITTED)
+    }
+    return len(counts) == 1
+
+
+_QUEUE: Any = None
+
+
+def _init_worker(queue: Any) -> None:
+    global _QUEUE
+    _QUEUE = queue
+
+
+def _run_part(settings: dict[str, Any], options: Options, part: tuple[int, int]) -> Report:
+    def progress(stage: str, done: int, total: int) -> None:
+        if _QUEUE is not None:
+            _QUEUE.put((stage, part[0], done, total))
+
+    where = os.environ.get("KALO_REPLAY_PROFILE")  # a cProfile of each process into DIR
+    if not where:
+        return asyncio.run(replay_part(Settings(**settings), options, part, progress))
+    import cProfile
+
+    with cProfile.Profile() as profile:
+        report = asyncio.run(replay_part(Settings(**settings), options, part, progress))
+    profile.dump_stats(f"{where}/replay-{part[0]}.prof")
+    return report
+
+
+async def _in_processes(
+    settings: Settings, options: Options, workers: int, progress: Progress | None
+) -> Report:
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no event loop or socket inherited
+    queue = ctx.Queue()
+    loop = asyncio.get_running_loop()
+    seen: dict[tuple[str, int], tuple[int, int]] = {}
+
+    def drain() -> None:
+        while True:
+            try:
+                stage, part, done, total = queue.get_nowait()
+            except Empty:
+                break
+            seen[(stage, part)] = (done, total)
+            if progress:
+                mine = [v for (st, _), v in seen.items() if st == stage]
+                progress(stage, sum(d for d, _ in mine), sum(t for _, t in mine))
+
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
+        futures = [
+            loop.run_in_executor(pool, _run_part, settings.model_dump(), options, (i, workers))
+            for i in range(workers)
+        ]
+        while not all(f.done() for f in futures):
+            drain()
+            await asyncio.wait(futures, timeout=0.1)
+        drain()
+        parts = [f.result() for f in futures]
+    report = parts[0]
+    for other in parts[1:]:
+        report.merge(other)
+    return report
+
+
+async def replay_part(
+    settings: Settings, options: Options, part: tuple[int, int] = (0, 1), progress: Progress | None = None
+) -> Report:
+    """The replay of the partitions p % n == i of the decision and input topics (keyed alike,
+    by employer: an employer's inputs and decisions share a partition number)."""
     started = time.perf_counter()
     report = Report(
         start=options.start.isoformat(),
@@ -325,156 +479,196 @@ async def replay(settings: Settings, options: Options, progress: Progress | None
     )
     key = options.employer.encode() if options.employer is not None else None
 
-    decisions: list[tuple[str, ConsumerRecord, dict[str, Any]]] = []
+    # The decisions, kept as their bytes (parsed again when their input comes): a month's
+    # parsed lines would take gigabytes.
+    # cause → (topic, event, SHA-256 of its payload as sent)
+    decisions: dict[str, list[tuple[str, dict[str, Any], str]]] = {}
+    subjects: set[bytes] = set()
+    seen: set[str] = set()
+    earliest: datetime | None = None
     for name in options.topics:
-        records = await read_window(
+        values = await read_window(
             settings,
             name,
             options.start,
             options.end,
             key=key,
+            part=part,
             on_progress=(lambda d, t, name=name: progress(f"reading {name}", d, t)) if progress else None,
         )
-        for r in records:
-            decisions.append((name, r, orjson.loads(r.value)))
-        report.read[name] = len(records)
-    if not decisions:
+        for raw in values:
+            doc = orjson.loads(raw)
+            event_id = doc.get("id")
+            if event_id in seen:  # delivered twice (a worker restarted): one decision
+                report.duplicates += 1
+                continue
+            seen.add(event_id)
+            sent = hashlib.sha256(payload_bytes(raw)).hexdigest() if options.verify else ""
+            decisions.setdefault(doc["causation_id"], []).append((name, doc, sent))
+            subjects.add(str(doc["correlation_id"]).encode())
+            at = datetime.fromisoformat(doc["data"]["submitted_at"])
+            earliest = at if earliest is None or at < earliest else earliest
+        report.read[name] = len(values)
+        del values
+    t = report.lap("read decisions", started)
+    if not decisions or earliest is None:
         report.seconds = time.perf_counter() - started
         return report
 
-    causes = {doc["causation_id"] for _, _, doc in decisions}
-    earliest = min(datetime.fromisoformat(doc["data"]["submitted_at"]) for _, _, doc in decisions)
-    inputs: dict[str, tuple[bytes, dict[str, Any]]] = {}
-    for r in await read_window(
-        settings,
-        SUBMITTED,
-        min(earliest, options.start) - INPUT_LEAD,
-        options.end,
-        key=key,
-        on_progress=(lambda d, t: progress("reading inputs", d, t)) if progress else None,
-    ):
-        doc = orjson.loads(r.value)
-        if doc.get("id") in causes:
-            inputs[doc["id"]] = (r.value, doc)
-    report.inputs = len(inputs)
-
-    audits: dict[tuple[str, str], tuple[bytes, dict[str, Any]]] = {}
-    for r in await read_window(
+    # An audit event emitted twice has one id but two `occurred_at`: the log keeps the first
+    # it consumed, so every version is kept here.
+    audits: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for raw in await read_window(
         settings,
         AUDIT,
         options.start - AUDIT_MARGIN,
         options.end + AUDIT_MARGIN,
+        keys=subjects,  # audit events are keyed by their subject: only these are read
         on_progress=(lambda d, t: progress("reading audit records", d, t)) if progress else None,
     ):
-        doc = orjson.loads(r.value)
+        doc = orjson.loads(raw)
         cause = doc.get("causation_id")
-        if cause in causes:
-            audits[(cause, doc["data"]["action"])] = (r.value, doc)
+        if cause in decisions:
+            audits.setdefault((cause, doc["data"]["action"]), []).append(doc)
     report.audit_records = len(audits)
+    t = report.lap("read audit records", t)
 
     rulesets = Rulesets(await read_rulesets(settings), report)
+    t = report.lap("read rulesets", t)
     in_force: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # declaration id → (view, data)
-    total = len(decisions)
-    for n, (name, record, doc) in enumerate(decisions, 1):
-        if progress and (n % 500 == 0 or n == total):
-            progress("re-deriving", n, total)
-        data = doc["data"]
-        event_id = doc["id"]
-        audit = audits.get((doc["causation_id"], _TYPE_OF[name]))
-        found = inputs.get(doc["causation_id"])
-        if audit is None:
-            report.without_audit.append(event_id)
-        if found is None:
-            report.missing_inputs.append(event_id)
-            continue
-        raw_input, submitted = found
-        if options.verify and audit is not None:
-            _verify_hashes(report, event_id, audit[1], raw_input, record.value)
-        ruleset = rulesets.get(data.get("ruleset") or "")
-        if ruleset is None:
-            report.unknown_rulesets[data.get("ruleset") or "(none)"] += 1
-            continue
-        registry = audit[1]["data"].get("details", {}).get("registry") if audit else None
-        kwargs: dict[str, Any] = {"registry": registry} if audit is not None else {}
-        result = assess_declaration_compact(rules_input(submitted), ruleset, line_arrays=True, **kwargs)
-        rederived, recorded = rederived_view(result), recorded_view(name, data)
-        report.rederived += 1
-        report.rulesets[ruleset.id] += 1
-        report.lines += len(submitted["data"]["lines"])
-        if _same(recorded, rederived):
-            report.equal += 1
-        else:
-            report.mismatched += 1
-            for path, was, now in list(differences(recorded, rederived))[:MAX_FIELDS_PER_EVENT]:
-                report.mismatches.append(
-                    {
-                        "event_id": event_id,
-                        "declaration_id": data.get("declaration_id"),
-                        "field": path,
-                        "recorded": was,
-                        "rederived": now,
-                    }
-                )
-        if name == ASSESSED and result["status"] == "accepted":
-            in_force[data["declaration_id"]] = (rederived, data)
+    total = sum(len(v) for v in decisions.values())
+    done = 0
 
+    def rederive(raw_input: bytes) -> None:
+        nonlocal done
+        submitted = orjson.loads(raw_input)
+        pending = decisions.pop(submitted.get("id"), None)
+        if pending is None:
+            return
+        report.inputs += 1
+        for name, doc, sent in pending:
+            done += 1
+            versions = audits.get((doc["causation_id"], _TYPE_OF[name]))
+            _one(report, options, rulesets, in_force, name, doc, sent, submitted, raw_input, versions)
+        if progress and done % 500 == 0:
+            progress("re-deriving", done, total)
+
+    async for values in stream_window(
+        settings, SUBMITTED, min(earliest, options.start) - INPUT_LEAD, options.end, key=key, part=part
+    ):
+        for raw_input in values:
+            rederive(raw_input)
+    if progress:
+        progress("re-deriving", done, total)
+    for pending in decisions.values():  # their input was never found
+        for name, doc, _ in pending:
+            report.missing_inputs.append(doc["id"])
+            if not audits.get((doc["causation_id"], _TYPE_OF[name])):
+                report.without_audit.append(doc["id"])
+    t = report.lap("re-derive", t)
     if options.verify and audits:
-        await _verify_in_log(settings, report, [a for a in audits.values()])
+        await _verify_in_log(settings, report, list(audits.values()))
+        t = report.lap("audit log", t)
     if options.against_ledger:
         report.ledger = await compare_ledger(settings, in_force)
+        t = report.lap("ledger", t)
     report.seconds = time.perf_counter() - started
     return report
 
 
+def _one(
+    report: Report,
+    options: Options,
+    rulesets: Rulesets,
+    in_force: dict[str, tuple[dict[str, Any], dict[str, Any]]],
+    name: str,
+    doc: dict[str, Any],
+    sent_sha256: str,
+    submitted: dict[str, Any],
+    raw_input: bytes,
+    versions: list[dict[str, Any]] | None,
+) -> None:
+    """Re-derive one decision from its input and compare."""
+    data = doc["data"]
+    event_id = doc["id"]
+    audit = versions[0] if versions else None
+    if audit is None:
+        report.without_audit.append(event_id)
+    if options.verify and audit is not None:
+        _verify_hashes(report, event_id, audit, raw_input, sent_sha256)
+    ruleset = rulesets.get(data.get("ruleset") or "")
+    if ruleset is None:
+        report.unknown_rulesets[data.get("ruleset") or "(none)"] += 1
+        return
+    registry = audit["data"].get("details", {}).get("registry") if audit else None
+    kwargs: dict[str, Any] = {"registry": registry} if audit is not None else {}
+    result = assess_declaration_compact(rules_input(submitted), ruleset, line_arrays=True, **kwargs)
+    rederived, recorded = rederived_view(result), recorded_view(name, data)
+    report.rederived += 1
+    report.rulesets[ruleset.id] += 1
+    report.lines += len(submitted["data"]["lines"])
+    if _same(recorded, rederived):
+        report.equal += 1
+    else:
+        report.mismatched += 1
+        for path, was, now in list(differences(recorded, rederived))[:MAX_FIELDS_PER_EVENT]:
+            report.mismatches.append(
+                {
+                    "event_id": event_id,
+                    "declaration_id": data.get("declaration_id"),
+                    "field": path,
+                    "recorded": was,
+                    "rederived": now,
+                }
+            )
+    if name == ASSESSED and result["status"] == "accepted":
+        in_force[data["declaration_id"]] = (rederived, data)
+
+
 def _verify_hashes(
-    report: Report, event_id: str, audit: dict[str, Any], raw_input: bytes, raw_output: bytes
+    report: Report, event_id: str, audit: dict[str, Any], raw_input: bytes, output_sha256: str
 ) -> None:
     data = audit["data"]
     if data.get("input_sha256") != hashlib.sha256(raw_input).hexdigest():
         report.audit_problems.append(
             {"event_id": event_id, "problem": "the audit record's input_sha256 is not the input's"}
         )
-    try:
-        output = payload_bytes(raw_output)
-    except ValueError:
-        output = b""
-    if data.get("output_sha256") != hashlib.sha256(output).hexdigest():
+    if data.get("output_sha256") != output_sha256:
         report.audit_problems.append(
             {"event_id": event_id, "problem": "the audit record's output_sha256 is not the output's"}
         )
 
 
-async def _verify_in_log(
-    settings: Settings, report: Report, audits: list[tuple[bytes, dict[str, Any]]]
-) -> None:
+async def _verify_in_log(settings: Settings, report: Report, audits: list[list[dict[str, Any]]]) -> None:
     """Each audit record is in the audit log, as published, under a signed head."""
     conn = await asyncpg.connect(settings.dsn)
     try:
         rows = await conn.fetch(
             "SELECT event_id::text, seq, record FROM audit.records WHERE event_id = ANY($1::uuid[])",
-            [doc["id"] for _, doc in audits],
+            list({doc["id"] for versions in audits for doc in versions}),
         )
         signed = await conn.fetchval("SELECT coalesce(max(tree_size), 0) FROM audit.heads")
     finally:
         await conn.close()
     stored = {r["event_id"]: r for r in rows}
-    for _, doc in audits:
-        row = stored.get(doc["id"])
-        if row is None:
-            report.audit_problems.append(
-                {"event_id": doc["id"], "problem": "audit event not in the audit log"}
-            )
-        elif orjson.loads(bytes(row["record"])) != doc:
-            report.audit_problems.append(
-                {"event_id": doc["id"], "problem": f"audit log record {row['seq']} differs from the event"}
-            )
-        elif row["seq"] >= signed:
-            report.audit_problems.append(
-                {
-                    "event_id": doc["id"],
-                    "problem": f"audit log record {row['seq']} is not yet under a signed head",
-                }
-            )
+    for versions in audits:
+        for event_id in dict.fromkeys(doc["id"] for doc in versions):
+            row = stored.get(event_id)
+            if row is None:
+                report.audit_problems.append(
+                    {"event_id": event_id, "problem": "audit event not in the audit log"}
+                )
+            elif orjson.loads(bytes(row["record"])) not in versions:
+                report.audit_problems.append(
+                    {"event_id": event_id, "problem": f"audit log record {row['seq']} differs from the event"}
+                )
+            elif row["seq"] >= signed:
+                report.audit_problems.append(
+                    {
+                        "event_id": event_id,
+                        "problem": f"audit log record {row['seq']} is not yet under a signed head",
+                    }
+                )
 
 
 async def _ledger_schema(conn: asyncpg.Connection) -> str:

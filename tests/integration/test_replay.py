@@ -61,7 +61,7 @@ def kalo(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 
 def replay(stack: Stack, start: datetime, end: datetime, *args: str) -> tuple[int, dict[str, Any]]:
     result = kalo(stack, "replay", "--from", start.isoformat(), "--to", end.isoformat(), "--json", *args)
-    assert result.returncode in (0, 1), result.stderr[-3000:]
+    assert result.returncode in (0, 1) and result.stdout.startswith("{"), result.stderr[-3000:]
     return result.returncode, json.loads(result.stdout)
 
 
@@ -178,7 +178,7 @@ async def test_a_ledger_row_edited_by_one_franc_is_reported(replayed: Replayed) 
 
 
 async def test_a_forged_assessment_is_reported_by_its_id(replayed: Replayed) -> None:
-    assessed = await read_all(replayed.stack.settings, "kalo.declarations.assessed", seconds=1.5)
+    assessed = await read_all(replayed.stack.settings, "kalo.declarations.assessed", seconds=4)
     original = next(e for e in assessed if e["data"]["period"].startswith("2026") and e["data"]["lines"])
     forged = json.loads(json.dumps(original))
     forged["id"] = str(uuid.uuid4())

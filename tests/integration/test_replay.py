@@ -31,7 +31,7 @@ from services.control.audit.heads import generate_key
 from services.rules import assess_declaration, load_ruleset
 from services.rules.ruleset import DEFAULT_ROOT
 from tests.integration.conftest import ROOT, Stack, isolated_stack
-from tests.integration.helpers import read_all
+from tests.integration.helpers import consume_until
 from tests.integration.test_assessment_ledger import make_month, produce, register, wait_applied
 
 OLD, NEW = 40, 20
@@ -178,8 +178,11 @@ async def test_a_ledger_row_edited_by_one_franc_is_reported(replayed: Replayed) 
 
 
 async def test_a_forged_assessment_is_reported_by_its_id(replayed: Replayed) -> None:
-    assessed = await read_all(replayed.stack.settings, "kalo.declarations.assessed", seconds=4)
-    original = next(e for e in assessed if e["data"]["period"].startswith("2026") and e["data"]["lines"])
+    original = await consume_until(
+        replayed.stack.settings,
+        "kalo.declarations.assessed",
+        lambda e: e["data"]["period"].startswith("2026") and bool(e["data"]["lines"]),
+    )
     forged = json.loads(json.dumps(original))
     forged["id"] = str(uuid.uuid4())
     amounts = forged["data"]["lines"][0][7]

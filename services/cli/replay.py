@@ -126,7 +126,7 @@ def _print(doc: dict[str, Any]) -> None:
         for x in doc["mismatches"][:100]:
             m.add_row(
                 x["event_id"],
-                str(x["declaration_id"]),
+                str(x.get("declaration_id") or x.get("claim_id")),
                 x["field"],
                 str(x["recorded"])[:40],
                 str(x["rederived"])[:40],

@@ -40,19 +40,25 @@ from contracts.declarations import ASSESSED_LINE_FIELDS, ITEM_COLUMNS
 from services.common import kafka
 from services.common.rulesets import read_rulesets
 from services.common.settings import Settings
-from services.rules import Ruleset, RulesetMismatch, assess_declaration_compact, load_tree
+from services.rules import Ruleset, RulesetMismatch, assess_declaration_compact, liquidate_claim, load_tree
 
 ASSESSED = "kalo.declarations.assessed"
 REJECTED = "kalo.declarations.rejected"
-DECISION_TOPICS = (ASSESSED, REJECTED)
+LIQUIDATIONS = "kalo.pensions.liquidations"
+DECISION_TOPICS = (ASSESSED, REJECTED, LIQUIDATIONS)
 SUBMITTED = "kalo.declarations.submitted"
+CLAIMS = "kalo.pensions.claims"
 AUDIT = "kalo.audit"
 # How far around the range inputs and audit records are looked for.
 INPUT_LEAD = timedelta(hours=1)
 AUDIT_MARGIN = timedelta(minutes=10)
 MAX_ERRORS_PER_CODE = 1000  # as the assessment lists them
 MAX_FIELDS_PER_EVENT = 20
-_TYPE_OF = {ASSESSED: "declaration.assessed", REJECTED: "declaration.rejected"}
+_TYPE_OF = {
+    ASSESSED: "declaration.assessed",
+    REJECTED: "declaration.rejected",
+    LIQUIDATIONS: "pension.liquidated",
+}
 _DATA = b',"data":'
 
 
@@ -75,6 +81,7 @@ class Report:
     employer: str | None
     read: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
+    liquidations: int = 0  # of the re-derived: pension liquidations
     inputs: int = 0
     audit_records: int = 0
     rederived: int = 0
@@ -98,7 +105,16 @@ class Report:
         self.rulesets.update(other.rulesets)
         self.unknown_rulesets.update(other.unknown_rulesets)
         self.bad_rulesets.update(other.bad_rulesets)
-        for name in ("duplicates", "inputs", "audit_records", "rederived", "equal", "mismatched", "lines"):
+        for name in (
+            "duplicates",
+            "inputs",
+            "audit_records",
+            "rederived",
+            "equal",
+            "mismatched",
+            "lines",
+            "liquidations",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name in ("mismatches", "missing_inputs", "without_audit", "audit_problems"):
             getattr(self, name).extend(getattr(other, name))
@@ -143,6 +159,7 @@ class Report:
             "equal": self.equal,
             "mismatched": self.mismatched,
             "lines": self.lines,
+            "liquidations": self.liquidations,
             "seconds": round(self.seconds, 3),
             "stages": self.stages,
             "lines_per_s": round(self.lines / self.seconds) if self.seconds else None,
@@ -483,6 +500,7 @@ async def replay_part(
     # parsed lines would take gigabytes.
     # cause → (topic, event, SHA-256 of its payload as sent)
     decisions: dict[str, list[tuple[str, dict[str, Any], str]]] = {}
+    liquidations: list[tuple[dict[str, Any], str]] = []  # self-contained: claim and career inside
     subjects: set[bytes] = set()
     seen: set[str] = set()
     earliest: datetime | None = None
@@ -504,16 +522,20 @@ async def replay_part(
                 continue
             seen.add(event_id)
             sent = hashlib.sha256(payload_bytes(raw)).hexdigest() if options.verify else ""
-            decisions.setdefault(doc["causation_id"], []).append((name, doc, sent))
             subjects.add(str(doc["correlation_id"]).encode())
+            if name == LIQUIDATIONS:
+                liquidations.append((doc, sent))
+                continue
+            decisions.setdefault(doc["causation_id"], []).append((name, doc, sent))
             at = datetime.fromisoformat(doc["data"]["submitted_at"])
             earliest = at if earliest is None or at < earliest else earliest
         report.read[name] = len(values)
         del values
     t = report.lap("read decisions", started)
-    if not decisions or earliest is None:
+    if not decisions and not liquidations:
         report.seconds = time.perf_counter() - started
         return report
+    causes = set(decisions) | {doc["causation_id"] for doc, _ in liquidations}
 
     # An audit event emitted twice has one id but two `occurred_at`: the log keeps the first
     # it consumed, so every version is kept here.
@@ -528,7 +550,7 @@ async def replay_part(
     ):
         doc = orjson.loads(raw)
         cause = doc.get("causation_id")
-        if cause in decisions:
+        if cause in causes:
             audits.setdefault((cause, doc["data"]["action"]), []).append(doc)
     report.audit_records = len(audits)
     t = report.lap("read audit records", t)
@@ -553,11 +575,26 @@ async def replay_part(
         if progress and done % 500 == 0:
             progress("re-deriving", done, total)
 
-    async for values in stream_window(
-        settings, SUBMITTED, min(earliest, options.start) - INPUT_LEAD, options.end, key=key, part=part
-    ):
-        for raw_input in values:
-            rederive(raw_input)
+    if decisions and earliest is not None:
+        async for values in stream_window(
+            settings, SUBMITTED, min(earliest, options.start) - INPUT_LEAD, options.end, key=key, part=part
+        ):
+            for raw_input in values:
+                rederive(raw_input)
+    if liquidations:
+        claims: dict[str, str] = {}  # the claims' SHA-256, for the audit records' input hash
+        if options.verify:
+            wanted = {doc["causation_id"] for doc, _ in liquidations}
+            async for values in stream_window(
+                settings, CLAIMS, options.start - INPUT_LEAD, options.end, key=key, part=part
+            ):
+                for raw_claim in values:
+                    claim_id = orjson.loads(raw_claim).get("id")
+                    if claim_id in wanted:
+                        claims[claim_id] = hashlib.sha256(raw_claim).hexdigest()
+        for doc, sent in liquidations:
+            versions = audits.get((doc["causation_id"], _TYPE_OF[LIQUIDATIONS]))
+            _one_liquidation(report, options, rulesets, doc, sent, versions, claims.get(doc["causation_id"]))
     if progress:
         progress("re-deriving", done, total)
     for pending in decisions.values():  # their input was never found
@@ -623,6 +660,59 @@ def _one(
             )
     if name == ASSESSED and result["status"] == "accepted":
         in_force[data["declaration_id"]] = (rederived, data)
+
+
+def _one_liquidation(
+    report: Report,
+    options: Options,
+    rulesets: Rulesets,
+    doc: dict[str, Any],
+    sent_sha256: str,
+    versions: list[dict[str, Any]] | None,
+    claim_sha256: str | None,
+) -> None:
+    """Re-derive one liquidation from the claim and career snapshot it carries, and compare."""
+    data = doc["data"]
+    event_id = doc["id"]
+    audit = versions[0] if versions else None
+    if audit is None:
+        report.without_audit.append(event_id)
+    elif options.verify:
+        if claim_sha256 is None:
+            report.audit_problems.append(
+                {"event_id": event_id, "problem": "its claim is not on kalo.pensions.claims"}
+            )
+        elif audit["data"].get("input_sha256") != claim_sha256:
+            report.audit_problems.append(
+                {"event_id": event_id, "problem": "the audit record's input_sha256 is not the claim's"}
+            )
+        if audit["data"].get("output_sha256") != sent_sha256:
+            report.audit_problems.append(
+                {"event_id": event_id, "problem": "the audit record's output_sha256 is not the output's"}
+            )
+    ruleset = rulesets.get(data.get("ruleset") or "")
+    if ruleset is None:
+        report.unknown_rulesets[data.get("ruleset") or "(none)"] += 1
+        return
+    rederived = liquidate_claim({**data["claim"], "career": data["career"]}, ruleset)
+    recorded = data["liquidation"]
+    report.rederived += 1
+    report.liquidations += 1
+    report.rulesets[ruleset.id] += 1
+    if _same(recorded, rederived):
+        report.equal += 1
+        return
+    report.mismatched += 1
+    for path, was, now in list(differences(recorded, rederived, "liquidation"))[:MAX_FIELDS_PER_EVENT]:
+        report.mismatches.append(
+            {
+                "event_id": event_id,
+                "claim_id": data.get("claim_id"),
+                "field": path,
+                "recorded": was,
+                "rederived": now,
+            }
+        )
 
 
 def _verify_hashes(

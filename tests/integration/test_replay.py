@@ -25,10 +25,13 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from contracts.audit import audit_event
 from contracts.declarations import ITEM_COLUMNS
+from contracts.envelope import envelope_json, wrap
+from contracts.pensions import PensionClaimFiled, PensionLiquidated
 from services.common import kafka
 from services.control.audit.heads import generate_key
-from services.rules import assess_declaration, load_ruleset
+from services.rules import assess_declaration, liquidate_claim, load_ruleset
 from services.rules.ruleset import DEFAULT_ROOT
 from tests.integration.conftest import ROOT, Stack, isolated_stack
 from tests.integration.helpers import consume_until
@@ -214,4 +217,92 @@ async def test_a_forged_assessment_is_reported_by_its_id(replayed: Replayed) -> 
     ]
     assert doc["audit_problems"] == [
         {"event_id": forged["id"], "problem": "the audit record's output_sha256 is not the output's"}
+    ]
+
+
+async def test_liquidations_replay_and_a_forged_one_is_reported(replayed: Replayed) -> None:
+    """A liquidation carries its claim and career snapshot: it re-derives with its ruleset;
+    one whose pension was raised by 1 franc is named by its id and field."""
+    ruleset = load_ruleset(replayed.old_rules)
+    settings = replayed.stack.settings
+    claim = {
+        "claim_id": "C-replay-1",
+        "worker_id": "W-replay-1",
+        "regime": "INPS",
+        "category": "salarie",
+        "grade": None,
+        "birth_date": "1966-03-10",
+        "effective_date": "2026-12-01",
+    }
+    career = [[f"{2001 + m // 12}-{m % 12 + 1:02d}", 200_000] for m in range(300)]
+    filed = wrap(
+        PensionClaimFiled.model_validate(claim), producer="gateway", correlation_id=claim["claim_id"]
+    )
+    raw_claim = filed.model_dump_json().encode()
+    liquidation = liquidate_claim({**claim, "career": career}, ruleset)
+    assert liquidation["monthly_pension"] == 100_000
+
+    def liquidated(pension: int, event_id: uuid.UUID | None = None) -> tuple[bytes, bytes]:
+        payload = orjson.dumps(
+            {
+                "claim_id": claim["claim_id"],
+                "worker_id": claim["worker_id"],
+                "ruleset": ruleset.id,
+                "claim": claim,
+                "career": career,
+                "liquidation": {**liquidation, "monthly_pension": pension},
+            }
+        )
+        return payload, envelope_json(
+            payload,
+            PensionLiquidated,
+            producer="liquidation",
+            correlation_id=claim["claim_id"],
+            causation_id=filed.id,
+            event_id=event_id,
+        )[1]
+
+    payload, honest = liquidated(100_000)
+    _, forged = liquidated(100_001, uuid.uuid4())
+    _, audit = audit_event(
+        action="pension.liquidated",
+        subject=claim["claim_id"],
+        actor="liquidation",
+        input_bytes=raw_claim,
+        output_bytes=payload,
+        producer="liquidation",
+        ruleset=ruleset.id,
+        causation_id=filed.id,
+    )
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        for topic, key, value in (
+            ("kalo.pensions.claims", claim["worker_id"], raw_claim),
+            ("kalo.pensions.liquidations", claim["worker_id"], honest),
+            ("kalo.audit", claim["claim_id"], audit),
+            ("kalo.pensions.liquidations", claim["worker_id"], forged),
+        ):
+            await producer.send_and_wait(kafka.topic(topic, settings), value, key=key.encode())
+    finally:
+        await producer.stop()
+    await asyncio.sleep(1.2)
+    code, doc = replay(
+        replayed.stack, start, datetime.now(UTC), "--verify", "--topic", "kalo.pensions.liquidations"
+    )
+    assert code == 1
+    assert (doc["rederived"], doc["liquidations"], doc["equal"], doc["mismatched"]) == (2, 2, 1, 1)
+    forged_id = orjson.loads(forged)["id"]
+    assert doc["mismatches"] == [
+        {
+            "event_id": forged_id,
+            "claim_id": "C-replay-1",
+            "field": "liquidation.monthly_pension",
+            "recorded": 100_001,
+            "rederived": 100_000,
+        }
+    ]
+    assert doc["audit_problems"] == [
+        {"event_id": forged_id, "problem": "the audit record's output_sha256 is not the output's"}
     ]

@@ -262,6 +262,8 @@ def _compare_roots(stored: list[bytes], ids: list[str], heads: list[SignedHead],
         if size in by_size:
             head = by_size[size]
             if frontier.root() != head.root_hash:
+                if any(p.seq is not None and good <= p.seq < size for p in report.problems):
+                    return  # a record of the interval is already named
                 report.problems.append(
                     Problem(
                         "altered",

@@ -184,12 +184,16 @@ async def test_a_forged_assessment_is_reported_by_its_id(replayed: Replayed) -> 
     original = await consume_until(
         replayed.stack.settings,
         "kalo.declarations.assessed",
-        lambda e: e["data"]["period"].startswith("2026") and bool(e["data"]["lines"]),
+        lambda e: (
+            e["data"]["period"].startswith("2026") and any(a for ln in e["data"]["lines"] for a in ln[7])
+        ),
     )
     forged = json.loads(json.dumps(original))
     forged["id"] = str(uuid.uuid4())
-    amounts = forged["data"]["lines"][0][7]
-    column = next(i for i, a in enumerate(amounts) if a)
+    line, column = next(
+        (i, c) for i, ln in enumerate(forged["data"]["lines"]) for c, a in enumerate(ln[7]) if a
+    )
+    amounts = forged["data"]["lines"][line][7]
     amounts[column] += 1
     start = datetime.now(UTC) - timedelta(seconds=1)
     producer = kafka.producer(replayed.stack.settings)
@@ -210,7 +214,7 @@ async def test_a_forged_assessment_is_reported_by_its_id(replayed: Replayed) -> 
         {
             "event_id": forged["id"],
             "declaration_id": original["data"]["declaration_id"],
-            "field": f"lines[0].amounts.{ITEM_COLUMNS[column]}",
+            "field": f"lines[{line}].amounts.{ITEM_COLUMNS[column]}",
             "recorded": amounts[column],
             "rederived": amounts[column] - 1,
         }

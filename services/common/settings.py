@@ -6,7 +6,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The services that connect to PostgreSQL, each as its own login role `kalo_<service>`.
-DB_SERVICES = ("gateway", "assessment", "ledger", "liquidation", "control")
+DB_SERVICES = ("gateway", "assessment", "ledger", "liquidation", "control", "audit")
 
 
 class Settings(BaseSettings):

@@ -195,7 +195,8 @@ async def rebuild_into(schema: str, settings: Settings | None = None) -> dict[st
     conn = await asyncpg.connect(s.dsn)
     try:
         live, tables = await create_copy(conn, schema)
-        pool = await connect_pool(s.dsn, min_size=1, max_size=4, server_settings={"search_path": schema})
+        # As the admin: the ledger's role may create no schema (an auditor's or operator's task).
+        pool = await db.connect_pool(s.dsn, min_size=1, max_size=4, server_settings={"search_path": schema})
         try:
             records = await _consumer(s, pool).replay_to_end()
         finally:

@@ -216,9 +216,11 @@ async def test_rebuild_into_a_schema_beside_the_live_projections_and_diff(flowin
         assert same.returncode == 0, same.stdout[-3000:]
         doc = json.loads(same.stdout)
         assert doc["equal"] and doc["tables"]["careers"]["rebuilt"] == doc["tables"]["careers"]["live"] > 0
-        row = await conn.fetchrow("SELECT * FROM employer_dues ORDER BY employer_id, period, fund LIMIT 1")
+        row = await conn.fetchrow(
+            "SELECT * FROM ledger.employer_dues ORDER BY employer_id, period, fund LIMIT 1"
+        )
         edit = (
-            "UPDATE employer_dues SET amount = amount + $4"
+            "UPDATE ledger.employer_dues SET amount = amount + $4"
             " WHERE employer_id = $1 AND period = $2 AND fund = $3"
         )
         await conn.execute(edit, row["employer_id"], row["period"], row["fund"], 1)

@@ -150,10 +150,11 @@ async def test_one_employer_alone(replayed: Replayed) -> None:
 
 async def test_a_ledger_row_edited_by_one_franc_is_reported(replayed: Replayed) -> None:
     row = await replayed.conn.fetchrow(
-        "SELECT * FROM employer_dues ORDER BY employer_id, period, fund LIMIT 1"
+        "SELECT * FROM ledger.employer_dues ORDER BY employer_id, period, fund LIMIT 1"
     )
     await replayed.conn.execute(
-        "UPDATE employer_dues SET amount = amount + 1 WHERE employer_id = $1 AND period = $2 AND fund = $3",
+        "UPDATE ledger.employer_dues SET amount = amount + 1"
+        " WHERE employer_id = $1 AND period = $2 AND fund = $3",
         row["employer_id"],
         row["period"],
         row["fund"],
@@ -162,7 +163,7 @@ async def test_a_ledger_row_edited_by_one_franc_is_reported(replayed: Replayed) 
         code, doc = replay(replayed.stack, replayed.start, replayed.end, "--against-ledger")
     finally:
         await replayed.conn.execute(
-            "UPDATE employer_dues SET amount = amount - 1"
+            "UPDATE ledger.employer_dues SET amount = amount - 1"
             " WHERE employer_id = $1 AND period = $2 AND fund = $3",
             row["employer_id"],
             row["period"],

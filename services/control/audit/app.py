@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 from aiokafka.structs import ConsumerRecord
@@ -123,7 +122,7 @@ async def run(settings: Settings | None = None) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, on_sigterm)
     pool = await retry_outages(
-        lambda: connect_pool(writer_dsn(s), min_size=1, max_size=3, timeout=5),
+        lambda: connect_pool(writer_dsn(s), service="audit", settings=s, min_size=1, max_size=3, timeout=5),
         what=f"{NAME}: PostgreSQL",
         stop=stopping,
         backoff=Backoff(0.5, 5.0),
@@ -157,11 +156,7 @@ async def run(settings: Settings | None = None) -> None:
 
 def writer_dsn(s: Settings) -> str:
     """The admin's server and database, as the writer's role `kalo_audit` (INSERT only)."""
-    parts = urlsplit(s.dsn)
-    host = parts.netloc.rpartition("@")[2]
-    password = s.audit_db_password
-    user = "kalo_audit" + (f":{quote(password, safe='')}" if password else "")
-    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+    return s.service_dsn("audit")
 
 
 def main() -> None:

@@ -63,6 +63,7 @@ bench: up
 	$(PY) -m loadtests.bench_rules
 	$(PY) -m loadtests.bench_gateway
 	$(PY) -m loadtests.bench_month
+	$(PY) -m loadtests.bench_audit
 
 clean: down
 	rm -rf $(LOCAL)/.state $(LOCAL)/.kafka

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from contracts.audit import AuditRecorded, DeadLetter
+from contracts.audit import AuditRecorded, AuditTreeHead, DeadLetter, RulesetPublished
 from contracts.declarations import (
     AmoDeductions,
     DeclarationAssessed,
@@ -104,6 +104,21 @@ TOPICS: tuple[Topic, ...] = (
         "correlation id",
         (AuditRecorded,),
         description="every decision of every service",
+    ),
+    Topic(
+        "kalo.audit.heads",
+        "tree size",
+        (AuditTreeHead,),
+        partitions=1,  # in signing order
+        description="the audit log's signed tree heads, with the leaf hashes each adds",
+    ),
+    Topic(
+        "kalo.rulesets",
+        "ruleset id",
+        (RulesetPublished,),
+        cleanup_policy="compact",
+        partitions=1,
+        description="every ruleset a service ran, its parameter tree under its id (the replay reads it)",
     ),
     Topic(
         "kalo.dlq",

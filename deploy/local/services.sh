@@ -8,11 +8,18 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 RUN_DIR="$STATE_DIR/services"
 mkdir -p "$RUN_DIR"
-ALL=(gateway assessment ledger control)
+ALL=(gateway assessment ledger control audit)
+# The audit store signs its tree heads with a key of its own: made once, kept in the state folder
+# (give the auditors $KALO_AUDIT_SIGNING_KEY.pub).
+export KALO_AUDIT_SIGNING_KEY="${KALO_AUDIT_SIGNING_KEY:-$STATE_DIR/audit.key}"
+export KALO_AUDIT_HEADS_FILE="${KALO_AUDIT_HEADS_FILE:-$STATE_DIR/audit-heads.jsonl}"
 
 start() {
   for svc in "${@:-${ALL[@]}}"; do
     if pid_alive "$RUN_DIR/$svc.pid"; then log "$svc already running"; continue; fi
+    if [[ "$svc" == audit && ! -f "$KALO_AUDIT_SIGNING_KEY" ]]; then
+      (cd "$REPO_DIR" && "$PYTHON" -m services.cli audit keygen "$KALO_AUDIT_SIGNING_KEY" >/dev/null)
+    fi
     log "starting $svc (log: $RUN_DIR/$svc.log)"
     (cd "$REPO_DIR" && exec setsid nohup bash "$LOCAL_DIR/supervise.sh" --child-pid "$RUN_DIR/$svc.child.pid" \
       "$svc" -- "$PYTHON" -m services.cli run "$svc" >"$RUN_DIR/$svc.log" 2>&1) &

@@ -102,8 +102,12 @@ class KafkaDeadLetters:
         async def send(key: str, value: bytes) -> None:
             await self.sender.send("kalo.dlq", key, value)
 
+        async def send_audit(key: str, value: bytes) -> None:
+            await self.sender.send("kalo.audit", key, value)
+
         await park(
             send,
+            send_audit=send_audit,
             service=SERVICE,
             topic=message.topic,
             partition=message.partition,

@@ -20,6 +20,7 @@ from services.common import kafka, metrics
 from services.common.db import connect_pool
 from services.common.faust_runtime import install_lag_gauge, install_pages, run_worker, until_done
 from services.common.kafka import topic
+from services.common.rulesets import publish_ruleset
 from services.common.settings import Settings, get_settings
 from services.rules import Ruleset, load_ruleset
 
@@ -29,8 +30,9 @@ FUND_OF_BRANCH = {c.split(":")[0]: c.split(":")[1] for c in ITEM_COLUMNS}
 class Resources:
     """The registry's pool and the outputs' producer, opened on the first batch."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, ruleset: Ruleset) -> None:
         self.settings = settings
+        self.ruleset = ruleset
         self._registry: PgRegistry | None = None
         self._producer: AIOKafkaProducer | None = None
 
@@ -45,13 +47,15 @@ class Resources:
         if self._producer is None:
             producer = kafka.producer(self.settings, max_batch_size=1_048_576)
             await producer.start()
+            # The ruleset is stored under its id before anything is assessed with it.
+            await publish_ruleset(producer, self.settings, self.ruleset.id, self.ruleset.files, SERVICE)
             self._producer = producer
         return self._producer
 
 
 def create_app(settings: Settings | None = None, ruleset: Ruleset | None = None) -> faust.App:
     s = settings or get_settings()
-    rules = ruleset or load_ruleset()
+    rules = ruleset or load_ruleset(Path(s.rules_dir) if s.rules_dir else None)
     Path(s.data_dir).mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{s.topic_prefix}kalo-assessment",
@@ -73,7 +77,7 @@ def create_app(settings: Settings | None = None, ruleset: Ruleset | None = None)
         topic_allow_declare=False,
         datadir=f"{s.data_dir}/{s.topic_prefix}assessment",
     )
-    resources = Resources(s)
+    resources = Resources(s, rules)
     submitted = app.topic(topic("kalo.declarations.submitted", s), internal=False)
     max_output_bytes = s.max_message_bytes - 65_536  # room for the record's key and headers
 

@@ -34,10 +34,12 @@ def dlq_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @app.command("replay")
 def dlq_replay(letter_id: Annotated[str, typer.Argument(help="the id shown by `kalo dlq list`")]) -> None:
     """Send a dead letter's original bytes back to its topic."""
+    import getpass
+
     from services.common.dlq_ops import replay
 
-    try:
-        result = asyncio.run(replay(get_settings(), letter_id))
+    try:  # the audit event names who replayed it: the operating-system user of the command
+        result = asyncio.run(replay(get_settings(), letter_id, actor=f"cli:{getpass.getuser()}"))
     except KeyError as exc:
         console.print(f"[red]{exc.args[0]}[/red]")
         raise typer.Exit(1) from None

@@ -15,10 +15,47 @@ app = typer.Typer(help="The ledger's projections (accounts, careers).", no_args_
 
 
 @app.command("rebuild")
-def ledger_rebuild(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Empty the ledger's projections and replay its topics from the beginning (ledger stopped)."""
-    from services.ledger.app import rebuild
+def ledger_rebuild(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    into: Annotated[
+        str | None,
+        typer.Option(
+            "--into",
+            help="rebuild into this new schema instead, leaving the live projections alone, and diff "
+            "the two (exit 1 when they differ)",
+        ),
+    ] = None,
+) -> None:
+    """Empty the ledger's projections and replay its topics from the beginning (ledger stopped);
+    with --into SCHEMA, rebuild beside them and diff."""
+    from services.ledger.app import rebuild, rebuild_into
     from services.ledger.rebuild import LedgerRunning
+
+    if into is not None:
+        try:
+            result = asyncio.run(rebuild_into(into, get_settings()))
+        except ValueError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        if as_json:
+            print(json.dumps(result, default=str))
+        else:
+            console.print(
+                f"rebuilt {result['records']:,} records into schema {into}; against {result['live']}:"
+            )
+            for table, d in result["tables"].items():
+                mark = "[green]=[/green]" if not (d["only_live"] or d["only_rebuilt"]) else "[red]≠[/red]"
+                console.print(
+                    f"  {mark} {table}: live {d['live']:,}, rebuilt {d['rebuilt']:,}, "
+                    f"only live {d['only_live']:,}, only rebuilt {d['only_rebuilt']:,}"
+                )
+                for row in d["examples_live"]:
+                    console.print(f"      live only:    {row}")
+                for row in d["examples_rebuilt"]:
+                    console.print(f"      rebuilt only: {row}")
+        if not result["equal"]:
+            raise typer.Exit(1)
+        return
 
     try:
         counts = asyncio.run(rebuild(get_settings()))

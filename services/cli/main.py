@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
-from services.cli import db, dlq, employers, keys, ledger, rules, topics
+from services.cli import audit, db, dlq, employers, keys, ledger, rules, topics
 from services.cli.demo import demo
 from services.cli.openapi import openapi
+from services.cli.replay import replay
 from services.cli.run import run
 from services.cli.status import status
 
@@ -44,6 +45,7 @@ app.command()(run)
 app.command()(demo)
 app.command()(openapi)
 app.command()(status)
+app.command()(replay)
 app.add_typer(topics.app, name="topics")
 app.add_typer(db.app, name="db")
 app.add_typer(employers.app, name="employers")
@@ -51,6 +53,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(rules.app, name="rules")
+app.add_typer(audit.app, name="audit")
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ SERVICES: dict[str, str] = {
     "assessment": "services.assessment.app:run",
     "ledger": "services.ledger.app:main",
     "control": "services.control.app:run",
+    "audit": "services.control.audit.app:main",
 }
 PLANNED = ("liquidation",)
 

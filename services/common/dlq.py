@@ -8,7 +8,7 @@ import logging
 import traceback
 from collections.abc import Awaitable, Callable
 
-from contracts.audit import DeadLetter
+from contracts.audit import DeadLetter, audit_event
 from contracts.envelope import derived_id, wrap
 from services.common import metrics
 
@@ -67,12 +67,31 @@ async def park(
     key: bytes | None,
     value: bytes,
     error: BaseException,
+    send_audit: Callable[[str, bytes], Awaitable[object]] | None = None,
 ) -> None:
     """Dead-letter one message: log it, send the letter (`send(key, value)` to kalo.dlq, as
-    the caller's runtime sends), count it. The one way every service parks a message."""
+    the caller's runtime sends), record it (`send_audit(key, value)` to kalo.audit: action
+    `dlq.parked`), count it. The one way every service parks a message."""
     log.warning("%s: %s/%s/%s to DLQ: %s", service, topic, partition, offset, error)
     letter_key, letter = dead_letter(
         service=service, topic=topic, partition=partition, offset=offset, key=key, value=value, error=error
     )
     await send(letter_key, letter)
+    if send_audit is not None:
+        await send_audit(letter_key, parked_audit(service, letter_key, value, letter, error))
     metrics.DLQ.labels(service, topic).inc()
+
+
+def parked_audit(service: str, position: str, value: bytes, letter: bytes, error: BaseException) -> bytes:
+    """The audit event of a parking: the original's and the letter's SHA-256, the error."""
+    _, event = audit_event(
+        action="dlq.parked",
+        subject=position,
+        actor=service,
+        input_bytes=value,
+        output_bytes=letter,
+        producer=service,
+        event_id=derived_id(position, "dlq.parked"),
+        details={"error": f"{type(error).__name__}: {error}"[:500]},
+    )
+    return event

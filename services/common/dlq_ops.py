@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import uuid
 from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
 
-from contracts.audit import DeadLetter
+from contracts.audit import DeadLetter, audit_event
 from contracts.envelope import Envelope
 from services.common import kafka
 from services.common.settings import Settings
@@ -57,8 +58,9 @@ def summary(letter: Envelope[DeadLetter]) -> dict[str, Any]:
     }
 
 
-async def replay(settings: Settings, letter_id: str) -> dict[str, Any]:
-    """Produce the original bytes again to their original topic (after a fix was deployed)."""
+async def replay(settings: Settings, letter_id: str, actor: str = "cli") -> dict[str, Any]:
+    """Produce the original bytes again to their original topic (after a fix was deployed),
+    and record it on kalo.audit (`dlq.replayed`, by `actor`)."""
     for letter in await read_dead_letters(settings):
         if str(letter.id) == letter_id:
             d = letter.data
@@ -72,6 +74,25 @@ async def replay(settings: Settings, letter_id: str) -> dict[str, Any]:
                     d.topic,
                     value,
                     key=base64.b64decode(d.key_b64) if d.key_b64 else None,
+                )
+                position = f"{d.topic}/{d.partition}/{d.offset}"
+                _, audit = audit_event(
+                    action="dlq.replayed",
+                    subject=position,
+                    actor=actor,
+                    input_bytes=value,
+                    output_bytes=value,
+                    producer="cli",
+                    causation_id=letter.id,
+                    event_id=uuid.uuid4(),  # each replay is a decision of its own
+                    details={
+                        "letter_id": letter_id,
+                        "service": d.service,
+                        "to": f"{d.topic}/{meta.partition}/{meta.offset}",
+                    },
+                )
+                await producer.send_and_wait(
+                    kafka.topic("kalo.audit", settings), audit, key=position.encode()
                 )
             finally:
                 await producer.stop()

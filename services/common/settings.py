@@ -6,7 +6,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The services that connect to PostgreSQL, each as its own login role `kalo_<service>`.
-DB_SERVICES = ("gateway", "assessment", "ledger", "liquidation", "control")
+DB_SERVICES = ("gateway", "assessment", "ledger", "liquidation", "control", "audit")
 
 
 class Settings(BaseSettings):
@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Keep in step with the broker's message.max.bytes (deploy/local/kafka.sh).
     max_message_bytes: int = 33_554_432
 
+    # The legal parameter tree the services compute with (default: the one in the package).
+    rules_dir: str | None = None
+
     # Declarations the assessment takes per batch (one registry lookup, one flush, one ack).
     assessment_batch: int = 500
 
@@ -61,6 +64,18 @@ class Settings(BaseSettings):
     liquidation_web_port: int = 6067
     ledger_metrics_port: int = 9101
     control_metrics_port: int = 9102
+    audit_metrics_port: int = 9103
+
+    # The audit store (`kalo run audit`): its Ed25519 private key (a PEM file made by `kalo
+    # audit keygen`), the heads file it appends every signed tree head to, and how often it
+    # signs one: after this many records, or this many seconds when records wait.
+    audit_signing_key: str | None = None
+    audit_db_password: str | None = None  # the writer's role, kalo_audit
+    # The public key `kalo audit verify` checks heads with (default: the signing key's .pub).
+    audit_public_key: str | None = None
+    audit_heads_file: str | None = None  # default: <data_dir>/audit-heads.jsonl
+    audit_head_every_records: int = 1000
+    audit_head_every_s: float = 10.0
 
     # The control commission: its API and page (and /metrics) on this address.
     control_host: str = "127.0.0.1"
@@ -77,6 +92,10 @@ class Settings(BaseSettings):
     @property
     def bootstrap(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def heads_file(self) -> str:
+        return self.audit_heads_file or f"{self.data_dir}/audit-heads.jsonl"
 
     @property
     def dsn(self) -> str:

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -59,6 +59,30 @@ async def save_offsets(conn: asyncpg.Connection, consumer: str, offsets: dict[To
     )
 
 
+class OffsetStore(Protocol):
+    """Where a tracked consumer keeps its next offsets (in the batch's transaction)."""
+
+    async def load(
+        self, conn: asyncpg.Connection | asyncpg.Pool, consumer: str
+    ) -> dict[tuple[str, int], int]: ...
+
+    async def save(
+        self, conn: asyncpg.Connection, consumer: str, offsets: dict[TopicPartition, int]
+    ) -> None: ...
+
+
+class ConsumerOffsets:
+    """The `consumer_offsets` table (one row per consumer and partition, updated)."""
+
+    async def load(
+        self, conn: asyncpg.Connection | asyncpg.Pool, consumer: str
+    ) -> dict[tuple[str, int], int]:
+        return await stored_offsets(conn, consumer)
+
+    async def save(self, conn: asyncpg.Connection, consumer: str, offsets: dict[TopicPartition, int]) -> None:
+        await save_offsets(conn, consumer, offsets)
+
+
 class _SeekFromStore(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, tracked: TrackedConsumer) -> None:
         self.tracked = tracked
@@ -72,7 +96,7 @@ class _SeekFromStore(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Any) -> None:
         tracked = self.tracked
         stored = await retry_outages(
-            lambda: stored_offsets(tracked.pool, tracked.name),
+            lambda: tracked.offsets.load(tracked.pool, tracked.name),
             what=f"{tracked.name}: stored offsets",
             stop=tracked._stopping,
             logger=log,
@@ -95,6 +119,7 @@ class TrackedConsumer:
         settings: Settings,
         max_records: int = 2000,
         gate: Gate | None = None,
+        offsets: OffsetStore | None = None,
     ) -> None:
         self.name = name
         self.topics = list(topics)
@@ -104,6 +129,7 @@ class TrackedConsumer:
         self.settings = settings
         self.max_records = max_records
         self.gate = gate  # awaited before each write (the ledger: its shared lock is held)
+        self.offsets: OffsetStore = offsets or ConsumerOffsets()
         self.consumer = kafka.consumer(group_id=f"{settings.topic_prefix}{name}", settings=settings)
         self.producer: AIOKafkaProducer = kafka.producer(settings)
         self._stopping = asyncio.Event()
@@ -190,7 +216,7 @@ class TrackedConsumer:
                 TopicPartition(t, p) for t in self.topics for p in await kafka.partitions_of(t, self.settings)
             ]
             self.consumer.assign(tps)
-            stored = await stored_offsets(self.pool, self.name)
+            stored = await self.offsets.load(self.pool, self.name)
             for tp in tps:
                 self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
             ends = await self.consumer.end_offsets(tps)
@@ -254,7 +280,7 @@ class TrackedConsumer:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 await self.apply(conn, [d for _, d in decoded])
-                await save_offsets(conn, self.name, offsets)
+                await self.offsets.save(conn, self.name, offsets)
         except Exception as exc:
             if is_outage(exc):
                 raise
@@ -278,7 +304,7 @@ class TrackedConsumer:
                     failed.append((record, exc))
             for record, exc in failed:
                 await self._dead_letter(record, exc)
-            await save_offsets(conn, self.name, offsets)
+            await self.offsets.save(conn, self.name, offsets)
 
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException) -> None:
         dlq = kafka.topic("kalo.dlq", self.settings)
@@ -291,8 +317,19 @@ class TrackedConsumer:
                 logger=log,
             )
 
+        async def send_audit(key: str, value: bytes) -> None:
+            await retry_outages(
+                lambda: self.producer.send_and_wait(
+                    kafka.topic("kalo.audit", self.settings), value, key=key.encode()
+                ),
+                what=f"{self.name}: audit",
+                stop=self._stopping,
+                logger=log,
+            )
+
         await park(
             send,
+            send_audit=send_audit,
             service=self.name,
             topic=record.topic,
             partition=record.partition,

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from services.gateway.handlers import Row
+from services.gateway.handlers import Outgoing, Row
 
 Db = asyncpg.Connection | asyncpg.Pool
 
@@ -32,7 +32,35 @@ class PgStore:
         event_id: uuid.UUID,
         topic: str,
         message: bytes,
+        audit: Outgoing | None = None,
     ) -> Row:
+        if audit is not None:
+            # Still one statement, one round trip: the receipt's audit event goes to the outbox
+            # with it, in the same transaction, only when the receipt is created.
+            row = await self.db.fetchrow(
+                """WITH s AS (SELECT * FROM gateway_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)),
+                        a AS (INSERT INTO outbox (event_id, topic, key, value)
+                              SELECT $12, $13, convert_to($14, 'UTF8'), $15 FROM s WHERE s.outcome = 'created'
+                              RETURNING 1)
+                   SELECT s.*, (SELECT count(*) FROM a) AS audited FROM s""",
+                declaration_id,
+                employer_id,
+                period,
+                replaces,
+                payload_sha256,
+                idempotency_key,
+                line_count,
+                received_at,
+                event_id,
+                topic,
+                message,
+                audit.event_id,
+                audit.topic,
+                audit.key,
+                audit.value,
+            )
+            assert row is not None
+            return row
         row = await self.db.fetchrow(
             "SELECT * FROM gateway_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             declaration_id,

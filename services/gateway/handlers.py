@@ -9,11 +9,13 @@ from __future__ import annotations
 import operator
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
 
+from contracts.audit import audit_event
 from contracts.declarations import LINE_FIELDS, DeclarationSubmitted
 from contracts.envelope import derived_id
 from services.common.csv_safe import to_csv
@@ -44,9 +46,11 @@ class Store(Protocol):
         event_id: uuid.UUID,
         topic: str,
         message: bytes,
+        audit: Outgoing | None = None,
     ) -> Row:
         """The receipt and its outbox message in one transaction; the row of `gateway_submit`
-        (outcome, other, and the receipt's r_* columns)."""
+        (outcome, other, and the receipt's r_* columns). `audit`: the receipt's audit event,
+        written to the outbox in the same transaction when the receipt is created."""
         ...
 
     async def declaration(self, declaration_id: str) -> Row | None:
@@ -66,6 +70,48 @@ class Store(Protocol):
     async def account_rows(self, employer_id: str) -> tuple[list[Row], list[Row], list[Row]]:
         """The employer's periods, dues per fund, and history of declarations."""
         ...
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message for the outbox: its id, physical topic, key and bytes."""
+
+    event_id: uuid.UUID
+    topic: str
+    key: str
+    value: bytes
+
+
+def receipt_audit(
+    declaration_id: str,
+    decl: DeclarationIn,
+    principal: Principal,
+    *,
+    payload_sha256: str,
+    event_id: uuid.UUID,
+    message: bytes,
+    now: datetime,
+    topic: str,
+) -> Outgoing:
+    """The audit event of a receipt: who submitted (the key's id, never the key), the body's
+    SHA-256 (the input) and the submitted message's (the output)."""
+    audit_id, value = audit_event(
+        action="declaration.received",
+        subject=declaration_id,
+        actor=principal.key_id or f"employer:{decl.employer.id}",
+        input_sha256=payload_sha256,
+        output_bytes=message,
+        producer="gateway",
+        causation_id=event_id,
+        occurred_at=now,
+        details={
+            "employer_id": decl.employer.id,
+            "period": decl.period,
+            "lines": len(decl.lines),
+            "replaces": decl.replaces,
+        },
+    )
+    return Outgoing(audit_id, topic, declaration_id, value)
 
 
 def receipt_of(row: Mapping[str, Any], prefix: str = "") -> Receipt:
@@ -135,6 +181,7 @@ async def submit_declaration(
     now: datetime,
     topic: str,
     max_message_bytes: int | None = None,
+    audit_topic: str | None = None,
 ) -> tuple[Receipt, bool]:
     """Write the receipt and its outbox message in one transaction (one round trip).
 
@@ -167,6 +214,18 @@ async def submit_declaration(
         event_id=event_id,
         topic=topic,
         message=message,
+        audit=None
+        if audit_topic is None
+        else receipt_audit(
+            declaration_id,
+            decl,
+            principal,
+            payload_sha256=payload_sha256,
+            event_id=event_id,
+            message=message,
+            now=now,
+            topic=audit_topic,
+        ),
     )
     outcome, other = row["outcome"], row["other"]
     if outcome in ("created", "existing"):

@@ -19,6 +19,7 @@ class Principal:
     role: str
     employer_id: str | None
     label: str | None = None
+    key_id: str | None = None  # the API key's SHA-256 (never the key): the actor of audit events
 
 
 def new_api_key(prefix: str) -> str:
@@ -79,7 +80,7 @@ async def principal_for(conn: asyncpg.Connection | asyncpg.Pool, key_hash: str) 
            WHERE k.key_hash = $1 AND (k.employer_id IS NULL OR e.active)""",
         key_hash,
     )
-    return Principal(row["role"], row["employer_id"], row["label"]) if row else None
+    return Principal(row["role"], row["employer_id"], row["label"], key_hash) if row else None
 
 
 async def registered_employer(

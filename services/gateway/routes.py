@@ -152,6 +152,7 @@ async def _submit(
             now=datetime.now(UTC),
             topic=topic(handlers.SUBMITTED, request.app.state.settings),
             max_message_bytes=request.app.state.settings.max_message_bytes - 65_536,
+            audit_topic=topic("kalo.audit", request.app.state.settings),
         )
     if created:
         RECEIPTS.labels(channel).inc()

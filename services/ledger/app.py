@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
 
 import asyncpg
 from prometheus_client import start_http_server
@@ -20,7 +21,7 @@ from services.common.settings import Settings, get_settings
 from services.common.tracking import TrackedConsumer
 from services.ledger.handlers import decode
 from services.ledger.projections import apply_events
-from services.ledger.rebuild import LEDGER_LOCK, reset_projections
+from services.ledger.rebuild import LEDGER_LOCK, create_copy, diff, reset_projections
 
 log = logging.getLogger(__name__)
 NAME = "kalo-ledger"
@@ -184,3 +185,24 @@ async def rebuild(settings: Settings | None = None) -> dict[str, int]:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(run())
+
+
+async def rebuild_into(schema: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Replay the ledger's topics from the beginning into empty copies of its tables in a new
+    schema (the live projections are not touched; the ledger may keep running), then diff
+    them row by row against the live projections."""
+    s = settings or get_settings()
+    conn = await asyncpg.connect(s.dsn)
+    try:
+        live, tables = await create_copy(conn, schema)
+        # As the admin: the ledger's role may create no schema (an auditor's or operator's task).
+        pool = await db.connect_pool(s.dsn, min_size=1, max_size=4, server_settings={"search_path": schema})
+        try:
+            records = await _consumer(s, pool).replay_to_end()
+        finally:
+            await pool.close()
+        tables_diff = await diff(conn, live, schema, tables)
+    finally:
+        await conn.close()
+    equal = all(t["only_live"] == 0 and t["only_rebuilt"] == 0 for t in tables_diff.values())
+    return {"schema": schema, "live": live, "records": records, "equal": equal, "tables": tables_diff}

@@ -10,6 +10,7 @@ command, the control commission and the auditors' replay all call these same fun
     control_flags(claim, career, liquidation, ruleset, already_approved=False)  # RULES.md §4
     escalation_deadline(pending_since, ruleset)  # RULES.md §4: ESCALATED after the legal delay
     params_in_force(ruleset, date(2026, 10, 1))
+    load_tree(files, expected_id="rs-…")        # a stored tree (path → bytes), e.g. for the replay
 """
 
 from services.rules.assessment import assess_declaration, assess_declaration_compact, validate_declaration
@@ -64,10 +65,14 @@ from services.rules.parameters import NotInForce, Parameter, ParameterFileError
 from services.rules.ruleset import (
     ParameterInForce,
     Ruleset,
+    RulesetMismatch,
     load_ruleset,
+    load_tree,
     params_history,
     params_in_force,
+    read_tree,
     ruleset_id,
+    tree_id,
 )
 from services.rules.surcharge import surcharge, surcharge_rate
 
@@ -88,6 +93,7 @@ __all__ = [
     "ParameterInForce",
     "Rate",
     "Ruleset",
+    "RulesetMismatch",
     "add_months",
     "apply_rate",
     "apply_rate_decimal",
@@ -110,6 +116,7 @@ __all__ = [
     "liquidate",
     "liquidate_claim",
     "load_ruleset",
+    "load_tree",
     "mean_half_up",
     "months_late",
     "params_history",
@@ -119,6 +126,7 @@ __all__ = [
     "read_career",
     "read_claim",
     "read_declaration",
+    "read_tree",
     "recompute",
     "reference_salary",
     "reference_window",
@@ -128,5 +136,6 @@ __all__ = [
     "surcharge",
     "surcharge_rate",
     "totals",
+    "tree_id",
     "validate_declaration",
 ]

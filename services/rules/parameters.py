@@ -126,7 +126,8 @@ def name_of(path: Path, root: Path) -> str:
     return ".".join(path.relative_to(root).with_suffix("").parts)
 
 
-def load_parameter(path: Path, root: Path) -> Parameter:
+def load_parameter(path: Path, root: Path, data: bytes | None = None) -> Parameter:
+    """The parameter in `path` (under `root`); `data`: its bytes, already read (a stored tree)."""
     where = path.relative_to(root).as_posix()
 
     def fail(message: str) -> ParameterFileError:
@@ -137,7 +138,7 @@ def load_parameter(path: Path, root: Path) -> Parameter:
         raise fail(f"bad parameter name {name!r} (lower-case letters, digits, _)")
     try:
         # The loader only builds plain data (SafeLoader subclass).
-        doc = yaml.load(path.read_bytes(), Loader=_StrictLoader)
+        doc = yaml.load(path.read_bytes() if data is None else data, Loader=_StrictLoader)
     except (yaml.YAMLError, ValueError) as exc:
         raise fail(f"not valid YAML: {exc}") from None
     if not isinstance(doc, dict):

@@ -37,10 +37,19 @@ def _parameter_files(root: Path) -> list[Path]:
 
 
 def ruleset_id(root: Path) -> str:
+    return tree_id(read_tree(root))
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    """The parameter tree as it is stored under its id: relative POSIX path → file bytes."""
+    return {path.relative_to(root).as_posix(): path.read_bytes() for path in _parameter_files(root)}
+
+
+def tree_id(files: Mapping[str, bytes]) -> str:
+    """The ruleset id of a parameter tree (relative path → bytes): its content hash."""
     digest = hashlib.sha256()
-    for path in _parameter_files(root):
-        rel = path.relative_to(root).as_posix().encode()
-        data = path.read_bytes()
+    for rel_path in sorted(files):
+        rel, data = rel_path.encode(), files[rel_path]
         # Lengths make the stream unambiguous: no two trees hash the same bytes.
         digest.update(b"%d:%s%d:" % (len(rel), rel, len(data)))
         digest.update(data)
@@ -54,10 +63,19 @@ class Ruleset:
     ruleset is treated as immutable once loaded.
     """
 
-    def __init__(self, root: Path, parameters: Mapping[str, Parameter], ruleset_id: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        parameters: Mapping[str, Parameter],
+        ruleset_id: str,
+        files: Mapping[str, bytes] | None = None,
+    ) -> None:
         self.root = root
         self.parameters: Mapping[str, Parameter] = dict(sorted(parameters.items()))
         self.id = ruleset_id
+        # The tree exactly as loaded (relative path → bytes): what the services store under
+        # the id, so that an auditor re-derives with it years later.
+        self.files: Mapping[str, bytes] = dict(files or {})
         self.cache: dict[Any, Any] = {}
 
     def __repr__(self) -> str:
@@ -135,8 +153,29 @@ def _default_ruleset() -> Ruleset:
 def _load(root: Path) -> Ruleset:
     if not root.is_dir():
         raise FileNotFoundError(f"no parameter directory at {root}")
-    parameters = {name_of(p, root): load_parameter(p, root) for p in _parameter_files(root)}
-    return Ruleset(root, parameters, ruleset_id(root))
+    return load_tree(read_tree(root), root=root)
+
+
+class RulesetMismatch(ValueError):
+    """A stored tree whose content does not hash to the id it is stored under."""
+
+
+def load_tree(
+    files: Mapping[str, bytes], *, root: Path | None = None, expected_id: str | None = None
+) -> Ruleset:
+    """A ruleset from a stored parameter tree (relative path → bytes), checked like the files
+    of a directory; `expected_id`: refuse a tree whose content hash is another."""
+    rid = tree_id(files)
+    if expected_id is not None and rid != expected_id:
+        raise RulesetMismatch(f"the tree stored as {expected_id} hashes to {rid}")
+    base = root or Path("/stored") / rid
+    parameters = {}
+    for rel in sorted(files):
+        if not rel.endswith(".yaml") or rel.startswith("/") or ".." in rel.split("/"):
+            raise ValueError(f"{rel}: not a parameter file of a tree")
+        path = base / rel
+        parameters[name_of(path, base)] = load_parameter(path, base, files[rel])
+    return Ruleset(base, parameters, rid, files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +234,12 @@ __all__ = [
     "NotInForce",
     "ParameterInForce",
     "Ruleset",
+    "RulesetMismatch",
     "load_ruleset",
+    "load_tree",
     "params_history",
     "params_in_force",
+    "read_tree",
     "ruleset_id",
+    "tree_id",
 ]

@@ -422,12 +422,15 @@ async def test_a_declaration_lands_in_topic_ledger_and_careers(services: Stack, 
         if e["data"]["declaration_id"] == declaration_id
     ]
     assert [e["data"]["workers"] for e in amo] == [[["LW1", 250_000, 7_650, 8_750]]]
-    audit = [
+    audited = [
         e
         for e in await read_all(services.settings, "kalo.audit", seconds=2)
         if e["data"]["subject"] == declaration_id
     ]
+    audit = [e for e in audited if e["producer"] == "assessment"]
     assert [e["data"]["action"] for e in audit] == ["declaration.assessed"]
+    # The gateway's receipt is an audit event of its own.
+    assert [e["data"]["action"] for e in audited if e["producer"] == "gateway"] == ["declaration.received"]
     # LW1 was unknown: accepted with a warning, and pre-registered.
     assert doc["report"]["warnings"]
     assert await db.fetchval("SELECT status FROM ledger.workers WHERE worker_id = 'LW1'") == "preregistered"

@@ -65,6 +65,19 @@ async def test_json_receipt_is_written_with_its_message(
     assert event["id"] == str(derived_id(receipt["declaration_id"], "declaration.submitted"))
     assert event["data"]["payload_sha256"] == receipt["payload_sha256"]
     assert [line[0] for line in event["data"]["lines"]] == ["W1", "W2"]
+    # Its audit event went out through the outbox with it: who (the key's id, never the key),
+    # the body's SHA-256 and the message's.
+    audit = await consume_until(
+        services.settings,
+        "kalo.audit",
+        lambda e: (
+            e["data"]["subject"] == receipt["declaration_id"]
+            and e["data"]["action"] == "declaration.received"
+        ),
+    )
+    assert audit["causation_id"] == event["id"] and audit["producer"] == "gateway"
+    assert audit["data"]["actor"] == hashlib.sha256(key.encode()).hexdigest() and key not in str(audit)
+    assert audit["data"]["input_sha256"] == receipt["payload_sha256"]
 
 
 async def test_csv_upload_comma_and_semicolon(services: Stack, db: Any, client: httpx.AsyncClient) -> None:

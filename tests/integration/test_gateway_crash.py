@@ -60,6 +60,10 @@ async def submit_many(
     return receipts
 
 
+# The outbox rows not yet published (a receipt writes its message and its audit event).
+PENDING = "SELECT count(*) FROM gateway.outbox WHERE published_at IS NULL"
+
+
 async def wait_outbox_empty(conn: asyncpg.Connection, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while await conn.fetchval("SELECT count(*) FROM gateway.outbox WHERE published_at IS NULL"):
@@ -90,7 +94,8 @@ async def test_sigkill_with_receipts_unpublished_and_published_but_unmarked(
     start_gateway(stack, "gateway-a")
     receipts = await submit_many(stack, keys, 60)
     assert len(receipts) == 60
-    assert await conn.fetchval("SELECT count(*) FROM gateway.outbox WHERE published_at IS NULL") == 60
+    assert await conn.fetchval(f"{PENDING} AND topic LIKE '%kalo.declarations.submitted'") == 60
+    assert await conn.fetchval(f"{PENDING} AND topic LIKE '%kalo.audit'") == 60  # each receipt's audit event
 
     # The crash window: Kafka acknowledged 25 messages, the mark was never committed.
     pool = await connect_pool(service="gateway", settings=stack.settings, min_size=1, max_size=2)
@@ -154,7 +159,8 @@ async def test_receipts_keep_coming_while_kafka_is_unreachable(
     receipts = await submit_many(stack, keys, 20)
     assert len(receipts) == 20
     await asyncio.sleep(2)
-    assert await conn.fetchval("SELECT count(*) FROM gateway.outbox WHERE published_at IS NULL") == 20
+    assert await conn.fetchval(f"{PENDING} AND topic LIKE '%kalo.declarations.submitted'") == 20
+    assert await conn.fetchval(f"{PENDING} AND topic LIKE '%kalo.audit'") == 20  # each receipt's audit event
     stack.stop("gateway-no-kafka")  # a clean stop, relay still failing to reach Kafka
     assert "outbox relay failed" in stack.log_tail("gateway-no-kafka", 400)
 

@@ -207,6 +207,38 @@ async def _wait_letter(stack: Stack, value: bytes, offset: int | None = None) ->
     raise TimeoutError("the poison never reached kalo.dlq")
 
 
+async def test_rebuild_into_a_schema_beside_the_live_projections_and_diff(flowing) -> None:
+    """`kalo ledger rebuild --into SCHEMA` replays the topics into copies of the tables while
+    the ledger runs; the diff is empty, and names a live row edited by 1 franc."""
+    stack, conn, _ = flowing
+    try:
+        same = kalo(stack, "ledger", "rebuild", "--into", "ledger_check", "--json")
+        assert same.returncode == 0, same.stdout[-3000:]
+        doc = json.loads(same.stdout)
+        assert doc["equal"] and doc["tables"]["careers"]["rebuilt"] == doc["tables"]["careers"]["live"] > 0
+        row = await conn.fetchrow(
+            "SELECT * FROM ledger.employer_dues ORDER BY employer_id, period, fund LIMIT 1"
+        )
+        edit = (
+            "UPDATE ledger.employer_dues SET amount = amount + $4"
+            " WHERE employer_id = $1 AND period = $2 AND fund = $3"
+        )
+        await conn.execute(edit, row["employer_id"], row["period"], row["fund"], 1)
+        try:
+            off = kalo(stack, "ledger", "rebuild", "--into", "ledger_check2", "--json")
+        finally:
+            await conn.execute(edit, row["employer_id"], row["period"], row["fund"], -1)
+        assert off.returncode == 1, off.stderr
+        dues = json.loads(off.stdout)["tables"]["employer_dues"]
+        assert (dues["only_live"], dues["only_rebuilt"]) == (1, 1)
+        assert dues["examples_live"] == [{**dict(row), "amount": row["amount"] + 1}]
+        taken = kalo(stack, "ledger", "rebuild", "--into", "ledger_check")
+        assert taken.returncode == 2 and "exists already" in taken.stdout
+    finally:
+        for schema in ("ledger_check", "ledger_check2"):
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
 async def test_rebuild_gives_the_same_rows(flowing) -> None:
     stack, conn, docs = flowing
     refused = kalo(stack, "ledger", "rebuild")

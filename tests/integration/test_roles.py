@@ -17,7 +17,9 @@ from tests.integration.conftest import Stack, wait_http
 from tests.integration.helpers import auth, declaration, inps_line, register_employer, wait_status
 from tests.support.sandbox import free_port
 
-SERVICES = ("gateway", "assessment", "ledger", "control")
+SERVICES = ("gateway", "assessment", "ledger", "control", "audit")
+# The audit log's tables: its own role may only read and append to them.
+APPEND_ONLY = frozenset({"audit.records", "audit.heads", "audit.positions"})
 
 # One write of each table, with values the table accepts (the refusal is the privilege's).
 WRITES = {
@@ -46,6 +48,13 @@ WRITES = {
     "control.outbox": "INSERT INTO control.outbox (event_id, topic, value)"
     " VALUES (gen_random_uuid(), 't', '')",
     "control.web_sessions": "INSERT INTO control.web_sessions VALUES ('t-{n}', 'k', 'x', 'c', now(), now())",
+    "audit.records": "INSERT INTO audit.records"
+    " (seq, event_id, record, leaf_hash, action, subject, occurred_at)"
+    " VALUES (('x{n}')::bit(32)::bigint, gen_random_uuid(), '\\x7b7d', sha256('x'::bytea), 'a', 's', now())",
+    "audit.heads": "INSERT INTO audit.heads"
+    " (tree_size, timestamp_ms, root_hash, key_id, signature, leaves_from)"
+    " VALUES (0, ('x{n}')::bit(32)::bigint, sha256(''::bytea), 'k', '\\x00', 0)",
+    "audit.positions": "INSERT INTO audit.positions (topic, partition, next_offset) VALUES ('t-{n}', 0, 1)",
 }
 OWNER = {table: table.split(".")[0] for table in WRITES}
 # Privileges are checked whatever the rows: `WHERE false` leaves the session's data alone.
@@ -60,6 +69,9 @@ UPDATES = {
     "control.consumer_offsets": "UPDATE control.consumer_offsets SET next_offset = 0 WHERE false",
     "control.outbox": "UPDATE control.outbox SET published_at = now() WHERE false",
     "control.web_sessions": "UPDATE control.web_sessions SET expires_at = now() WHERE false",
+    "audit.records": "UPDATE audit.records SET subject = 'x' WHERE false",
+    "audit.heads": "UPDATE audit.heads SET key_id = 'x' WHERE false",
+    "audit.positions": "UPDATE audit.positions SET next_offset = 0 WHERE false",
 }
 DELETES = {table: f"DELETE FROM {table} WHERE false" for table in WRITES}
 
@@ -69,6 +81,7 @@ VIEWS = {
     "assessment": ("employers", "workers"),
     "ledger": (),
     "control": ("controllers",),
+    "audit": (),
 }
 # Writes through the views (simple views are updatable by whoever may write them: nobody).
 VIEW_WRITES = {
@@ -129,6 +142,14 @@ OWNED = {
         "CREATE OR REPLACE FUNCTION control.decision_kept() RETURNS trigger LANGUAGE plpgsql"
         " AS 'BEGIN RETURN OLD; END'",
     ),
+    "audit": (
+        "DROP TABLE audit.records",
+        "ALTER TABLE audit.records DISABLE TRIGGER records_append_only",
+        "TRUNCATE audit.records",
+        "DROP TRIGGER heads_append_only ON audit.heads",
+        "CREATE OR REPLACE FUNCTION audit.append_only() RETURNS trigger LANGUAGE plpgsql"
+        " AS 'BEGIN RETURN NEW; END'",
+    ),
 }
 
 
@@ -182,6 +203,9 @@ async def test_writing_another_services_table_is_refused(
         statements.append(UPDATES[table])
     if OWNER[table] == service:  # its own table: every write goes through (and is rolled back)
         for sql in statements:
+            if table in APPEND_ONLY and not sql.startswith("INSERT"):  # its own log: append only
+                assert await refused(conn, sql), f"{service} could run: {sql}"
+                continue
             tx = conn.transaction()
             await tx.start()
             try:

@@ -3,12 +3,15 @@ original per month, corrections, roles, reads and the account — without Postgr
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from contracts.audit import AuditRecorded
+from contracts.envelope import Envelope
 from services.gateway import handlers
 from services.gateway.errors import Problem
 from services.gateway.registry import Principal
@@ -309,3 +312,35 @@ def test_ids_are_unique_and_dated() -> None:
     ids = {handlers.new_declaration_id(NOW) for _ in range(1000)}
     assert len(ids) == 1000 and all(i.startswith("D-20261110-") for i in ids)
     assert uuid.UUID(str(handlers.submitted_message("D-1", declaration(), "x", NOW)[0]))
+
+
+async def test_a_new_receipt_carries_its_audit_event_naming_the_key_id_never_the_key() -> None:
+    store = FakeStore()
+    calls: list[dict[str, Any]] = []
+    submit_rows = store.submit
+
+    async def spy(**a: Any) -> dict[str, Any]:
+        calls.append(a)
+        return await submit_rows(**a)
+
+    store.submit = spy  # type: ignore[method-assign]
+    who = Principal("employer", "E1", None, "f" * 64)
+    decl = declaration()
+    receipt, _ = await handlers.submit_declaration(
+        store,
+        who,
+        decl,
+        payload_sha256="ab" * 32,
+        idempotency_key=None,
+        now=NOW,
+        topic="kalo.declarations.submitted",
+        audit_topic="kalo.audit",
+    )
+    audit = calls[0]["audit"]
+    assert audit.topic == "kalo.audit" and audit.key == receipt.declaration_id
+    event = Envelope[AuditRecorded].model_validate_json(audit.value)
+    assert event.id == audit.event_id and event.causation_id == calls[0]["event_id"]
+    assert event.data.action == "declaration.received" and event.data.subject == receipt.declaration_id
+    assert event.data.actor == "f" * 64 and event.data.input_sha256 == "ab" * 32
+    assert event.data.output_sha256 == hashlib.sha256(calls[0]["message"]).hexdigest()
+    assert event.data.details == {"employer_id": "E1", "period": decl.period, "lines": 1, "replaces": None}

@@ -4,6 +4,7 @@ with the offsets; an outage of PostgreSQL is waited out and the same batch writt
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -99,11 +100,22 @@ async def test_a_bad_record_goes_to_the_dlq_and_the_others_are_written(monkeypat
     await tc.process([record(10, "a"), record(11, "b\x00"), record(12, "c")], commit=False)
     assert db.rows == ["a", "c"]
     assert db.offsets == {("t", 0): 13}  # past the bad record: the partition flows
-    assert len(producer.sent) == 1
-    topic, value, key = producer.sent[0]
+    letters = [s for s in producer.sent if s[0] == "u.kalo.dlq"]
+    assert len(letters) == 1
+    topic, value, key = letters[0]
     letter = orjson.loads(value)["data"]
     assert (topic, key) == ("u.kalo.dlq", b"t/0/11")
     assert letter["offset"] == 11 and "0x00" in letter["error"]
+    # The parking is an audit event too: who parked what, the original's and the letter's hashes.
+    ((_, audit_value, audit_key),) = [s for s in producer.sent if s[0] == "u.kalo.audit"]
+    audit = orjson.loads(audit_value)["data"]
+    assert (audit["action"], audit["subject"], audit["actor"], audit_key) == (
+        "dlq.parked",
+        "t/0/11",
+        "unit",
+        key,
+    )
+    assert audit["output_sha256"] == hashlib.sha256(value).hexdigest()
 
 
 async def test_an_outage_is_waited_out_and_the_batch_written_once(monkeypatch: Any) -> None:

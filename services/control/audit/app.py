@@ -1,0 +1,164 @@
+"""The audit store (`kalo run audit`), built from its settings when it starts: a tracked
+consumer of `kalo.audit` that appends every event to the Merkle log, signs tree heads with
+the log's key and publishes them. Nothing is built at import.
+
+It is the control commission's store but runs as a process of its own, as the PostgreSQL
+role `kalo_audit` that may only INSERT into schema `audit`: the signing key lives in this
+process only, which serves no HTTP, and a bug or a break-in in the controllers' web service
+can neither append to the log nor sign a head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
+from aiokafka.structs import ConsumerRecord
+from prometheus_client import start_http_server
+
+from services.common import kafka
+from services.common.db import connect_pool
+from services.common.outage import Backoff, is_outage, retry_outages
+from services.common.settings import Settings, get_settings
+from services.common.tracking import TrackedConsumer
+from services.control.audit.adapters import HeadPublisher, PgLogTx, Positions
+from services.control.audit.handlers import AuditLog
+from services.control.audit.heads import Signer
+from services.control.audit.records import Entry, decode
+
+log = logging.getLogger(__name__)
+NAME = "kalo-audit"
+STOP_DEADLINE_S = 9.0
+TICK_S = 0.5
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _decode(record: ConsumerRecord) -> Entry:
+    return decode(record.value or b"")
+
+
+class AuditStore:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, signer: Signer) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.log = AuditLog(
+            signer, every_records=settings.audit_head_every_records, every_s=settings.audit_head_every_s
+        )
+        self.lock = asyncio.Lock()  # the batch and the clock's heads take turns
+        self.consumer = TrackedConsumer(
+            name=NAME,
+            topics=[kafka.topic("kalo.audit", settings)],
+            pool=pool,
+            decode=_decode,
+            apply=self.apply,
+            settings=settings,
+            offsets=Positions(),
+        )
+        self.heads_producer = kafka.producer(settings)
+        self.publisher = HeadPublisher(settings, self.heads_producer, Path(settings.heads_file))
+
+    async def apply(self, conn: asyncpg.Connection, entries: Sequence[Entry]) -> None:
+        async with self.lock:
+            await self.log.append(PgLogTx(conn), entries, _now_ms())
+
+    async def tick(self, *, force: bool = False) -> None:
+        """Sign a head if one is due, then publish every committed head not yet out."""
+        async with self.lock, self.pool.acquire() as conn:
+            async with conn.transaction():
+                await self.log.tick(PgLogTx(conn), _now_ms(), force=force)
+            await self.publisher.publish(conn)
+
+    async def ticking(self, stopping: asyncio.Event) -> None:
+        backoff = Backoff(0.5, 5.0)
+        while not stopping.is_set():
+            try:
+                await self.tick()
+                backoff.reset()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=TICK_S)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                log.warning("%s: heads wait, Kafka or PostgreSQL away: %r", NAME, exc)
+                await backoff.sleep(stopping)
+
+
+def _exit_now() -> None:
+    print(f"{NAME}: not stopped {STOP_DEADLINE_S:.0f} s after SIGTERM; exiting", file=sys.stderr, flush=True)
+    os._exit(0)
+
+
+async def run(settings: Settings | None = None) -> None:
+    """Consume until SIGTERM; at stop, sign a last head over what was appended."""
+    s = settings or get_settings()
+    if not s.audit_signing_key:
+        raise SystemExit("KALO_AUDIT_SIGNING_KEY is not set: make a key with `kalo audit keygen FILE`")
+    signer = Signer.from_file(s.audit_signing_key)
+    start_http_server(s.audit_metrics_port, addr=s.metrics_host)
+    stopping = asyncio.Event()
+    store: AuditStore | None = None
+
+    def on_sigterm() -> None:
+        if not stopping.is_set():
+            timer = threading.Timer(STOP_DEADLINE_S, _exit_now)
+            timer.daemon = True
+            timer.start()
+        stopping.set()
+        if store is not None:
+            store.consumer.stop()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, on_sigterm)
+    pool = await retry_outages(
+        lambda: connect_pool(writer_dsn(s), service="audit", settings=s, min_size=1, max_size=3, timeout=5),
+        what=f"{NAME}: PostgreSQL",
+        stop=stopping,
+        backoff=Backoff(0.5, 5.0),
+        logger=log,
+    )
+    ticker: asyncio.Task[None] | None = None
+    try:
+        store = AuditStore(s, pool, signer)
+        async with pool.acquire() as conn, conn.transaction():
+            await store.log._locked(PgLogTx(conn))  # refuses to start over an altered log
+        await retry_outages(store.heads_producer.start, what=f"{NAME}: Kafka", stop=stopping, logger=log)
+        await retry_outages(store.publisher.start, what=f"{NAME}: heads", stop=stopping, logger=log)
+        ticker = asyncio.create_task(store.ticking(stopping), name="audit-heads")
+        await store.consumer.run()
+        stopping.set()
+        await ticker
+        ticker = None
+        with contextlib.suppress(Exception):  # best effort: a last head over everything appended
+            await asyncio.wait_for(store.tick(force=True), timeout=3)
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+        if store is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(store.heads_producer.stop(), timeout=2)
+        try:
+            await asyncio.wait_for(pool.close(), timeout=1)
+        except Exception:
+            pool.terminate()
+
+
+def writer_dsn(s: Settings) -> str:
+    """The admin's server and database, as the writer's role `kalo_audit` (INSERT only)."""
+    return s.service_dsn("audit")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run())

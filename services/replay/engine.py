@@ -1,0 +1,865 @@
+"""Re-derive every decision of a time range with the law it was taken under.
+
+1. The decision topics (`kalo.declarations.assessed`, `.rejected`) are read from the offsets
+   Kafka gives for the range's start and end (`offsets_for_times`), partitions assigned by
+   hand: no consumer group is joined, nothing is committed.
+2. Their inputs (`kalo.declarations.submitted`, matched by causation id) are read from just
+   before the earliest submission time of the range, their audit records (`kalo.audit`,
+   matched by cause and action) from around the range.
+3. Each ruleset is loaded from its stored tree (`kalo.rulesets`) after its content hash is
+   checked against its id; a decision whose ruleset was never stored is counted unknown.
+4. Each decision is re-derived with `services.rules` (the employer's registry record as the
+   audit record kept it) and compared field by field with the recorded payload.
+
+`verify`: the audit record's input and output hashes are recomputed from the bytes on the
+topics, and the record is looked up in the signed audit log. `against_ledger`: the ledger's
+projections (employer periods, dues, careers) of the months whose declaration in force was
+re-derived are compared with what that declaration gives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import multiprocessing
+import os
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from queue import Empty
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import TopicPartition
+
+from contracts.declarations import ASSESSED_LINE_FIELDS, ITEM_COLUMNS
+from services.common import kafka
+from services.common.rulesets import read_rulesets
+from services.common.settings import Settings
+from services.rules import Ruleset, RulesetMismatch, assess_declaration_compact, liquidate_claim, load_tree
+
+ASSESSED = "kalo.declarations.assessed"
+REJECTED = "kalo.declarations.rejected"
+LIQUIDATIONS = "kalo.pensions.liquidations"
+DECISION_TOPICS = (ASSESSED, REJECTED, LIQUIDATIONS)
+SUBMITTED = "kalo.declarations.submitted"
+CLAIMS = "kalo.pensions.claims"
+AUDIT = "kalo.audit"
+# How far around the range inputs and audit records are looked for.
+INPUT_LEAD = timedelta(hours=1)
+AUDIT_MARGIN = timedelta(minutes=10)
+MAX_ERRORS_PER_CODE = 1000  # as the assessment lists them
+MAX_FIELDS_PER_EVENT = 20
+_TYPE_OF = {
+    ASSESSED: "declaration.assessed",
+    REJECTED: "declaration.rejected",
+    LIQUIDATIONS: "pension.liquidated",
+}
+_DATA = b',"data":'
+
+
+@dataclass(frozen=True)
+class Options:
+    start: datetime
+    end: datetime
+    topics: tuple[str, ...] = DECISION_TOPICS
+    employer: str | None = None
+    verify: bool = False
+    against_ledger: bool = False
+    workers: int = 1  # processes, each replaying a share of the partitions
+
+
+@dataclass
+class Report:
+    start: str
+    end: str
+    topics: list[str]
+    employer: str | None
+    read: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    liquidations: int = 0  # of the re-derived: pension liquidations
+    inputs: int = 0
+    audit_records: int = 0
+    rederived: int = 0
+    equal: int = 0
+    mismatched: int = 0
+    lines: int = 0
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+    rulesets: Counter[str] = field(default_factory=Counter)  # decisions re-derived with each
+    unknown_rulesets: Counter[str] = field(default_factory=Counter)
+    bad_rulesets: dict[str, str] = field(default_factory=dict)
+    missing_inputs: list[str] = field(default_factory=list)
+    without_audit: list[str] = field(default_factory=list)
+    audit_problems: list[dict[str, Any]] = field(default_factory=list)
+    ledger: dict[str, Any] | None = None
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
+
+    def merge(self, other: Report) -> None:
+        """Add a share of the partitions replayed by another process."""
+        self.read.update(other.read)
+        self.rulesets.update(other.rulesets)
+        self.unknown_rulesets.update(other.unknown_rulesets)
+        self.bad_rulesets.update(other.bad_rulesets)
+        for name in (
+            "duplicates",
+            "inputs",
+            "audit_records",
+            "rederived",
+            "equal",
+            "mismatched",
+            "lines",
+            "liquidations",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("mismatches", "missing_inputs", "without_audit", "audit_problems"):
+            getattr(self, name).extend(getattr(other, name))
+        if other.ledger is not None:
+            if self.ledger is None:
+                self.ledger = {"months": 0, "dues": 0, "careers": 0, "mismatches": []}
+            for name in ("months", "dues", "careers"):
+                self.ledger[name] += other.ledger[name]
+            self.ledger["mismatches"].extend(other.ledger["mismatches"])
+        for stage, seconds in other.stages.items():
+            self.stages[stage] = max(self.stages.get(stage, 0.0), seconds)
+
+    def lap(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.stages[stage] = round(self.stages.get(stage, 0.0) + now - since, 3)
+        return now
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.mismatched
+            or self.unknown_rulesets
+            or self.missing_inputs
+            or self.without_audit
+            or self.audit_problems
+            or (self.ledger and self.ledger["mismatches"])
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "from": self.start,
+            "to": self.end,
+            "topics": self.topics,
+            "employer": self.employer,
+            "read": dict(self.read),
+            "events_read": sum(self.read.values()),
+            "duplicates": self.duplicates,
+            "inputs_read": self.inputs,
+            "audit_records_read": self.audit_records,
+            "rederived": self.rederived,
+            "equal": self.equal,
+            "mismatched": self.mismatched,
+            "lines": self.lines,
+            "liquidations": self.liquidations,
+            "seconds": round(self.seconds, 3),
+            "stages": self.stages,
+            "lines_per_s": round(self.lines / self.seconds) if self.seconds else None,
+            "mismatches": self.mismatches,
+            "rulesets": dict(self.rulesets),
+            "unknown_rulesets": dict(self.unknown_rulesets),
+            "rulesets_refused": self.bad_rulesets,
+            "missing_inputs": self.missing_inputs,
+            "without_audit": self.without_audit,
+            "audit_problems": self.audit_problems,
+            "ledger": self.ledger,
+        }
+
+
+Progress = Callable[[str, int, int], None]  # stage, done, total
+
+
+async def stream_window(
+    settings: Settings,
+    registry_name: str,
+    start: datetime,
+    end: datetime,
+    *,
+    key: bytes | None = None,
+    keys: set[bytes] | None = None,
+    part: tuple[int, int] = (0, 1),
+    on_progress: Callable[[int, int], None] | None = None,
+) -> AsyncIterator[list[bytes]]:
+    """The values of a topic's records produced in [start, end), batch by batch, partitions
+    assigned by hand (`part` = (i, n): only the partitions p with p % n == i)."""
+    name = kafka.topic(registry_name, settings)
+    consumer = kafka.consumer(group_id=None, settings=settings, fetch_max_wait_ms=100)
+    await consumer.start()
+    try:
+        tps = [
+            TopicPartition(name, p)
+            for p in await kafka.partitions_of(name, settings)
+            if p % part[1] == part[0]
+        ]
+        if not tps:
+            return
+        consumer.assign(tps)
+        last = await consumer.end_offsets(tps)
+        firsts = await consumer.offsets_for_times({tp: _ms(start) for tp in tps})
+        lasts = await consumer.offsets_for_times({tp: _ms(end) for tp in tps})
+        bounds = {}
+        for tp in tps:
+            lo = firsts[tp].offset if firsts[tp] is not None else last[tp]
+            hi = lasts[tp].offset if lasts[tp] is not None else last[tp]
+            if lo < hi:
+                bounds[tp] = (lo, hi)
+        if not bounds:
+            return
+        consumer.assign(list(bounds))
+        for tp, (lo, _) in bounds.items():
+            consumer.seek(tp, lo)
+        total = sum(hi - lo for lo, hi in bounds.values())
+        done = 0
+        open_tps = dict(bounds)
+        while open_tps:
+            batches = await consumer.getmany(*open_tps, timeout_ms=1000)
+            out: list[bytes] = []
+            for tp, records in batches.items():
+                hi = open_tps.get(tp, (0, 0))[1]
+                for r in records:
+                    if r.offset < hi:
+                        done += 1
+                        if (
+                            (key is None or r.key == key)
+                            and (keys is None or r.key in keys)
+                            and r.value is not None
+                        ):
+                            out.append(r.value)
+            for tp in list(open_tps):
+                if await consumer.position(tp) >= open_tps[tp][1]:
+                    del open_tps[tp]
+                    consumer.pause(tp)
+            if on_progress:
+                on_progress(done, total)
+            if out:
+                yield out
+    finally:
+        await consumer.stop()
+
+
+async def read_window(
+    settings: Settings,
+    registry_name: str,
+    start: datetime,
+    end: datetime,
+    *,
+    key: bytes | None = None,
+    keys: set[bytes] | None = None,
+    part: tuple[int, int] = (0, 1),
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[bytes]:
+    """`stream_window`, gathered."""
+    out: list[bytes] = []
+    async for values in stream_window(
+        settings, registry_name, start, end, key=key, keys=keys, part=part, on_progress=on_progress
+    ):
+        out.extend(values)
+    return out
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def payload_bytes(raw: bytes) -> bytes:
+    """The `data` of an envelope as sent (the last member: what the audit's output hash
+    covers); empty when the envelope is not laid out so (its hash then matches nothing)."""
+    i = raw.find(_DATA)
+    if i < 0 or not raw.endswith(b"}"):
+        return b""
+    return raw[i + len(_DATA) : -1]
+
+
+class Rulesets:
+    """Stored trees, loaded on first use, each checked against its id."""
+
+    def __init__(self, trees: dict[str, dict[str, bytes]], report: Report) -> None:
+        self.trees = trees
+        self.loaded: dict[str, Ruleset | None] = {}
+        self.report = report
+
+    def get(self, ruleset_id: str) -> Ruleset | None:
+        if ruleset_id not in self.loaded:
+            tree = self.trees.get(ruleset_id)
+            ruleset = None
+            if tree is not None:
+                try:
+                    ruleset = load_tree(tree, expected_id=ruleset_id)
+                except (RulesetMismatch, ValueError) as exc:
+                    self.report.bad_rulesets[ruleset_id] = str(exc)
+            self.loaded[ruleset_id] = ruleset
+        return self.loaded[ruleset_id]
+
+
+def rules_input(submitted: dict[str, Any]) -> dict[str, Any]:
+    d = submitted["data"]
+    return {
+        "declaration_id": d["declaration_id"],
+        "employer": d["employer"],
+        "period": d["period"],
+        "submitted_at": d["submitted_at"],
+        "replaces": d.get("replaces"),
+        "lines": d["lines"],
+    }
+
+
+def capped(errors: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int], int]:
+    counts: dict[str, int] = {}
+    listed = []
+    for e in errors:
+        seen = counts.get(e["code"], 0)
+        counts[e["code"]] = seen + 1
+        if seen < MAX_ERRORS_PER_CODE:
+            listed.append(e)
+    return listed, counts, len(errors) - len(listed)
+
+
+def rederived_view(result: dict[str, Any]) -> dict[str, Any]:
+    """What the assessment would have sent, in the fields a replay compares."""
+    if result["status"] == "accepted":
+        return {
+            "status": "accepted",
+            "ruleset": result["ruleset"],
+            "due_date": result["due_date"],
+            "months_late": result["months_late"],
+            "surcharge": result["surcharge"],
+            "totals": result["totals"],
+            "rates": result["rates"],
+            "lines": result["lines"],
+        }
+    errors = [{k: e.get(k) for k in ("line", "worker_id", "code", "message")} for e in result["errors"]]
+    listed, counts, omitted = capped(errors)
+    view: dict[str, Any] = {"status": "rejected", "ruleset": result["ruleset"], "errors": listed}
+    if omitted:
+        view["error_counts"] = counts
+        view["errors_omitted"] = omitted
+    return view
+
+
+def recorded_view(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    if kind == ASSESSED:
+        keys = ("ruleset", "due_date", "months_late", "surcharge", "totals", "rates", "lines")
+        return {"status": "accepted", **{k: data.get(k) for k in keys}}  # lines: see split_lines
+    view = {"status": "rejected", "ruleset": data.get("ruleset"), "errors": data.get("errors")}
+    if data.get("errors_omitted"):
+        view["error_counts"] = data.get("error_counts")
+        view["errors_omitted"] = data.get("errors_omitted")
+    return view
+
+
+_LINES = b',"lines":['
+_WARNINGS = b'],"warnings":'
+LINES_BYTES = "_lines_json"  # where split_lines keeps the recorded lines, unparsed
+
+
+def split_lines(raw: bytes) -> dict[str, Any]:
+    """An assessed event parsed without its lines, which are kept as their JSON bytes in
+    `data[LINES_BYTES]`: a month's lines are millions of small values, and parsing them cost
+    the replay more than re-deriving them. They are compared as bytes with the re-derived
+    lines encoded the way the assessment encodes them (parsed only when they differ). An
+    event not laid out as the assessment lays it out is parsed whole."""
+    i = raw.find(_LINES)
+    j = raw.rfind(_WARNINGS)
+    if i < 0 or j < i:
+        return dict(orjson.loads(raw))
+    doc: dict[str, Any] = orjson.loads(raw[:i] + raw[j + 1 :])
+    doc["data"][LINES_BYTES] = raw[i + len(_LINES) - 1 : j + 1]
+    return doc
+
+
+def _same(a: Any, b: Any) -> bool:
+    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(b, option=orjson.OPT_SORT_KEYS)
+
+
+def differences(recorded: Any, rederived: Any, path: str = "") -> Iterable[tuple[str, Any, Any]]:
+    """(field path, recorded, re-derived) of every leaf that differs; lines by worker field
+    and item column."""
+    if isinstance(recorded, dict) and isinstance(rederived, dict):
+        for k in sorted(set(recorded) | set(rederived), key=str):
+            yield from differences(recorded.get(k), rederived.get(k), f"{path}.{k}" if path else str(k))
+        return
+    if isinstance(recorded, list | tuple) and isinstance(rederived, list | tuple):
+        if path == "lines":
+            for i, (a, b) in enumerate(zip(recorded, rederived, strict=False)):
+                if not _same(a, b):
+                    yield from _line_differences(i, a, b)
+        else:
+            for i, (a, b) in enumerate(zip(recorded, rederived, strict=False)):
+                yield from differences(a, b, f"{path}[{i}]")
+        if len(recorded) != len(rederived):
+            yield f"{path}.length", len(recorded), len(rederived)
+        return
+    if not _same(recorded, rederived):
+        yield path, recorded, rederived
+
+
+def _line_differences(i: int, a: Any, b: Any) -> Iterable[tuple[str, Any, Any]]:
+    if not (
+        isinstance(a, list | tuple)
+        and isinstance(b, list | tuple)
+        and len(a) == len(b) == len(ASSESSED_LINE_FIELDS)
+    ):
+        yield f"lines[{i}]", a, b
+        return
+    for name, x, y in zip(ASSESSED_LINE_FIELDS, a, b, strict=True):
+        if name == "amounts" and isinstance(x, list | tuple) and isinstance(y, list | tuple):
+            for column, p, q in zip(ITEM_COLUMNS, x, y, strict=False):
+                if p != q:
+                    yield f"lines[{i}].amounts.{column}", p, q
+        elif not _same(x, y):
+            yield f"lines[{i}].{name}", x, y
+
+
+async def replay(settings: Settings, options: Options, progress: Progress | None = None) -> Report:
+    """Replay the range; with `options.workers` > 1, in as many processes, each taking the
+    partitions p % n == i (the machine's cores re-derive side by side)."""
+    started = time.perf_counter()
+    workers = max(1, options.workers)
+    if workers > 1 and not await _keyed_alike(settings, options):
+        workers = 1
+    if workers == 1:
+        report = await replay_part(settings, options, (0, 1), progress)
+    else:
+        report = await _in_processes(settings, options, workers, progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def _keyed_alike(settings: Settings, options: Options) -> bool:
+    """The decision topics and the inputs have as many partitions (so an employer's input and
+    decisions have the same partition number)."""
+    counts = {
+        len(await kafka.partitions_of(kafka.topic(n, settings), settings))
+        for n in (*options.topics, SUBMITTED)
+    }
+    return len(counts) == 1
+
+
+_QUEUE: Any = None
+
+
+def _init_worker(queue: Any) -> None:
+    global _QUEUE
+    _QUEUE = queue
+
+
+def _run_part(settings: dict[str, Any], options: Options, part: tuple[int, int]) -> Report:
+    def progress(stage: str, done: int, total: int) -> None:
+        if _QUEUE is not None:
+            _QUEUE.put((stage, part[0], done, total))
+
+    where = os.environ.get("KALO_REPLAY_PROFILE")  # a cProfile of each process into DIR
+    if not where:
+        return asyncio.run(replay_part(Settings(**settings), options, part, progress))
+    import cProfile
+
+    with cProfile.Profile() as profile:
+        report = asyncio.run(replay_part(Settings(**settings), options, part, progress))
+    profile.dump_stats(f"{where}/replay-{part[0]}.prof")
+    return report
+
+
+async def _in_processes(
+    settings: Settings, options: Options, workers: int, progress: Progress | None
+) -> Report:
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no event loop or socket inherited
+    queue = ctx.Queue()
+    loop = asyncio.get_running_loop()
+    seen: dict[tuple[str, int], tuple[int, int]] = {}
+
+    def drain() -> None:
+        while True:
+            try:
+                stage, part, done, total = queue.get_nowait()
+            except Empty:
+                break
+            seen[(stage, part)] = (done, total)
+            if progress:
+                mine = [v for (st, _), v in seen.items() if st == stage]
+                progress(stage, sum(d for d, _ in mine), sum(t for _, t in mine))
+
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
+        futures = [
+            loop.run_in_executor(pool, _run_part, settings.model_dump(), options, (i, workers))
+            for i in range(workers)
+        ]
+        while not all(f.done() for f in futures):
+            drain()
+            await asyncio.wait(futures, timeout=0.1)
+        drain()
+        parts = [f.result() for f in futures]
+    report = parts[0]
+    for other in parts[1:]:
+        report.merge(other)
+    return report
+
+
+async def replay_part(
+    settings: Settings, options: Options, part: tuple[int, int] = (0, 1), progress: Progress | None = None
+) -> Report:
+    """The replay of the partitions p % n == i of the decision and input topics (keyed alike,
+    by employer: an employer's inputs and decisions share a partition number)."""
+    started = time.perf_counter()
+    report = Report(
+        start=options.start.isoformat(),
+        end=options.end.isoformat(),
+        topics=list(options.topics),
+        employer=options.employer,
+    )
+    key = options.employer.encode() if options.employer is not None else None
+
+    # The decisions, kept as their bytes (parsed again when their input comes): a month's
+    # parsed lines would take gigabytes.
+    # cause → (topic, event, SHA-256 of its payload as sent)
+    decisions: dict[str, list[tuple[str, dict[str, Any], str]]] = {}
+    liquidations: list[tuple[dict[str, Any], str]] = []  # self-contained: claim and career inside
+    subjects: set[bytes] = set()
+    seen: set[str] = set()
+    earliest: datetime | None = None
+    for name in options.topics:
+        values = await read_window(
+            settings,
+            name,
+            options.start,
+            options.end,
+            key=key,
+            part=part,
+            on_progress=(lambda d, t, name=name: progress(f"reading {name}", d, t)) if progress else None,
+        )
+        for raw in values:
+            doc = split_lines(raw) if name == ASSESSED else orjson.loads(raw)
+            event_id = doc.get("id")
+            if event_id in seen:  # delivered twice (a worker restarted): one decision
+                report.duplicates += 1
+                continue
+            seen.add(event_id)
+            sent = hashlib.sha256(payload_bytes(raw)).hexdigest() if options.verify else ""
+            subjects.add(str(doc["correlation_id"]).encode())
+            if name == LIQUIDATIONS:
+                liquidations.append((doc, sent))
+                continue
+            decisions.setdefault(doc["causation_id"], []).append((name, doc, sent))
+            at = datetime.fromisoformat(doc["data"]["submitted_at"])
+            earliest = at if earliest is None or at < earliest else earliest
+        report.read[name] = len(values)
+        del values
+    t = report.lap("read decisions", started)
+    if not decisions and not liquidations:
+        report.seconds = time.perf_counter() - started
+        return report
+    causes = set(decisions) | {doc["causation_id"] for doc, _ in liquidations}
+
+    # An audit event emitted twice has one id but two `occurred_at`: the log keeps the first
+    # it consumed, so every version is kept here.
+    audits: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for raw in await read_window(
+        settings,
+        AUDIT,
+        options.start - AUDIT_MARGIN,
+        options.end + AUDIT_MARGIN,
+        keys=subjects,  # audit events are keyed by their subject: only these are read
+        on_progress=(lambda d, t: progress("reading audit records", d, t)) if progress else None,
+    ):
+        doc = orjson.loads(raw)
+        cause = doc.get("causation_id")
+        if cause in causes:
+            audits.setdefault((cause, doc["data"]["action"]), []).append(doc)
+    report.audit_records = len(audits)
+    t = report.lap("read audit records", t)
+
+    rulesets = Rulesets(await read_rulesets(settings), report)
+    t = report.lap("read rulesets", t)
+    in_force: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # declaration id → (view, data)
+    total = sum(len(v) for v in decisions.values())
+    done = 0
+
+    def rederive(raw_input: bytes) -> None:
+        nonlocal done
+        submitted = orjson.loads(raw_input)
+        pending = decisions.pop(submitted.get("id"), None)
+        if pending is None:
+            return
+        report.inputs += 1
+        for name, doc, sent in pending:
+            done += 1
+            versions = audits.get((doc["causation_id"], _TYPE_OF[name]))
+            _one(report, options, rulesets, in_force, name, doc, sent, submitted, raw_input, versions)
+        if progress and done % 500 == 0:
+            progress("re-deriving", done, total)
+
+    if decisions and earliest is not None:
+        async for values in stream_window(
+            settings, SUBMITTED, min(earliest, options.start) - INPUT_LEAD, options.end, key=key, part=part
+        ):
+            for raw_input in values:
+                rederive(raw_input)
+    if liquidations:
+        claims: dict[str, str] = {}  # the claims' SHA-256, for the audit records' input hash
+        if options.verify:
+            wanted = {doc["causation_id"] for doc, _ in liquidations}
+            async for values in stream_window(
+                settings, CLAIMS, options.start - INPUT_LEAD, options.end, key=key, part=part
+            ):
+                for raw_claim in values:
+                    claim_id = orjson.loads(raw_claim).get("id")
+                    if claim_id in wanted:
+                        claims[claim_id] = hashlib.sha256(raw_claim).hexdigest()
+        for doc, sent in liquidations:
+            versions = audits.get((doc["causation_id"], _TYPE_OF[LIQUIDATIONS]))
+            _one_liquidation(report, options, rulesets, doc, sent, versions, claims.get(doc["causation_id"]))
+    if progress:
+        progress("re-deriving", done, total)
+    for pending in decisions.values():  # their input was never found
+        for name, doc, _ in pending:
+            report.missing_inputs.append(doc["id"])
+            if not audits.get((doc["causation_id"], _TYPE_OF[name])):
+                report.without_audit.append(doc["id"])
+    t = report.lap("re-derive", t)
+    if options.verify and audits:
+        await _verify_in_log(settings, report, list(audits.values()))
+        t = report.lap("audit log", t)
+    if options.against_ledger:
+        report.ledger = await compare_ledger(settings, in_force)
+        t = report.lap("ledger", t)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _one(
+    report: Report,
+    options: Options,
+    rulesets: Rulesets,
+    in_force: dict[str, tuple[dict[str, Any], dict[str, Any]]],
+    name: str,
+    doc: dict[str, Any],
+    sent_sha256: str,
+    submitted: dict[str, Any],
+    raw_input: bytes,
+    versions: list[dict[str, Any]] | None,
+) -> None:
+    """Re-derive one decision from its input and compare."""
+    data = doc["data"]
+    event_id = doc["id"]
+    audit = versions[0] if versions else None
+    if audit is None:
+        report.without_audit.append(event_id)
+    if options.verify and audit is not None:
+        _verify_hashes(report, event_id, audit, raw_input, sent_sha256)
+    ruleset = rulesets.get(data.get("ruleset") or "")
+    if ruleset is None:
+        report.unknown_rulesets[data.get("ruleset") or "(none)"] += 1
+        return
+    registry = audit["data"].get("details", {}).get("registry") if audit else None
+    kwargs: dict[str, Any] = {"registry": registry} if audit is not None else {}
+    result = assess_declaration_compact(rules_input(submitted), ruleset, line_arrays=True, **kwargs)
+    rederived, recorded = rederived_view(result), recorded_view(name, data)
+    report.rederived += 1
+    report.rulesets[ruleset.id] += 1
+    report.lines += len(submitted["data"]["lines"])
+    lines_json = data.get(LINES_BYTES)
+    if lines_json is not None and "lines" in rederived:
+        # The recorded lines as bytes: equal to the re-derived ones encoded alike, or parsed.
+        same_lines = orjson.dumps(rederived["lines"]) == lines_json
+        recorded["lines"] = rederived["lines"] if same_lines else orjson.loads(lines_json)
+    elif lines_json is not None:
+        recorded["lines"] = orjson.loads(lines_json)
+    if _same(recorded, rederived):
+        report.equal += 1
+    else:
+        report.mismatched += 1
+        for path, was, now in list(differences(recorded, rederived))[:MAX_FIELDS_PER_EVENT]:
+            report.mismatches.append(
+                {
+                    "event_id": event_id,
+                    "declaration_id": data.get("declaration_id"),
+                    "field": path,
+                    "recorded": was,
+                    "rederived": now,
+                }
+            )
+    if name == ASSESSED and result["status"] == "accepted":
+        in_force[data["declaration_id"]] = (rederived, data)
+
+
+def _one_liquidation(
+    report: Report,
+    options: Options,
+    rulesets: Rulesets,
+    doc: dict[str, Any],
+    sent_sha256: str,
+    versions: list[dict[str, Any]] | None,
+    claim_sha256: str | None,
+) -> None:
+    """Re-derive one liquidation from the claim and career snapshot it carries, and compare."""
+    data = doc["data"]
+    event_id = doc["id"]
+    audit = versions[0] if versions else None
+    if audit is None:
+        report.without_audit.append(event_id)
+    elif options.verify:
+        if claim_sha256 is None:
+            report.audit_problems.append(
+                {"event_id": event_id, "problem": "its claim is not on kalo.pensions.claims"}
+            )
+        elif audit["data"].get("input_sha256") != claim_sha256:
+            report.audit_problems.append(
+                {"event_id": event_id, "problem": "the audit record's input_sha256 is not the claim's"}
+            )
+        if audit["data"].get("output_sha256") != sent_sha256:
+            report.audit_problems.append(
+                {"event_id": event_id, "problem": "the audit record's output_sha256 is not the output's"}
+            )
+    ruleset = rulesets.get(data.get("ruleset") or "")
+    if ruleset is None:
+        report.unknown_rulesets[data.get("ruleset") or "(none)"] += 1
+        return
+    rederived = liquidate_claim({**data["claim"], "career": data["career"]}, ruleset)
+    recorded = data["liquidation"]
+    report.rederived += 1
+    report.liquidations += 1
+    report.rulesets[ruleset.id] += 1
+    if _same(recorded, rederived):
+        report.equal += 1
+        return
+    report.mismatched += 1
+    for path, was, now in list(differences(recorded, rederived, "liquidation"))[:MAX_FIELDS_PER_EVENT]:
+        report.mismatches.append(
+            {
+                "event_id": event_id,
+                "claim_id": data.get("claim_id"),
+                "field": path,
+                "recorded": was,
+                "rederived": now,
+            }
+        )
+
+
+def _verify_hashes(
+    report: Report, event_id: str, audit: dict[str, Any], raw_input: bytes, output_sha256: str
+) -> None:
+    data = audit["data"]
+    if data.get("input_sha256") != hashlib.sha256(raw_input).hexdigest():
+        report.audit_problems.append(
+            {"event_id": event_id, "problem": "the audit record's input_sha256 is not the input's"}
+        )
+    if data.get("output_sha256") != output_sha256:
+        report.audit_problems.append(
+            {"event_id": event_id, "problem": "the audit record's output_sha256 is not the output's"}
+        )
+
+
+async def _verify_in_log(settings: Settings, report: Report, audits: list[list[dict[str, Any]]]) -> None:
+    """Each audit record is in the audit log, as published, under a signed head."""
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT event_id::text, seq, record FROM audit.records WHERE event_id = ANY($1::uuid[])",
+            list({doc["id"] for versions in audits for doc in versions}),
+        )
+        signed = await conn.fetchval("SELECT coalesce(max(tree_size), 0) FROM audit.heads")
+    finally:
+        await conn.close()
+    stored = {r["event_id"]: r for r in rows}
+    for versions in audits:
+        for event_id in dict.fromkeys(doc["id"] for doc in versions):
+            row = stored.get(event_id)
+            if row is None:
+                report.audit_problems.append(
+                    {"event_id": event_id, "problem": "audit event not in the audit log"}
+                )
+            elif orjson.loads(bytes(row["record"])) not in versions:
+                report.audit_problems.append(
+                    {"event_id": event_id, "problem": f"audit log record {row['seq']} differs from the event"}
+                )
+            elif row["seq"] >= signed:
+                report.audit_problems.append(
+                    {
+                        "event_id": event_id,
+                        "problem": f"audit log record {row['seq']} is not yet under a signed head",
+                    }
+                )
+
+
+async def _ledger_schema(conn: asyncpg.Connection) -> str:
+    return "ledger." if await conn.fetchval("SELECT to_regclass('ledger.careers') IS NOT NULL") else ""
+
+
+async def compare_ledger(
+    settings: Settings, in_force: dict[str, tuple[dict[str, Any], dict[str, Any]]]
+) -> dict[str, Any]:
+    """The ledger's rows of every month whose declaration in force was re-derived, against
+    what that declaration re-derives to."""
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        schema = await _ledger_schema(conn)
+        periods = await conn.fetch(
+            f"SELECT employer_id, period, declaration_id, months_late, total, surcharge "
+            f"FROM {schema}employer_periods WHERE declaration_id = ANY($1::text[])",
+            list(in_force),
+        )
+        keys = [(r["employer_id"], r["period"]) for r in periods]
+        employers = [k[0] for k in keys]
+        months = [k[1] for k in keys]
+        dues = await conn.fetch(
+            f"SELECT d.employer_id, d.period, d.fund, d.amount FROM {schema}employer_dues d "
+            "JOIN unnest($1::text[], $2::text[]) AS m(e, p) ON d.employer_id = m.e AND d.period = m.p",
+            employers,
+            months,
+        )
+        careers = await conn.fetch(
+            f"SELECT c.employer_id, c.period, c.worker_id, c.base FROM {schema}careers c "
+            "JOIN unnest($1::text[], $2::text[]) AS m(e, p) ON c.employer_id = m.e AND c.period = m.p",
+            employers,
+            months,
+        )
+    finally:
+        await conn.close()
+    mismatches: list[dict[str, Any]] = []
+
+    def mismatch(table: str, key: str, column: str, ledger: Any, rederived: Any) -> None:
+        mismatches.append(
+            {"table": table, "key": key, "field": column, "ledger": ledger, "rederived": rederived}
+        )
+
+    ledger_dues: dict[tuple[str, str], dict[str, int]] = {}
+    for r in dues:
+        ledger_dues.setdefault((r["employer_id"], r["period"]), {})[r["fund"]] = r["amount"]
+    ledger_careers: dict[tuple[str, str], dict[str, int]] = {}
+    for r in careers:
+        ledger_careers.setdefault((r["employer_id"], r["period"]), {})[r["worker_id"]] = r["base"]
+    for p in periods:
+        view, _ = in_force[p["declaration_id"]]
+        month = (p["employer_id"], p["period"])
+        where = f"{p['employer_id']} {p['period']}"
+        if p["total"] != view["totals"]["total"]:
+            mismatch("employer_periods", where, "total", p["total"], view["totals"]["total"])
+        expected_dues = dict(view["totals"]["by_fund"])
+        got_dues = ledger_dues.get(month, {})
+        for fund in sorted(set(expected_dues) | set(got_dues)):
+            if got_dues.get(fund) != expected_dues.get(fund):
+                mismatch(
+                    "employer_dues", f"{where} {fund}", "amount", got_dues.get(fund), expected_dues.get(fund)
+                )
+        expected_careers: dict[str, int] = {}
+        for line in view["lines"]:
+            if line[5] > 0:
+                expected_careers[line[0]] = expected_careers.get(line[0], 0) + line[5]
+        got_careers = ledger_careers.get(month, {})
+        for worker in sorted(set(expected_careers) | set(got_careers)):
+            if got_careers.get(worker) != expected_careers.get(worker):
+                mismatch(
+                    "careers",
+                    f"{where} {worker}",
+                    "base",
+                    got_careers.get(worker),
+                    expected_careers.get(worker),
+                )
+    return {"months": len(periods), "dues": len(dues), "careers": len(careers), "mismatches": mismatches}

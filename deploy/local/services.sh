@@ -8,7 +8,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 RUN_DIR="$STATE_DIR/services"
 mkdir -p "$RUN_DIR"
-ALL=(gateway assessment ledger)
+ALL=(gateway assessment ledger liquidation)
 
 start() {
   for svc in "${@:-${ALL[@]}}"; do

@@ -18,8 +18,9 @@ SERVICES: dict[str, str] = {
     "gateway": "services.gateway.app:run",
     "assessment": "services.assessment.app:run",
     "ledger": "services.ledger.app:main",
+    "liquidation": "services.liquidation.app:run",
 }
-PLANNED = ("liquidation", "control")
+PLANNED = ("control",)
 
 
 def run(service: Annotated[str, typer.Argument(help=" | ".join((*SERVICES, *PLANNED)))]) -> None:

@@ -44,7 +44,8 @@ class PensionClaimFiled(Payload):
     effective_date: date
     replaces: Identifier | None = Field(default=None, description="the claim this one revises")
     filed_by: str | None = Field(
-        default=None, description="the id of the API key that filed the claim (never the key)"
+        default=None,
+        description="the API key that filed the claim, by its id: its SHA-256 (never the key itself)",
     )
     filed_by_label: str | None = Field(default=None, description="the label of that key")
     filed_at: datetime | None = None
@@ -124,7 +125,9 @@ class CareerImported(Payload):
     import_id: Identifier
     worker_id: Identifier
     imported_at: datetime
-    imported_by: str | None = Field(default=None, description="the id of the API key (or `cli`)")
+    imported_by: str | None = Field(
+        default=None, description="the API key that imported the file, by its SHA-256 (or `cli`)"
+    )
     entries: list[tuple[Period, Identifier, PensionBase]] = Field(
         description=f"arrays of {', '.join(CAREER_ENTRY_FIELDS)}"
     )

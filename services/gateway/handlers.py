@@ -20,7 +20,7 @@ from contracts.pensions import CareerImported, PensionClaimFiled
 from services.common.csv_safe import to_csv
 from services.gateway.auth import READ_ANY, require
 from services.gateway.errors import Problem, conflict, forbidden, not_found
-from services.gateway.registry import Principal
+from services.gateway.registry import Principal, key_id_of
 from services.gateway.report import business_report, difference, report_table
 from services.gateway.schemas import CareerImportReceipt, ClaimIn, ClaimReceipt, DeclarationIn, Receipt
 
@@ -425,7 +425,7 @@ def claim_message(
         birth_date=date.fromisoformat(claim.birth_date),
         effective_date=date.fromisoformat(claim.effective_date),
         replaces=claim.replaces,
-        filed_by=principal.key_id,
+        filed_by=principal.key_hash,
         filed_by_label=principal.label,
         filed_at=now,
         payload_sha256=payload_sha256,
@@ -468,7 +468,7 @@ async def file_claim(
         claim=claim,
         payload_sha256=payload_sha256,
         idempotency_key=idempotency_key,
-        filed_by=principal.key_id or "unknown",
+        filed_by=principal.key_hash or "unknown",
         filed_by_label=principal.label,
         received_at=now,
         event_id=event_id,
@@ -521,7 +521,7 @@ async def get_claim(store: Pensions, principal: Principal, claim_id: str) -> dic
         "birth_date": row["birth_date"].isoformat(),
         "effective_date": row["effective_date"].isoformat(),
     }
-    doc["filed_by"] = {"key_id": row["filed_by"], "label": row["filed_by_label"]}
+    doc["filed_by"] = {"key_id": key_id_of(row["filed_by"]), "label": row["filed_by_label"]}
     doc["liquidation"] = row["liquidation"]
     doc["liquidated_at"] = _iso(row["liquidated_at"])
     doc["ruleset"] = row["ruleset"]
@@ -598,7 +598,7 @@ def import_messages(
                 "import_id": import_id,
                 "worker_id": worker_id,
                 "imported_at": at,
-                "imported_by": principal.key_id,
+                "imported_by": principal.key_hash,
                 "entries": entries,
             },
         }
@@ -636,7 +636,7 @@ async def import_careers(
         import_id=import_id,
         payload_sha256=payload_sha256,
         idempotency_key=idempotency_key,
-        imported_by=principal.key_id or "unknown",
+        imported_by=principal.key_hash or "unknown",
         imported_by_label=principal.label,
         row_count=len(rows),
         received_at=now,

@@ -19,14 +19,14 @@ class Principal:
     role: str
     employer_id: str | None
     label: str | None = None
-    # The key's public id: the beginning of its hash (never the key). What a claim records as
+    # The key's SHA-256 (api_keys.key_hash: its id; never the key). What a claim records as
     # `filed_by`, so that the control commission can tell the maker from the checkers.
-    key_id: str | None = None
+    key_hash: str | None = None
 
 
-def key_id_of(key_hash: str) -> str:
-    """The public id of an API key, from its SHA-256 (16 hex digits: 64 bits)."""
-    return key_hash[:16]
+def key_id_of(key_hash: str | None) -> str | None:
+    """How a key is shown to people (as the control commission shows it): the beginning of its hash."""
+    return None if key_hash is None else f"key:{key_hash[:12]}"
 
 
 def new_api_key(prefix: str) -> str:
@@ -87,7 +87,7 @@ async def principal_for(conn: asyncpg.Connection | asyncpg.Pool, key_hash: str) 
            WHERE k.key_hash = $1 AND (k.employer_id IS NULL OR e.active)""",
         key_hash,
     )
-    return Principal(row["role"], row["employer_id"], row["label"], key_id_of(key_hash)) if row else None
+    return Principal(row["role"], row["employer_id"], row["label"], key_hash) if row else None
 
 
 async def registered_employer(

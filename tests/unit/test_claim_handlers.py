@@ -291,7 +291,7 @@ async def test_the_status_document_lists_every_decision_with_who_and_when() -> N
     claim_id = receipt["claim_id"]
     doc = await handlers.get_claim(store, AUDITOR, claim_id)
     assert (doc["status"], doc["liquidation"], doc["decisions"]) == ("received", None, [])
-    assert doc["filed_by"] == {"key_id": "0123456789abcdef", "label": "INPS back office"}
+    assert doc["filed_by"] == {"key_id": "key:0123456789ab", "label": "INPS back office"}
     store.liquidate(claim_id)
     at = NOW + timedelta(minutes=5)
     store.decisions[claim_id] = [

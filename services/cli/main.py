@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from services.cli import db, dlq, employers, keys, ledger, rules, topics
+from services.cli import careers, db, dlq, employers, keys, ledger, rules, topics
 from services.cli.demo import demo
 from services.cli.openapi import openapi
 from services.cli.run import run
@@ -47,6 +47,7 @@ app.command()(status)
 app.add_typer(topics.app, name="topics")
 app.add_typer(db.app, name="db")
 app.add_typer(employers.app, name="employers")
+app.add_typer(careers.app, name="careers")
 app.add_typer(keys.app, name="keys")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(ledger.app, name="ledger")

@@ -61,16 +61,6 @@ CREATE TABLE career_import_events (
 );
 CREATE INDEX career_import_events_by_import ON career_import_events (import_id);
 
--- A worker's whole career as the liquidation reads it: the months of assessed declarations
--- and the imported ones; an imported row is left out where an assessed declaration of the
--- same employer covers the same month (Kalo's own record wins).
-CREATE VIEW career_entries AS
-SELECT worker_id, period, employer_id, base, false AS imported FROM careers
-UNION ALL
-SELECT i.worker_id, i.period, i.employer_id, i.base, true AS imported FROM career_imports i
-WHERE NOT EXISTS (SELECT FROM careers c
-                  WHERE c.worker_id = i.worker_id AND c.period = i.period AND c.employer_id = i.employer_id);
-
 -- The ledger: the liquidation of each claim (the first one applied; redeliveries carry the
 -- same event id) and every decision about it (control decisions, approvals).
 CREATE TABLE claim_liquidations (

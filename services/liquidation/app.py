@@ -3,6 +3,7 @@ careers' pool, the outputs' producer, the ruleset. Nothing is built at import.""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -21,6 +22,8 @@ from services.common.settings import Settings, get_settings
 from services.liquidation import handlers
 from services.liquidation.adapters import SERVICE, KafkaDeadLetters, KafkaSender, PgCareers
 from services.rules import Ruleset, load_ruleset
+
+log = logging.getLogger(__name__)
 
 
 class Resources:
@@ -85,7 +88,9 @@ def create_app(settings: Settings | None = None, ruleset: Ruleset | None = None)
             max_output_bytes=max_output_bytes,
         )
         observe(outcomes)
-        metrics.PROCESSING.labels(SERVICE).observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        metrics.PROCESSING.labels(SERVICE).observe(took)
+        log.info("%d claims liquidated in %.3f s", len(messages), took)
 
     @app.agent(claims)
     async def liquidate(stream: faust.StreamT) -> None:

@@ -15,6 +15,7 @@ liquidation with its reason code. Only bytes that are not a claim (or a bug) are
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -45,6 +46,24 @@ class Message:
 
 
 @dataclass(frozen=True)
+class Rows:
+    """Career rows of one worker, one per month and employer, as three parallel lists."""
+
+    periods: Sequence[str] = ()
+    employers: Sequence[str] = ()
+    bases: Sequence[int] = ()
+
+
+@dataclass(frozen=True)
+class CareerRows:
+    """What the ledger holds of a worker's career: months assessed by Kalo, months imported
+    from before Kalo."""
+
+    assessed: Rows = Rows()
+    imported: Rows = Rows()
+
+
+@dataclass(frozen=True)
 class Career:
     """A worker's career as the rules count it (RULES.md §3): one entry per month, the bases
     of several employers added, oldest first; and how many rows (month and employer) it was
@@ -57,17 +76,49 @@ class Career:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The careers of a batch's workers, read at one point: `ledger_offsets` (per career topic
-    and partition, the next offset the ledger had applied) and `read_at`."""
+    """The career rows of a batch's workers, read at one point: `ledger_offsets` (per career
+    topic and partition, the next offset the ledger had applied) and `read_at`."""
 
-    careers: dict[str, Career]
+    careers: dict[str, CareerRows]
     read_at: datetime
     ledger_offsets: dict[str, dict[str, int]]
 
 
+def merge_career(rows: CareerRows) -> Career:
+    """The whole career: assessed and imported months together, an imported row left out where
+    Kalo assessed the same employer's same month (Kalo's own record wins); then, as RULES.md
+    §3 counts them, one entry per month with the bases of its employers added."""
+    a, i = rows.assessed, rows.imported
+    periods, employers, bases = i.periods, i.employers, i.bases
+    overlap = set(a.periods).intersection(periods) if a.periods else ()
+    imported = len(periods)
+    if overlap:  # rare: history imported for months Kalo also assessed
+        kalo = set(zip(a.periods, a.employers, strict=True))
+        kept = [(p, e, b) for p, e, b in zip(periods, employers, bases, strict=True) if (p, e) not in kalo]
+        imported = len(kept)
+        periods, bases = [p for p, _, _ in kept], [b for _, _, b in kept]
+    months = _by_month(periods, bases)
+    for period, base in _by_month(a.periods, a.bases).items():
+        months[period] = months.get(period, 0) + base
+    return Career(sorted(months.items()), len(a.periods), imported)
+
+
+def _by_month(periods: Sequence[str], bases: Sequence[int]) -> dict[str, int]:
+    """Bases added per month (most months have one row: built in one pass, sums fixed after)."""
+    months = dict(zip(periods, bases, strict=True))
+    if len(months) != len(periods):
+        shared = {p for p, n in Counter(periods).items() if n > 1}
+        for p in shared:
+            months[p] = 0
+        for p, b in zip(periods, bases, strict=True):
+            if p in shared:
+                months[p] += b
+    return months
+
+
 class Careers(Protocol):
     async def read(self, worker_ids: list[str]) -> Snapshot:
-        """The careers of these workers (absent: none known), all read at one point."""
+        """The career rows of these workers (absent: none known), all read at one point."""
         ...
 
 
@@ -104,7 +155,7 @@ class Outcome:
 
 
 _CLAIM = Envelope[PensionClaimFiled]
-NO_CAREER = Career([])
+NO_ROWS = CareerRows()
 _MONTHS: dict[str, date] = {}
 
 
@@ -112,12 +163,16 @@ def decode_claim(raw: bytes) -> Envelope[PensionClaimFiled]:
     return _CLAIM.model_validate_json(raw)
 
 
-def _month(period: str) -> date:
-    """'YYYY-MM' → its first day (careers hold valid periods; a few hundred distinct ones)."""
-    day = _MONTHS.get(period)
-    if day is None:
-        day = _MONTHS[period] = date(int(period[:4]), int(period[5:7]), 1)
-    return day
+def _dated(months: list[tuple[str, int]]) -> tuple[tuple[date, int], ...]:
+    """(period, base) → (its first day, base); careers hold valid periods, a few hundred distinct."""
+    periods = [p for p, _ in months]
+    try:
+        days = list(map(_MONTHS.__getitem__, periods))
+    except KeyError:
+        for p in set(periods).difference(_MONTHS):
+            _MONTHS[p] = date(int(p[:4]), int(p[5:7]), 1)
+        days = list(map(_MONTHS.__getitem__, periods))
+    return tuple(zip(days, [b for _, b in months], strict=True))
 
 
 def claim_document(d: PensionClaimFiled) -> dict[str, Any]:
@@ -149,7 +204,7 @@ def liquidate_filed(
         grade=d.grade,
         birth_date=d.birth_date,
         effective_date=d.effective_date,
-        career=tuple((_month(period), base) for period, base in career.months),
+        career=_dated(career.months),
     )
     liquidation = liquidate(claim, ruleset).as_json()
     as_of = {
@@ -280,9 +335,8 @@ async def _liquidate_together(
     outcomes = []
     for message, env in decoded:
         try:
-            outcome = liquidate_filed(
-                env, message.value, snapshot.careers.get(env.data.worker_id, NO_CAREER), snapshot, ruleset
-            )
+            career = merge_career(snapshot.careers.get(env.data.worker_id, NO_ROWS))
+            outcome = liquidate_filed(env, message.value, career, snapshot, ruleset)
             for out in outcome.messages:
                 if len(out.value) > max_output_bytes:
                     raise OutputTooLarge(

@@ -15,7 +15,15 @@ import pytest
 
 from contracts.envelope import Envelope, derived_id, wrap
 from contracts.pensions import PensionClaimFiled, PensionLiquidated
-from services.liquidation.handlers import Career, Message, Snapshot, liquidate_batch
+from services.liquidation.handlers import (
+    Career,
+    CareerRows,
+    Message,
+    Rows,
+    Snapshot,
+    liquidate_batch,
+    merge_career,
+)
 from services.rules import liquidate_claim, load_ruleset
 from services.rules.dates import add_months, period_text
 
@@ -26,6 +34,10 @@ OFFSETS = {"kalo.declarations.assessed": {"0": 12}, "kalo.careers.imported": {"0
 
 def months(first: date, count: int, base: int) -> list[tuple[str, int]]:
     return [(period_text(add_months(first, k)), base) for k in range(count)]
+
+
+def rows(entries: list[tuple[str, str, int]]) -> Rows:
+    return Rows(*(list(c) for c in zip(*entries, strict=True))) if entries else Rows()
 
 
 class FakeCareers:
@@ -86,10 +98,18 @@ def claim(offset: int, worker_id: str, **fields: Any) -> Message:
     return Message("kalo.pensions.claims", 0, offset, worker_id.encode(), event.model_dump_json().encode())
 
 
+SEVEN = months(date(2001, 12, 1), 300, 200_000)
 CAREERS = {
-    # RULES.md §3.3 example 7: 300 months at 200,000 (one month of two employers, added).
-    "W7": Career(months(date(2001, 12, 1), 300, 200_000), assessed_rows=3, imported_rows=298),
-    "W10": Career(months(date(2018, 1, 1), 100, 120_000), imported_rows=100),
+    # RULES.md §3.3 example 7: 300 months at 200,000; the last 3 assessed by Kalo, the others
+    # imported, one of them from two employers (added), one overlapped by Kalo's (left out).
+    "W7": CareerRows(
+        assessed=rows([(p, "E1", b) for p, b in SEVEN[-3:]]),
+        imported=rows(
+            [(p, "OLD", b) for p, b in SEVEN[:-4]]
+            + [(SEVEN[-4][0], "OLD", 120_000), (SEVEN[-4][0], "OLD2", 80_000), (SEVEN[-1][0], "E1", 999)]
+        ),
+    ),
+    "W10": CareerRows(imported=rows([(p, "OLD", b) for p, b in months(date(2018, 1, 1), 100, 120_000)])),
 }
 
 
@@ -122,7 +142,7 @@ async def test_each_claim_is_liquidated_by_the_rules_on_its_career_as_of_the_bat
     assert [e["data"]["claim_id"] for e in liquidated] == ["C-1", "C-2"]
     for message, event in zip(batch, liquidated, strict=True):
         Envelope[PensionLiquidated].model_validate(event)  # the contract holds
-        career = CAREERS[event["data"]["worker_id"]]
+        career = merge_career(CAREERS[event["data"]["worker_id"]])
         assert event["data"]["liquidation"] == rules_say(message, career)
         assert event["data"]["career"] == [list(m) for m in career.months]
         assert event["data"]["as_of"]["ledger_offsets"] == OFFSETS
@@ -208,3 +228,24 @@ async def test_an_output_too_large_for_kafka_is_parked() -> None:
     )
     assert [m.offset for m, _ in dead.parked] == [1]
     assert [e["data"]["claim_id"] for e in outputs(sender, "kalo.pensions.liquidations")] == ["C-2"]
+
+
+def test_the_career_adds_employers_per_month_and_kalo_s_month_wins_over_an_import() -> None:
+    career = merge_career(
+        CareerRows(
+            assessed=rows([("2026-10", "E1", 300), ("2026-10", "E2", 50), ("2026-09", "E1", 100)]),
+            imported=rows(
+                [("2026-10", "E1", 999), ("2026-08", "E1", 70), ("2026-08", "E9", 30), ("2001-01", "OLD", 0)]
+            ),
+        )
+    )
+    assert career == Career(
+        [("2001-01", 0), ("2026-08", 100), ("2026-09", 100), ("2026-10", 350)],
+        assessed_rows=3,
+        imported_rows=3,
+    )
+    assert merge_career(CareerRows()) == Career([])
+    assert merge_career(CareerRows(imported=rows([("2001-02", "A", 5), ("2001-01", "A", 7)]))).months == [
+        ("2001-01", 7),
+        ("2001-02", 5),
+    ]

@@ -92,17 +92,19 @@ async def _text(claims: int, months: int, imported: bool) -> AsyncIterator[bytes
 async def load_careers(conn: asyncpg.Connection, claims: int, months: int) -> int:
     await conn.copy_to_table(
         "career_imports",
+        schema_name="ledger",
         source=_text(claims, months, True),
         columns=["worker_id", "period", "employer_id", "base", "import_id", "imported_at"],
     )
     await conn.copy_to_table(
         "careers",
+        schema_name="ledger",
         source=_text(claims, months, False),
         columns=["worker_id", "period", "employer_id", "declaration_id", "base"],
     )
-    await conn.execute("ANALYZE careers; ANALYZE career_imports")
+    await conn.execute("ANALYZE ledger.careers; ANALYZE ledger.career_imports")
     rows = await conn.fetchval(
-        "SELECT (SELECT count(*) FROM careers) + (SELECT count(*) FROM career_imports)"
+        "SELECT (SELECT count(*) FROM ledger.careers) + (SELECT count(*) FROM ledger.career_imports)"
     )
     return int(rows)
 
@@ -185,7 +187,7 @@ async def bench(
             try:
                 warm = messages(1)
                 await produce(sb, warm, 0)
-                await wait_until(conn, "SELECT count(*) FROM claim_liquidations", 1, services, 120)
+                await wait_until(conn, "SELECT count(*) FROM ledger.claim_liquidations", 1, services, 120)
                 batch_messages = messages(claims)[1:]
                 cpu_before = services.cpu()
                 pg_before = await postgres_cpu(conn)
@@ -197,7 +199,7 @@ async def bench(
                 got = await reader
                 t_topic = time.monotonic()
                 t_ledger = await wait_until(
-                    conn, "SELECT count(*) FROM claim_liquidations", claims, services, 600
+                    conn, "SELECT count(*) FROM ledger.claim_liquidations", claims, services, 600
                 )
                 report["rss_mib"] = {
                     **services.peak_rss(),

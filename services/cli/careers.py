@@ -66,8 +66,7 @@ def careers_import(
 
 
 async def _import(data: bytes, rows: list[Any], label: str, wait: float) -> dict[str, Any]:
-    import asyncpg
-
+    from services.common.db import connect
     from services.common.hashing import sha256_hex
     from services.common.kafka import topic
     from services.gateway import handlers
@@ -75,7 +74,7 @@ async def _import(data: bytes, rows: list[Any], label: str, wait: float) -> dict
     from services.gateway.registry import Principal
 
     settings = get_settings()
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await connect("gateway", settings)  # as the gateway: its receipts and outbox
     try:
         store = PgStore(conn)
         who = Principal("backoffice", None, label, "cli")

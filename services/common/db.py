@@ -16,7 +16,7 @@ import orjson
 from services.common.settings import DB_SERVICES, Settings, get_settings
 
 # The schema a service's SQL works in: its own tables and the views granted to it.
-SCHEMAS = {"gateway": "gateway", "assessment": "assessment", "ledger": "ledger"}
+SCHEMAS = {"gateway": "gateway", "assessment": "assessment", "ledger": "ledger", "liquidation": "liquidation"}
 
 # The SQL migrations: inside the installed package (the wheel ships deploy/postgres as
 # services/migrations), or deploy/postgres of a checkout.

@@ -200,8 +200,8 @@ class PgStore:
 
     async def career_import(self, import_id: str) -> Row | None:
         return await self.db.fetchrow(
-            """SELECT r.*, (SELECT count(*) FROM career_import_events e WHERE e.import_id = r.import_id)
-                          AS applied_workers
+            """SELECT r.*, coalesce((SELECT a.workers FROM career_imports_applied a
+                                     WHERE a.import_id = r.import_id), 0) AS applied_workers
                FROM career_import_receipts r WHERE r.import_id = $1""",
             import_id,
         )

@@ -1,5 +1,6 @@
-"""The liquidation's ports on PostgreSQL and Kafka: the career rows it reads (the ledger's:
-assessed `careers` and `career_imports`), the sender of its outputs, its dead letters."""
+"""The liquidation's ports on PostgreSQL and Kafka: the career rows it reads (the ledger's, through
+the views of its schema: assessed `careers`, `career_imports`, and the ledger's tracking records,
+`ledger_offsets`), the sender of its outputs, its dead letters."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from services.common.settings import Settings
 from services.liquidation.handlers import NO_ROWS, CareerRows, Rows, Snapshot
 
 SERVICE = "liquidation"
-# The ledger's name in its tracking records, and the topics its careers are written from.
-LEDGER = "kalo-ledger"
+# The topics the ledger writes careers from.
 CAREER_TOPICS = ("kalo.declarations.assessed", "kalo.careers.imported")
 
 __all__ = ["SERVICE", "KafkaDeadLetters", "KafkaSender", "PgCareers"]
@@ -25,9 +25,7 @@ SELECT worker_id, array_agg(period) AS periods, array_agg(employer_id) AS employ
        array_agg(base) AS bases
 FROM {table} WHERE worker_id = ANY($1::text[]) GROUP BY worker_id
 """
-_OFFSETS = """
-SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer = $1 AND topic = ANY($2::text[])
-"""
+_OFFSETS = "SELECT topic, partition, next_offset FROM ledger_offsets WHERE topic = ANY($1::text[])"
 
 
 class PgCareers:
@@ -44,7 +42,7 @@ class PgCareers:
             read_at = await conn.fetchval("SELECT transaction_timestamp()")
             assessed = await conn.fetch(_ROWS.format(table="careers"), worker_ids)
             imported = await conn.fetch(_ROWS.format(table="career_imports"), worker_ids)
-            offsets = await conn.fetch(_OFFSETS, LEDGER, list(self.physical))
+            offsets = await conn.fetch(_OFFSETS, list(self.physical))
         ledger_offsets: dict[str, dict[str, int]] = {name: {} for name in CAREER_TOPICS}
         for r in offsets:
             ledger_offsets[self.physical[r["topic"]]][str(r["partition"])] = r["next_offset"]

@@ -36,7 +36,7 @@ class Resources:
 
     async def careers(self) -> PgCareers:
         if self._careers is None:
-            pool = await connect_pool(self.settings.dsn, min_size=1, max_size=2)
+            pool = await connect_pool(service="liquidation", settings=self.settings, min_size=1, max_size=2)
             self._careers = PgCareers(pool, self.settings)
         return self._careers
 

@@ -74,11 +74,15 @@ async def load_careers(conn: asyncpg.Connection, careers: dict[str, list[tuple[s
         assessed += [(worker, p, e, "D-SK", b) for p, e, b in rows[half:] if b > 0]
     await conn.copy_records_to_table(
         "career_imports",
+        schema_name="ledger",
         records=imported,
         columns=["worker_id", "period", "employer_id", "base", "import_id", "imported_at"],
     )
     await conn.copy_records_to_table(
-        "careers", records=assessed, columns=["worker_id", "period", "employer_id", "declaration_id", "base"]
+        "careers",
+        schema_name="ledger",
+        records=assessed,
+        columns=["worker_id", "period", "employer_id", "declaration_id", "base"],
     )
 
 
@@ -102,7 +106,7 @@ async def produce_claims(stack: Stack, claims: list[dict[str, Any]]) -> None:
 
 
 async def liquidated(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM claim_liquidations"))
+    return int(await conn.fetchval("SELECT count(*) FROM ledger.claim_liquidations"))
 
 
 async def test_the_liquidation_sigkilled_under_load_liquidates_every_claim_once(
@@ -152,7 +156,7 @@ async def test_the_liquidation_sigkilled_under_load_liquidates_every_claim_once(
         assert e["data"]["liquidation"] == want[e["data"]["claim_id"]], e["data"]["claim_id"]
     assert set(ids) == set(want)
     assert all(len(v) == 1 for v in ids.values()), "one liquidation (event id) per claim"
-    rows = await conn.fetch("SELECT claim_id, liquidation FROM claim_liquidations")
+    rows = await conn.fetch("SELECT claim_id, liquidation FROM ledger.claim_liquidations")
     assert {r["claim_id"]: orjson.loads(r["liquidation"]) for r in rows} == want
     dlq = await read_all(stack.settings, "kalo.dlq", seconds=1)
     assert not dlq, "nothing parked"

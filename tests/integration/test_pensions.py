@@ -425,7 +425,7 @@ async def test_careers_import_is_idempotent_and_a_later_file_replaces_the_month(
 
     async def snapshot() -> list[tuple[Any, ...]]:
         got = await db.fetch(
-            "SELECT period, employer_id, base, import_id FROM career_imports"
+            "SELECT period, employer_id, base, import_id FROM ledger.career_imports"
             " WHERE worker_id = $1 ORDER BY 1, 2",
             worker,
         )
@@ -501,7 +501,7 @@ async def test_kalo_careers_import_names_bad_cells_and_loads_the_file(
     assert done.returncode == 0, done.stdout + done.stderr
     receipt = json.loads(done.stdout)
     assert (receipt["rows"], receipt["workers"], receipt["applied_workers"]) == (12, 1, 1)
-    count = await db.fetchval("SELECT count(*) FROM career_imports WHERE worker_id = $1", worker)
+    count = await db.fetchval("SELECT count(*) FROM ledger.career_imports WHERE worker_id = $1", worker)
     assert count == 12
 
 

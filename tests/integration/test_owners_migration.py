@@ -114,7 +114,10 @@ async def test_006_keeps_every_row_and_parts_receipts_from_outcomes(old_database
             )
         }
 
-        assert await migrate(settings=old_database) == ["006_owners.sql"]
+        # 006, and the migrations after it (they add tables of their own, they move no row).
+        applied = await migrate(settings=old_database)
+        assert applied[0] == "006_owners.sql"
+        assert applied == [f.name for f in migration_files() if f.name >= "006"]
 
         assert await conn.fetch(f"SELECT {RECEIPT} FROM gateway.receipts ORDER BY 1") == receipts
         assert await conn.fetch(f"SELECT {OUTCOME} FROM ledger.declaration_outcomes ORDER BY 1") == outcomes

@@ -64,6 +64,7 @@ bench: up
 	$(PY) -m loadtests.bench_gateway
 	$(PY) -m loadtests.bench_month
 	$(PY) -m loadtests.bench_audit
+	$(PY) -m loadtests.bench_claims
 
 clean: down
 	rm -rf $(LOCAL)/.state $(LOCAL)/.kafka

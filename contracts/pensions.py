@@ -1,25 +1,69 @@
-"""Pension messages: claim filed → liquidated → controlled → approved."""
+"""Pension messages: claim filed → liquidated → controlled → approved; careers imported.
+
+A claim carries the fields of RULES.md §5 without the career; the liquidation reads the
+worker's career itself (assessed declarations and imported history, as the ledger holds them)
+and carries the snapshot it computed from, and the point that snapshot was taken at.
+"""
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any, ClassVar
+from datetime import date, datetime
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from contracts.declarations import Category, Identifier, Period, Regime, _checked
 from contracts.envelope import Payload
+from services.rules.inputs import MAX_AMOUNT, MAX_DAY_LENGTH, MAX_GRADE_LENGTH, day_problem, text_problem
+
+# A CMSS grade: judged by the rules (UNKNOWN_GRADE); here only what any text must be.
+Grade = Annotated[
+    str,
+    Field(max_length=MAX_GRADE_LENGTH, description="CMSS grade (A, B2, B1, C); null for INPS"),
+    _checked(lambda v: text_problem(v, MAX_GRADE_LENGTH)),
+]
+# A day, exactly YYYY-MM-DD (the form the rules read).
+Day = Annotated[str, Field(max_length=MAX_DAY_LENGTH, examples=["1966-03-10"]), _checked(day_problem)]
+# A month's pension base in francs, as the careers hold it.
+PensionBase = Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class PensionClaimFiled(Payload):
     TYPE: ClassVar[str] = "pension.claim_filed"
 
-    claim_id: str
-    worker_id: str
-    regime: str
-    category: str
-    grade: str | None = None
+    claim_id: Identifier
+    worker_id: Identifier
+    regime: Regime
+    category: Category
+    grade: Grade | None = None
     birth_date: date
     effective_date: date
+    replaces: Identifier | None = Field(default=None, description="the claim this one revises")
+    filed_by: str | None = Field(
+        default=None,
+        description="the API key that filed the claim, by its id: its SHA-256 (never the key itself)",
+    )
+    filed_by_label: str | None = Field(default=None, description="the label of that key")
+    filed_at: datetime | None = None
+    payload_sha256: str | None = Field(default=None, description="SHA-256 of the body received")
+
+
+class CareerAsOf(_Model):
+    """The point a career snapshot was read at: the careers the ledger had written once it had
+    applied its career topics up to these offsets (it writes careers and offsets in one
+    transaction, and the liquidation reads both in one snapshot). Replaying those topics up
+    to these offsets gives back exactly this career."""
+
+    read_at: datetime = Field(description="when the snapshot was read (PostgreSQL's transaction time)")
+    ledger_offsets: dict[str, dict[str, int]] = Field(
+        description="per career topic (registry name) and partition: the next offset the ledger had applied"
+    )
+    assessed_rows: int = Field(description="career rows from assessed declarations (month and employer)")
+    imported_rows: int = Field(description="career rows imported from before Kalo (month and employer)")
 
 
 class PensionLiquidated(Payload):
@@ -30,9 +74,16 @@ class PensionLiquidated(Payload):
     claim_id: str
     worker_id: str
     ruleset: str
-    claim: dict[str, Any]
-    career: list[tuple[str, int]] = Field(description="arrays of period, pension base")
+    claim: dict[str, Any] = Field(
+        description="the claim as filed: RULES.md §5 without career, with replaces, filed_by, filed_by_label"
+    )
+    career: list[tuple[str, int]] = Field(
+        description="arrays of period, pension base: every month of the career, the bases of "
+        "several employers added (RULES.md §3), oldest first"
+    )
     liquidation: dict[str, Any] = Field(description="the liquidation of RULES.md §5")
+    as_of: CareerAsOf | None = Field(default=None, description="the point the career was read at")
+    filed_at: datetime | None = Field(default=None, description="when the gateway received the claim")
 
 
 class ControlDecision(Payload):
@@ -59,3 +110,37 @@ class PensionApproved(Payload):
     lump_sum: int
     effective_date: date
     ruleset: str
+
+
+# Order of the fields of an imported career entry.
+CAREER_ENTRY_FIELDS: tuple[str, ...] = ("period", "employer_id", "base")
+
+
+class CareerImported(Payload):
+    """One worker's history from before Kalo, out of one imported file: each entry replaces
+    that worker's month with that employer (a later import wins)."""
+
+    TYPE: ClassVar[str] = "career.imported"
+
+    import_id: Identifier
+    worker_id: Identifier
+    imported_at: datetime
+    imported_by: str | None = Field(
+        default=None, description="the API key that imported the file, by its SHA-256 (or `cli`)"
+    )
+    entries: list[tuple[Period, Identifier, PensionBase]] = Field(
+        description=f"arrays of {', '.join(CAREER_ENTRY_FIELDS)}"
+    )
+
+
+__all__ = [
+    "CAREER_ENTRY_FIELDS",
+    "CareerAsOf",
+    "CareerImported",
+    "ControlDecision",
+    "Day",
+    "Grade",
+    "PensionApproved",
+    "PensionClaimFiled",
+    "PensionLiquidated",
+]

@@ -14,6 +14,7 @@ from contracts.declarations import (
 )
 from contracts.envelope import Payload
 from contracts.pensions import (
+    CareerImported,
     ControlDecision,
     PensionApproved,
     PensionClaimFiled,
@@ -74,6 +75,12 @@ TOPICS: tuple[Topic, ...] = (
         "employer id",
         (WorkerPreRegistered,),
         description="workers first seen in a declaration",
+    ),
+    Topic(
+        "kalo.careers.imported",
+        "worker id",
+        (CareerImported,),
+        description="careers from before Kalo, imported by back offices (one event per worker and file)",
     ),
     Topic(
         "kalo.pensions.claims",

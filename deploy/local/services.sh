@@ -8,7 +8,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 RUN_DIR="$STATE_DIR/services"
 mkdir -p "$RUN_DIR"
-ALL=(gateway assessment ledger control audit)
+ALL=(gateway assessment ledger liquidation control audit)
 # The audit store signs its tree heads with a key of its own: made once, kept in the state folder
 # (give the auditors $KALO_AUDIT_SIGNING_KEY.pub).
 export KALO_AUDIT_SIGNING_KEY="${KALO_AUDIT_SIGNING_KEY:-$STATE_DIR/audit.key}"

@@ -12,12 +12,12 @@ import time
 from collections.abc import Iterable
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 
-from services.assessment.handlers import EmployerRecord, Message
-from services.common.dlq import park
-from services.common.kafka import BatchSender, topic
-from services.common.settings import Settings
+from services.assessment.handlers import EmployerRecord
+from services.common import outputs
+from services.common.outputs import KafkaSender
+
+__all__ = ["SERVICE", "KafkaDeadLetters", "KafkaSender", "PgRegistry"]
 
 log = logging.getLogger(__name__)
 SERVICE = "assessment"
@@ -79,40 +79,6 @@ class PgRegistry:
         return known
 
 
-class KafkaSender:
-    """The outputs of a batch as record batches per partition, topic names with the prefix."""
-
-    def __init__(self, producer: AIOKafkaProducer, settings: Settings) -> None:
-        self.batch = BatchSender(producer)
-        self.settings = settings
-
-    async def send(self, registry_name: str, key: str, value: bytes) -> None:
-        await self.batch.send(topic(registry_name, self.settings), key.encode(), value)
-
-    async def flush(self) -> None:
-        # Outputs must be acknowledged before the batch's offsets are committed.
-        await self.batch.flush()
-
-
-class KafkaDeadLetters:
+class KafkaDeadLetters(outputs.KafkaDeadLetters):
     def __init__(self, sender: KafkaSender) -> None:
-        self.sender = sender
-
-    async def park(self, message: Message, error: BaseException) -> None:
-        async def send(key: str, value: bytes) -> None:
-            await self.sender.send("kalo.dlq", key, value)
-
-        async def send_audit(key: str, value: bytes) -> None:
-            await self.sender.send("kalo.audit", key, value)
-
-        await park(
-            send,
-            send_audit=send_audit,
-            service=SERVICE,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            value=message.value,
-            error=error,
-        )
+        super().__init__(sender, SERVICE)

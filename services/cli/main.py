@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from services.cli import audit, db, dlq, employers, keys, ledger, rules, topics
+from services.cli import audit, careers, db, dlq, employers, keys, ledger, rules, topics
 from services.cli.demo import demo
 from services.cli.openapi import openapi
 from services.cli.replay import replay
@@ -49,6 +49,7 @@ app.command()(replay)
 app.add_typer(topics.app, name="topics")
 app.add_typer(db.app, name="db")
 app.add_typer(employers.app, name="employers")
+app.add_typer(careers.app, name="careers")
 app.add_typer(keys.app, name="keys")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(ledger.app, name="ledger")

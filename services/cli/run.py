@@ -18,10 +18,11 @@ SERVICES: dict[str, str] = {
     "gateway": "services.gateway.app:run",
     "assessment": "services.assessment.app:run",
     "ledger": "services.ledger.app:main",
+    "liquidation": "services.liquidation.app:run",
     "control": "services.control.app:run",
     "audit": "services.control.audit.app:main",
 }
-PLANNED = ("liquidation",)
+PLANNED: tuple[str, ...] = ()
 
 
 def run(service: Annotated[str, typer.Argument(help=" | ".join((*SERVICES, *PLANNED)))]) -> None:

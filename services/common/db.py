@@ -22,6 +22,7 @@ SCHEMAS = {
     "ledger": "ledger",
     "control": "control",
     "audit": "audit",
+    "liquidation": "liquidation",
 }
 
 # The SQL migrations: inside the installed package (the wheel ships deploy/postgres as

@@ -27,6 +27,9 @@ END_TO_END = Histogram(
     ["stage"],
     buckets=LATENCY_BUCKETS,
 )
+LIQUIDATIONS = Counter(
+    "kalo_liquidations_total", "Pension claims liquidated, by regime and decision", ["regime", "decision"]
+)
 DLQ = Counter("kalo_dlq_messages_total", "Messages sent to the dead-letter topic", ["service", "topic"])
 LAG = Gauge("kalo_consumer_lag", "Messages not yet consumed", ["service", "topic", "partition"])
 RECEIPTS = Counter("kalo_receipts_total", "Declarations received by the gateway", ["channel"])

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
 
     # Declarations the assessment takes per batch (one registry lookup, one flush, one ack).
     assessment_batch: int = 500
+    # Claims the liquidation takes per batch (one careers read, one flush, one ack).
+    liquidation_batch: int = 500
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080

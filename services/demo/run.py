@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
@@ -21,8 +21,10 @@ import httpx
 
 from services.common.db import connect_pool
 from services.common.settings import Settings
+from services.demo.pensions import PensionOutcome, retirees, run_pensions
 from services.demo.sample_month import generate_month
-from services.gateway.registry import add_employer
+from services.gateway.registry import add_employer, add_staff_key
+from services.rules.dates import add_months
 
 CONCURRENCY = 16
 
@@ -42,6 +44,7 @@ class Outcome:
     employee_total: int = 0
     correction: dict[str, Any] = field(default_factory=dict)
     pending: int = 0
+    pensions: PensionOutcome | None = None
 
 
 def last_month(now: datetime) -> str:
@@ -66,9 +69,18 @@ def sample(tag: str, period: str, employers: int) -> list[dict[str, Any]]:
     return docs
 
 
-async def run_demo(settings: Settings, *, employers: int, timeout_s: float) -> Outcome:
+async def run_demo(
+    settings: Settings,
+    *,
+    employers: int,
+    timeout_s: float,
+    retiring: int = 300,
+    control_wait_s: float = 10.0,
+) -> Outcome:
     tag = uuid.uuid4().hex[:6]
-    docs = sample(tag, last_month(datetime.now(UTC)), employers)
+    now = datetime.now(UTC)
+    period = last_month(now)
+    docs = sample(tag, period, employers)
     out = Outcome(declarations=len(docs), lines=sum(len(d["lines"]) for d in docs))
     # As the gateway: it writes the registry and reads the ledger's read models, as users see them.
     pool = await connect_pool(service="gateway", settings=settings, min_size=1, max_size=2)
@@ -94,6 +106,10 @@ async def run_demo(settings: Settings, *, employers: int, timeout_s: float) -> O
         if out.correction:
             lines[ids[-1]] = lines[out.correction["replaces"]]
         await _collect(conn, lines, out)
+        if retiring and not out.pending:
+            out.pensions = await _pensions(
+                settings, conn, tag, docs, ids, period, retiring, timeout_s, control_wait_s
+            )
     finally:
         await pool.release(conn)
         await pool.close()
@@ -199,3 +215,40 @@ async def _collect(conn: asyncpg.Connection, lines: dict[str, int], out: Outcome
         out.by_fund.update(t["by_fund"])
     if out.correction:
         out.correction["after"] = await _dues(conn, out.correction["employer"])
+
+
+async def _pensions(
+    settings: Settings,
+    conn: asyncpg.Connection,
+    tag: str,
+    docs: list[dict[str, Any]],
+    ids: list[str],
+    period: str,
+    retiring: int,
+    timeout_s: float,
+    control_wait_s: float,
+) -> PensionOutcome:
+    """Careers imported for retiring workers of the month, and their claims, as a back office."""
+    accepted = {
+        r["declaration_id"]
+        for r in await conn.fetch(
+            "SELECT declaration_id FROM declarations WHERE declaration_id = ANY($1) AND status = 'accepted'",
+            ids,
+        )
+    }
+    effective = add_months(date.today().replace(day=1), 1)
+    people = retirees(
+        docs, {i for i, d in enumerate(ids[: len(docs)]) if d in accepted}, period, effective, retiring
+    )
+    key = await add_staff_key(conn, role="backoffice", label=f"demo back office {tag}")
+    url = f"http://127.0.0.1:{settings.gateway_port}"
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        return await run_pensions(
+            client,
+            conn,
+            key,
+            people,
+            effective_date=effective.isoformat(),
+            timeout_s=timeout_s,
+            control_wait_s=control_wait_s,
+        )

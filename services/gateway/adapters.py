@@ -1,15 +1,17 @@
 """The gateway's store on PostgreSQL: receipts and the outbox (one round trip through the
-`gateway_submit` function), and the read models the ledger projects."""
+`gateway_submit`, `gateway_claim` and `gateway_import_careers` functions), and the read
+models the ledger projects."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
 
 from services.gateway.handlers import Outgoing, Row
+from services.gateway.schemas import ClaimIn
 
 Db = asyncpg.Connection | asyncpg.Pool
 
@@ -129,3 +131,105 @@ class PgStore:
             employer_id,
         )
         return periods, dues, history
+
+    # ---- pensions (the `Pensions` port) ---------------------------------------------------
+
+    async def file_claim(
+        self,
+        *,
+        claim_id: str,
+        claim: ClaimIn,
+        payload_sha256: str,
+        idempotency_key: str | None,
+        filed_by: str,
+        filed_by_label: str | None,
+        received_at: datetime,
+        event_id: uuid.UUID,
+        topic: str,
+        message: bytes,
+    ) -> Row:
+        row = await self.db.fetchrow(
+            "SELECT * FROM gateway_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
+            " $16)",
+            claim_id,
+            claim.worker_id,
+            claim.regime,
+            claim.category,
+            claim.grade,
+            date.fromisoformat(claim.birth_date),
+            date.fromisoformat(claim.effective_date),
+            claim.replaces,
+            payload_sha256,
+            idempotency_key,
+            filed_by,
+            filed_by_label,
+            received_at,
+            event_id,
+            topic,
+            message,
+        )
+        assert row is not None
+        return row
+
+    async def claim(self, claim_id: str) -> Row | None:
+        return await self.db.fetchrow("SELECT * FROM pension_claim_states WHERE claim_id = $1", claim_id)
+
+    async def claim_decisions(self, claim_id: str) -> list[Row]:
+        rows: list[Any] = await self.db.fetch(
+            """SELECT type, decision, reason, flags, controllers, producer, decided_at FROM claim_decisions
+               WHERE claim_id = $1 ORDER BY decided_at, event_id""",
+            claim_id,
+        )
+        return rows
+
+    async def claims(self, *, status: str | None, worker_id: str | None, limit: int) -> list[Row]:
+        rows: list[Any] = await self.db.fetch(
+            """SELECT claim_id, worker_id, status, received_at, payload_sha256, replaces, regime,
+                      effective_date, liquidation
+               FROM pension_claim_states
+               WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR worker_id = $2)
+               ORDER BY received_at DESC, claim_id LIMIT $3""",
+            status,
+            worker_id,
+            limit,
+        )
+        return rows
+
+    async def import_careers(
+        self,
+        *,
+        import_id: str,
+        payload_sha256: str,
+        idempotency_key: str | None,
+        imported_by: str,
+        imported_by_label: str | None,
+        row_count: int,
+        received_at: datetime,
+        topic: str,
+        messages: list[tuple[uuid.UUID, str, bytes]],
+    ) -> Row:
+        event_ids, keys, values = (list(c) for c in zip(*messages, strict=True))
+        row = await self.db.fetchrow(
+            "SELECT * FROM gateway_import_careers($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            import_id,
+            payload_sha256,
+            idempotency_key,
+            imported_by,
+            imported_by_label,
+            row_count,
+            received_at,
+            topic,
+            event_ids,
+            keys,
+            values,
+        )
+        assert row is not None
+        return row
+
+    async def career_import(self, import_id: str) -> Row | None:
+        return await self.db.fetchrow(
+            """SELECT r.*, coalesce((SELECT a.workers FROM career_imports_applied a
+                                     WHERE a.import_id = r.import_id), 0) AS applied_workers
+               FROM career_import_receipts r WHERE r.import_id = $1""",
+            import_id,
+        )

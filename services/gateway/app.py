@@ -30,7 +30,7 @@ from services.gateway.limits import RateLimiter
 from services.gateway.relay import Relay
 from services.gateway.responses import ORJSONResponse, ProblemResponse
 from services.gateway.routes import BODY_MEDIA_TYPES, router
-from services.gateway.schemas import DeclarationIn
+from services.gateway.schemas import ClaimIn, DeclarationIn
 
 log = logging.getLogger(__name__)
 # Seconds a client is asked to wait while PostgreSQL is away (a restart takes a few).
@@ -274,10 +274,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
             # The JSON body is parsed by the route itself (one pass, exact errors); publish its models.
-            models = DeclarationIn.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-            schemas.update(models.pop("$defs", {}))
-            schemas["DeclarationIn"] = models
+            for model in (DeclarationIn, ClaimIn):
+                models = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(models.pop("$defs", {}))
+                schemas[model.__name__] = models
             app.openapi_schema = doc
         return app.openapi_schema
 

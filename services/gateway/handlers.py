@@ -10,20 +10,21 @@ import operator
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 import orjson
 
 from contracts.audit import audit_event
 from contracts.declarations import LINE_FIELDS, DeclarationSubmitted
-from contracts.envelope import derived_id
+from contracts.envelope import derived_id, wrap
+from contracts.pensions import CareerImported, PensionClaimFiled
 from services.common.csv_safe import to_csv
 from services.gateway.auth import READ_ANY, require
 from services.gateway.errors import Problem, conflict, forbidden, not_found
-from services.gateway.registry import Principal
+from services.gateway.registry import Principal, key_id_of
 from services.gateway.report import business_report, difference, report_table
-from services.gateway.schemas import DeclarationIn, Receipt
+from services.gateway.schemas import CareerImportReceipt, ClaimIn, ClaimReceipt, DeclarationIn, Receipt
 
 SUBMITTED = "kalo.declarations.submitted"
 Row = Mapping[str, Any]
@@ -403,3 +404,315 @@ def account_document(
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+# ---- Pensions: claims filed by back offices, careers from before Kalo ----------------------
+
+CLAIMS = "kalo.pensions.claims"
+CAREERS_IMPORTED = "kalo.careers.imported"
+CLAIM_READERS = ("backoffice", "auditor", "controller")
+
+
+class Pensions(Protocol):
+    """The claims' and careers' side of the store: receipts and outbox (the gateway's), the
+    ledger's liquidations, decisions and applied imports (read only)."""
+
+    async def file_claim(
+        self,
+        *,
+        claim_id: str,
+        claim: ClaimIn,
+        payload_sha256: str,
+        idempotency_key: str | None,
+        filed_by: str,
+        filed_by_label: str | None,
+        received_at: datetime,
+        event_id: uuid.UUID,
+        topic: str,
+        message: bytes,
+    ) -> Row:
+        """The receipt and its outbox message in one transaction; the row of `gateway_claim`."""
+        ...
+
+    async def claim(self, claim_id: str) -> Row | None:
+        """A claim's receipt with its status, liquidation and flags."""
+        ...
+
+    async def claim_decisions(self, claim_id: str) -> list[Row]: ...
+
+    async def claims(self, *, status: str | None, worker_id: str | None, limit: int) -> list[Row]: ...
+
+    async def import_careers(
+        self,
+        *,
+        import_id: str,
+        payload_sha256: str,
+        idempotency_key: str | None,
+        imported_by: str,
+        imported_by_label: str | None,
+        row_count: int,
+        received_at: datetime,
+        topic: str,
+        messages: list[tuple[uuid.UUID, str, bytes]],
+    ) -> Row:
+        """The import's receipt and one outbox message per worker (event id, key, value)."""
+        ...
+
+    async def career_import(self, import_id: str) -> Row | None:
+        """An import's receipt with the number of workers the ledger has applied."""
+        ...
+
+
+def new_claim_id(now: datetime) -> str:
+    return f"C-{now:%Y%m%d}-{uuid.uuid4().hex[:16]}"
+
+
+def new_import_id(now: datetime) -> str:
+    return f"I-{now:%Y%m%d}-{uuid.uuid4().hex[:16]}"
+
+
+def claim_message(
+    claim_id: str, claim: ClaimIn, principal: Principal, payload_sha256: str, now: datetime
+) -> tuple[uuid.UUID, bytes]:
+    """The `pension.claim_filed` envelope (its id derived from the claim id)."""
+    data = PensionClaimFiled(
+        claim_id=claim_id,
+        worker_id=claim.worker_id,
+        regime=claim.regime,
+        category=claim.category,
+        grade=claim.grade,
+        birth_date=date.fromisoformat(claim.birth_date),
+        effective_date=date.fromisoformat(claim.effective_date),
+        replaces=claim.replaces,
+        filed_by=principal.key_hash,
+        filed_by_label=principal.label,
+        filed_at=now,
+        payload_sha256=payload_sha256,
+    )
+    event_id = derived_id(claim_id, PensionClaimFiled.TYPE)
+    envelope = wrap(data, producer="gateway", correlation_id=claim_id, event_id=event_id, occurred_at=now)
+    return event_id, envelope.model_dump_json().encode()
+
+
+def claim_receipt(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    claim_id = row[f"{prefix}claim_id"]
+    return ClaimReceipt(
+        claim_id=claim_id,
+        worker_id=row[f"{prefix}worker_id"],
+        status=row[f"{prefix}status"],
+        received_at=_iso(row[f"{prefix}received_at"]) or "",
+        payload_sha256=row[f"{prefix}sha" if prefix else "payload_sha256"],
+        replaces=row[f"{prefix}replaces"],
+        links={"self": f"/v1/pension-claims/{claim_id}"},
+    ).model_dump()
+
+
+async def file_claim(
+    store: Pensions,
+    principal: Principal,
+    claim: ClaimIn,
+    *,
+    payload_sha256: str,
+    idempotency_key: str | None,
+    now: datetime,
+    topic: str,
+) -> tuple[dict[str, Any], bool]:
+    """Write the claim's receipt and its outbox message in one transaction. Returns the receipt
+    and whether it is new (False: the same claim again)."""
+    require(principal, "backoffice")
+    claim_id = new_claim_id(now)
+    event_id, message = claim_message(claim_id, claim, principal, payload_sha256, now)
+    row = await store.file_claim(
+        claim_id=claim_id,
+        claim=claim,
+        payload_sha256=payload_sha256,
+        idempotency_key=idempotency_key,
+        filed_by=principal.key_hash or "unknown",
+        filed_by_label=principal.label,
+        received_at=now,
+        event_id=event_id,
+        topic=topic,
+        message=message,
+    )
+    outcome, other = row["outcome"], row["other"]
+    if outcome in ("created", "existing"):
+        return claim_receipt(row, prefix="r_"), outcome == "created"
+    if outcome == "idempotency_conflict":
+        raise conflict(
+            f"this Idempotency-Key was already used for {other} with another body; "
+            "use a new key for a new claim",
+            claim_id=other,
+        )
+    if outcome == "claim_in_force":
+        raise conflict(
+            f"worker {claim.worker_id} already has claim {other}, not rejected; to file again, "
+            f'revise it ("replaces": "{other}")',
+            claim_id=other,
+            links={"replaces": f"/v1/pension-claims/{other}"},
+        )
+    if outcome == "replaces_superseded":
+        raise conflict(
+            f"{claim.replaces} was already revised by {other}; revise the latest claim "
+            f'("replaces": "{other}")',
+            claim_id=other,
+        )
+    message_text = f"claim {claim.replaces} of worker {claim.worker_id} does not exist"
+    raise Problem(
+        422,
+        "Invalid revision",
+        message_text,
+        errors=[{"field": "replaces", "message": message_text, "type": outcome}],
+    )
+
+
+async def get_claim(store: Pensions, principal: Principal, claim_id: str) -> dict[str, Any]:
+    """The claim's receipt, status, liquidation (RULES.md §5), flags and every decision."""
+    require(principal, *CLAIM_READERS)
+    row = await store.claim(claim_id)
+    if row is None:
+        raise not_found(f"claim {claim_id} was not found")
+    doc = claim_receipt(row)
+    doc["superseded_by"] = row["superseded_by"]
+    doc["claim"] = {
+        "regime": row["regime"],
+        "category": row["category"],
+        "grade": row["grade"],
+        "birth_date": row["birth_date"].isoformat(),
+        "effective_date": row["effective_date"].isoformat(),
+    }
+    doc["filed_by"] = {"key_id": key_id_of(row["filed_by"]), "label": row["filed_by_label"]}
+    doc["liquidation"] = row["liquidation"]
+    doc["liquidated_at"] = _iso(row["liquidated_at"])
+    doc["ruleset"] = row["ruleset"]
+    doc["as_of"] = row["as_of"]
+    doc["flags"] = row["flags"] or []
+    decisions = []
+    if row["liquidation"] is not None:
+        liquidation = row["liquidation"]
+        decisions.append(
+            {
+                "type": "pension.liquidated",
+                "decision": liquidation["decision"],
+                "reason": liquidation["reason"],
+                "flags": [],
+                "by": ["liquidation"],
+                "at": doc["liquidated_at"],
+            }
+        )
+    for d in await store.claim_decisions(claim_id):
+        decisions.append(
+            {
+                "type": d["type"],
+                "decision": d["decision"],
+                "reason": d["reason"],
+                "flags": d["flags"] or [],
+                "by": list(d["controllers"] or []) or [d["producer"]],
+                "at": _iso(d["decided_at"]),
+            }
+        )
+    doc["decisions"] = decisions
+    return doc
+
+
+async def list_claims(
+    store: Pensions, principal: Principal, *, status: str | None, worker_id: str | None, limit: int
+) -> dict[str, Any]:
+    """Claims, newest first, by status and worker."""
+    require(principal, *CLAIM_READERS)
+    items = []
+    for r in await store.claims(status=status, worker_id=worker_id, limit=limit):
+        item = claim_receipt(r)
+        liquidation = r["liquidation"] or {}
+        item.update(
+            regime=r["regime"],
+            effective_date=r["effective_date"].isoformat(),
+            decision=liquidation.get("decision"),
+            monthly_pension=liquidation.get("monthly_pension"),
+            lump_sum=liquidation.get("lump_sum"),
+        )
+        items.append(item)
+    return {"items": items, "count": len(items), "limit": limit}
+
+
+def import_messages(
+    import_id: str, rows: list[tuple[str, str, str, int]], principal: Principal, now: datetime
+) -> list[tuple[uuid.UUID, str, bytes]]:
+    """One `career.imported` message per worker of the file, in file order of first appearance."""
+    by_worker: dict[str, list[tuple[str, str, int]]] = {}
+    for worker_id, period, employer_id, base in rows:
+        by_worker.setdefault(worker_id, []).append((period, employer_id, base))
+    at = now.isoformat().replace("+00:00", "Z")
+    messages = []
+    for worker_id, entries in by_worker.items():
+        event_id = derived_id(f"{import_id}:{worker_id}", CareerImported.TYPE)
+        doc = {
+            "id": str(event_id),
+            "type": CareerImported.TYPE,
+            "version": CareerImported.VERSION,
+            "occurred_at": at,
+            "producer": "gateway",
+            "correlation_id": import_id,
+            "causation_id": None,
+            "data": {
+                "import_id": import_id,
+                "worker_id": worker_id,
+                "imported_at": at,
+                "imported_by": principal.key_hash,
+                "entries": entries,
+            },
+        }
+        messages.append((event_id, worker_id, orjson.dumps(doc)))
+    return messages
+
+
+def import_receipt(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    import_id = row[f"{prefix}import_id"]
+    return CareerImportReceipt(
+        import_id=import_id,
+        received_at=_iso(row[f"{prefix}received_at"]) or "",
+        payload_sha256=row[f"{prefix}sha" if prefix else "payload_sha256"],
+        rows=row[f"{prefix}row_count"],
+        workers=row[f"{prefix}worker_count"],
+        applied_workers=None if prefix else row["applied_workers"],
+        links={"self": f"/v1/careers/imports/{import_id}"},
+    ).model_dump(exclude_none=True)
+
+
+async def import_careers(
+    store: Pensions,
+    principal: Principal,
+    rows: list[tuple[str, str, str, int]],
+    *,
+    payload_sha256: str,
+    idempotency_key: str | None,
+    now: datetime,
+    topic: str,
+) -> tuple[dict[str, Any], bool]:
+    """Receipt the file and queue one message per worker for the ledger, in one transaction."""
+    require(principal, "backoffice")
+    import_id = new_import_id(now)
+    row = await store.import_careers(
+        import_id=import_id,
+        payload_sha256=payload_sha256,
+        idempotency_key=idempotency_key,
+        imported_by=principal.key_hash or "unknown",
+        imported_by_label=principal.label,
+        row_count=len(rows),
+        received_at=now,
+        topic=topic,
+        messages=import_messages(import_id, rows, principal, now),
+    )
+    if row["outcome"] == "idempotency_conflict":
+        raise conflict(
+            f"this Idempotency-Key was already used for import {row['other']} with another file",
+            import_id=row["other"],
+        )
+    return import_receipt(row, prefix="r_"), row["outcome"] == "created"
+
+
+async def get_career_import(store: Pensions, principal: Principal, import_id: str) -> dict[str, Any]:
+    require(principal, *READ_ANY)
+    row = await store.career_import(import_id)
+    if row is None:
+        raise not_found(f"careers import {import_id} was not found")
+    return import_receipt(row)

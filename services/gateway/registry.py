@@ -19,7 +19,19 @@ class Principal:
     role: str
     employer_id: str | None
     label: str | None = None
-    key_id: str | None = None  # the API key's SHA-256 (never the key): the actor of audit events
+    # The key's SHA-256 (api_keys.key_hash: its id; never the key). What a claim records as
+    # `filed_by`, so that the control commission can tell the maker from the checkers.
+    key_hash: str | None = None
+
+    @property
+    def key_id(self) -> str | None:
+        """The actor of audit events: the key's SHA-256 (never the key)."""
+        return self.key_hash
+
+
+def key_id_of(key_hash: str | None) -> str | None:
+    """How a key is shown to people (as the control commission shows it): the beginning of its hash."""
+    return None if key_hash is None else f"key:{key_hash[:12]}"
 
 
 def new_api_key(prefix: str) -> str:

@@ -14,6 +14,7 @@ from services.common.kafka import topic
 from services.common.metrics import RECEIPT_SECONDS, RECEIPTS
 from services.gateway import handlers
 from services.gateway.auth import authenticate, require
+from services.gateway.career_csv import parse_careers
 from services.gateway.csv_upload import parse_lines, parse_number, shown
 from services.gateway.errors import Problem
 from services.gateway.registry import Principal, registered_employer
@@ -21,6 +22,11 @@ from services.gateway.responses import ORJSONResponse
 from services.gateway.schemas import (
     MAX_LINES,
     Account,
+    CareerImportReceipt,
+    ClaimIn,
+    ClaimList,
+    ClaimReceipt,
+    ClaimView,
     DeclarationIn,
     DeclarationList,
     DeclarationView,
@@ -34,6 +40,8 @@ router = APIRouter(prefix="/v1")
 BODY_MEDIA_TYPES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/declarations"): ("application/json",),
     ("POST", "/v1/declarations/upload"): ("multipart/form-data",),
+    ("POST", "/v1/pension-claims"): ("application/json",),
+    ("POST", "/v1/careers/import"): ("multipart/form-data",),
 }
 Caller = Annotated[Principal, Depends(authenticate)]
 IdempotencyKey = Annotated[
@@ -224,3 +232,124 @@ async def list_declarations(
 async def employer_account(employer_id: str, request: Request, caller: Caller) -> Response:
     doc = await handlers.employer_account(request.app.state.store, caller, employer_id)
     return ORJSONResponse(doc)
+
+
+# ---- Pensions: claims (back offices) and careers from before Kalo --------------------------
+
+
+@router.post(
+    "/pension-claims",
+    status_code=202,
+    response_model=ClaimReceipt,
+    responses=SUBMIT_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ClaimIn"}}},
+        }
+    },
+    summary="File a pension claim (back office)",
+    description=(
+        "RULES.md §5's claim without `career` (the liquidation reads the worker's career) and "
+        "without `claim_id` (assigned here). A worker whose claim is received, liquidated, pending "
+        "control or approved files again only as a revision (`replaces`)."
+    ),
+)
+async def file_claim(request: Request, caller: Caller, idempotency_key: IdempotencyKey = None) -> Response:
+    require(caller, "backoffice")
+    body = await request.body()
+    try:
+        claim = ClaimIn.model_validate_json(body)
+    except ValidationError as exc:
+        raise problem_from_validation(exc, what="claim") from None
+    receipt, created = await handlers.file_claim(
+        request.app.state.store,
+        caller,
+        claim,
+        payload_sha256=sha256_hex(body),
+        idempotency_key=idempotency_key,
+        now=datetime.now(UTC),
+        topic=topic(handlers.CLAIMS, request.app.state.settings),
+    )
+    if created:
+        request.app.state.relay.wake()
+    headers = None if created else {"Idempotent-Replayed": "true"}
+    return ORJSONResponse(receipt, status_code=202, headers=headers)
+
+
+@router.get(
+    "/pension-claims/{claim_id}",
+    response_model=ClaimView,
+    responses=READ_ERRORS,
+    summary="A claim's status, liquidation, flags and every decision with who and when",
+)
+async def get_claim(claim_id: str, request: Request, caller: Caller) -> Response:
+    return ORJSONResponse(await handlers.get_claim(request.app.state.store, caller, claim_id))
+
+
+@router.get(
+    "/pension-claims",
+    response_model=ClaimList,
+    responses=READ_ERRORS,
+    summary="Claims, newest first, by status and worker",
+)
+async def list_claims(
+    request: Request,
+    caller: Caller,
+    status: Annotated[
+        str | None, Query(pattern="^(received|liquidated|pending_control|approved|rejected)$")
+    ] = None,
+    worker: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    doc = await handlers.list_claims(
+        request.app.state.store, caller, status=status, worker_id=worker, limit=limit
+    )
+    return ORJSONResponse(doc)
+
+
+@router.post(
+    "/careers/import",
+    status_code=202,
+    response_model=CareerImportReceipt,
+    responses=SUBMIT_ERRORS,
+    summary="Import careers from before Kalo (CSV file; back office)",
+    description=(
+        "multipart/form-data with `file`: UTF-8 CSV, comma or semicolon, a header row with "
+        "worker_id, period, employer_id, base (any order). Each row replaces that worker's month "
+        "with that employer in the careers (marked imported); the same file again changes nothing. "
+        "The ledger applies the rows shortly after the receipt (`applied_workers` on GET)."
+    ),
+)
+async def import_careers(
+    request: Request,
+    caller: Caller,
+    file: Annotated[UploadFile, File(description="the CSV file")],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    require(caller, "backoffice")
+    data = await file.read()
+    rows, _ = parse_careers(data)
+    receipt, created = await handlers.import_careers(
+        request.app.state.store,
+        caller,
+        rows,
+        payload_sha256=sha256_hex(data),
+        idempotency_key=idempotency_key,
+        now=datetime.now(UTC),
+        topic=topic(handlers.CAREERS_IMPORTED, request.app.state.settings),
+    )
+    if created:
+        request.app.state.relay.wake()
+    headers = None if created else {"Idempotent-Replayed": "true"}
+    return ORJSONResponse(receipt, status_code=202, headers=headers)
+
+
+@router.get(
+    "/careers/imports/{import_id}",
+    response_model=CareerImportReceipt,
+    responses=READ_ERRORS,
+    summary="A careers import: rows, workers, and how many workers the ledger has applied",
+)
+async def get_career_import(import_id: str, request: Request, caller: Caller) -> Response:
+    return ORJSONResponse(await handlers.get_career_import(request.app.state.store, caller, import_id))

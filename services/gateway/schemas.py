@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from contracts.declarations import Category, Filing, Identifier, Period, Regime, RiskClass
+from contracts.pensions import Day, Grade
 from services.rules.inputs import DAYS_LIMIT, MAX_AMOUNT
 
 MAX_LINES = 100_000
@@ -120,3 +121,75 @@ class Account(BaseModel):
     periods: list[AccountPeriod]
     totals: dict[str, Any]
     periods_awaiting_assessment: list[str]
+
+
+class ClaimIn(BaseModel):
+    """A pension claim (RULES.md §5 without `career` and `claim_id`): the liquidation reads
+    the worker's career (assessed declarations and imported history) itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    worker_id: Identifier
+    regime: Annotated[Regime, Field(min_length=1)]
+    category: Category
+    grade: Grade | None = None
+    birth_date: Day
+    effective_date: Annotated[Day, Field(examples=["2026-12-01"])]
+    replaces: Annotated[Identifier, Field(description="the claim this one revises")] | None = None
+
+
+class ClaimReceipt(BaseModel):
+    claim_id: str
+    worker_id: str
+    status: str = Field(description="received → liquidated → pending_control → approved | rejected")
+    received_at: str
+    payload_sha256: str
+    replaces: str | None = None
+    links: dict[str, str] = Field(default_factory=dict)
+
+
+class ClaimDecision(BaseModel):
+    type: str = Field(description="pension.liquidated | control.decided | pension.approved")
+    decision: str
+    reason: str | None = None
+    flags: list[Any] = Field(default_factory=list)
+    by: list[str] = Field(description="who decided: the service, or the controllers")
+    at: str
+
+
+class ClaimView(ClaimReceipt):
+    superseded_by: str | None = None
+    claim: dict[str, Any] = Field(description="regime, category, grade, birth_date, effective_date")
+    filed_by: dict[str, str | None] = Field(description="the key's id and label (never the key)")
+    liquidation: dict[str, Any] | None = Field(default=None, description="RULES.md §5 once liquidated")
+    liquidated_at: str | None = None
+    ruleset: str | None = None
+    as_of: dict[str, Any] | None = Field(default=None, description="the point the career was read at")
+    flags: list[Any] = Field(default_factory=list, description="the control commission's flags")
+    decisions: list[ClaimDecision] = Field(default_factory=list, description="every decision, oldest first")
+
+
+class ClaimListItem(ClaimReceipt):
+    regime: str
+    effective_date: str
+    decision: str | None = None
+    monthly_pension: int | None = None
+    lump_sum: int | None = None
+
+
+class ClaimList(BaseModel):
+    items: list[ClaimListItem]
+    count: int
+    limit: int
+
+
+class CareerImportReceipt(BaseModel):
+    import_id: str
+    received_at: str
+    payload_sha256: str
+    rows: int
+    workers: int
+    applied_workers: int | None = Field(
+        default=None, description="workers the ledger has written so far (GET only)"
+    )
+    links: dict[str, str] = Field(default_factory=dict)

@@ -16,7 +16,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
 
 
 def problem_from_validation(
-    exc: ValidationError, *, status: int = 422, rows: list[int] | None = None
+    exc: ValidationError, *, status: int = 422, rows: list[int] | None = None, what: str = "declaration"
 ) -> Problem:
     """`rows`: for a CSV upload, the file row of each line (adds `row` and `column`)."""
     errors = []
@@ -39,7 +39,7 @@ def problem_from_validation(
         status = 400
     return Problem(
         status,
-        "Invalid declaration" if status == 422 else "Malformed body",
+        f"Invalid {what}" if status == 422 else "Malformed body",
         f"{len(errors)} error(s) in the request body",
         errors=errors,
     )

@@ -1,4 +1,5 @@
-"""Ledger wiring: a tracked consumer of assessed and rejected declarations, /metrics, rebuild."""
+"""Ledger wiring: a tracked consumer of assessed and rejected declarations, careers imported,
+liquidations and decisions; /metrics, rebuild."""
 
 from __future__ import annotations
 
@@ -27,7 +28,17 @@ log = logging.getLogger(__name__)
 NAME = "kalo-ledger"
 # SIGTERM ends the process within this long, whatever is away (the batch is left to the next run).
 STOP_DEADLINE_S = 9.0
-TOPICS = ("kalo.declarations.assessed", "kalo.declarations.rejected", "kalo.workers.registrations")
+TOPICS = (
+    "kalo.declarations.assessed",
+    "kalo.declarations.rejected",
+    "kalo.workers.registrations",
+    "kalo.careers.imported",
+    "kalo.pensions.liquidations",
+    "kalo.control.decisions",
+    "kalo.pensions.approved",
+)
+# The topics the careers are written from: a liquidation's career is as of their offsets.
+CAREER_TOPICS = ("kalo.declarations.assessed", "kalo.careers.imported")
 
 
 def _consumer(s: Settings, pool: asyncpg.Pool, gate: LedgerLock | None = None) -> TrackedConsumer:
@@ -175,7 +186,16 @@ async def rebuild(settings: Settings | None = None) -> dict[str, int]:
             await reset_projections(conn, NAME)
         records = await _consumer(s, pool).replay_to_end()
         counts = {"records": records}
-        for table in ("declaration_outcomes", "employer_periods", "employer_dues", "careers", "workers"):
+        for table in (
+            "declaration_outcomes",
+            "employer_periods",
+            "employer_dues",
+            "careers",
+            "workers",
+            "career_imports",
+            "claim_liquidations",
+            "claim_decisions",
+        ):
             counts[table] = await pool.fetchval(f"SELECT count(*) FROM {table}")
         return counts
     finally:

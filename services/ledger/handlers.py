@@ -1,8 +1,9 @@
-"""Ledger service layer: which assessed/rejected events change which projection.
+"""Ledger service layer: which events change which projection.
 
 Within a batch the newest declaration of an employer-month wins, as it would have if
 the events had been applied one at a time; a corrective declaration replaces the
-month in the account and the careers, it never adds to it.
+month in the account and the careers, it never adds to it. Careers imported from before
+Kalo, liquidations and the decisions about them (control, approval) are kept per event id.
 """
 
 from __future__ import annotations
@@ -21,12 +22,21 @@ from contracts.declarations import (
     WorkerPreRegistered,
 )
 from contracts.envelope import Envelope
+from contracts.pensions import CareerImported, ControlDecision, PensionApproved, PensionLiquidated
 
 _MODELS: dict[str, type[Envelope[Any]]] = {
     DeclarationAssessed.TYPE: Envelope[DeclarationAssessed],
     DeclarationRejected.TYPE: Envelope[DeclarationRejected],
     WorkerPreRegistered.TYPE: Envelope[WorkerPreRegistered],
+    CareerImported.TYPE: Envelope[CareerImported],
+    PensionLiquidated.TYPE: Envelope[PensionLiquidated],
+    ControlDecision.TYPE: Envelope[ControlDecision],
+    PensionApproved.TYPE: Envelope[PensionApproved],
 }
+# Events the ledger keeps as they are (no report): registrations, pensions, careers imported.
+_PLAIN = frozenset(
+    {WorkerPreRegistered.TYPE, CareerImported.TYPE, ControlDecision.TYPE, PensionApproved.TYPE}
+)
 # What the report leaves out: the outcome's row has its own columns for these.
 REPORT_EXCLUDES = frozenset({"declaration_id", "employer_id", "period", "replaces", "submitted_at"})
 _WIDTH = len(ITEM_COLUMNS)
@@ -43,6 +53,7 @@ class Decoded:
     envelope: Envelope[Any]
     lines: list[list[Any]] = field(default_factory=list)
     report: str = ""
+    months: int = 0  # a liquidation: months in its career snapshot
     id: Any = field(init=False)
     data: Any = field(init=False)
 
@@ -58,9 +69,13 @@ def decode(record: ConsumerRecord) -> Decoded:
     if model is None:
         raise ValueError(f"unexpected event type {kind!r} on {record.topic}")
     data = doc.get("data")
+    if kind == PensionLiquidated.TYPE and isinstance(data, dict) and type(data.get("career")) is list:
+        # The career snapshot is the control's to read; the ledger keeps its size only.
+        envelope = model.model_validate({**doc, "data": {**data, "career": []}})
+        return Decoded(envelope, months=len(data["career"]))
     if kind != DeclarationAssessed.TYPE or not isinstance(data, dict) or "lines" not in data:
         envelope = model.model_validate(doc)
-        if kind == WorkerPreRegistered.TYPE:
+        if kind in _PLAIN:
             return Decoded(envelope)
         return Decoded(envelope, report=_report(envelope.data.model_dump(mode="json")))
     lines = data["lines"]
@@ -116,6 +131,9 @@ class Batch:
     assessed: list[Decoded] = field(default_factory=list)
     rejected: list[Decoded] = field(default_factory=list)
     registrations: list[Decoded] = field(default_factory=list)
+    imports: list[Decoded] = field(default_factory=list)
+    liquidations: list[Decoded] = field(default_factory=list)
+    decisions: list[Decoded] = field(default_factory=list)
 
 
 def split(events: list[Decoded]) -> Batch:
@@ -126,6 +144,10 @@ def split(events: list[Decoded]) -> Batch:
         DeclarationAssessed: batch.assessed,
         DeclarationRejected: batch.rejected,
         WorkerPreRegistered: batch.registrations,
+        CareerImported: batch.imports,
+        PensionLiquidated: batch.liquidations,
+        ControlDecision: batch.decisions,
+        PensionApproved: batch.decisions,
     }
     for e in events:
         if e.id not in seen:
@@ -142,3 +164,52 @@ def latest_per_month(events: list[Decoded]) -> list[Decoded]:
         if key not in latest or e.data.submitted_at >= latest[key].data.submitted_at:
             latest[key] = e
     return list(latest.values())
+
+
+def imported_rows(events: list[Decoded]) -> list[tuple[str, str, str, int, str, Any]]:
+    """The rows of imported careers, one per worker, month and employer; within the batch the
+    later event wins (events of one worker come in order: they share a partition)."""
+    rows: dict[tuple[str, str, str], tuple[str, str, str, int, str, Any]] = {}
+    for e in events:
+        d = e.data
+        for period, employer_id, base in d.entries:
+            rows[(d.worker_id, period, employer_id)] = (
+                d.worker_id,
+                period,
+                employer_id,
+                base,
+                d.import_id,
+                d.imported_at,
+            )
+    return list(rows.values())
+
+
+def decision_row(e: Decoded) -> tuple[Any, ...]:
+    """A control decision or an approval as a row of claim_decisions."""
+    d = e.data
+    env = e.envelope
+    if isinstance(d, ControlDecision):
+        return (
+            e.id,
+            d.claim_id,
+            d.worker_id,
+            ControlDecision.TYPE,
+            d.decision,
+            orjson.dumps(d.flags).decode(),
+            orjson.dumps(d.controllers).decode(),
+            d.reason,
+            env.producer,
+            env.occurred_at,
+        )
+    return (
+        e.id,
+        d.claim_id,
+        d.worker_id,
+        PensionApproved.TYPE,
+        d.decision,
+        "[]",
+        "[]",
+        None,
+        env.producer,
+        env.occurred_at,
+    )

@@ -1,4 +1,5 @@
-"""PostgreSQL projections of assessed and rejected declarations, written in batches."""
+"""PostgreSQL projections of the ledger's topics, written in batches: declarations, accounts
+and careers; careers imported from before Kalo; liquidations and decisions of pension claims."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from services.common import metrics
-from services.ledger.handlers import Batch, Decoded, latest_per_month, split
+from services.ledger.handlers import Batch, Decoded, decision_row, imported_rows, latest_per_month, split
 
 # The ledger's record of each decision (the gateway reads it joined to its receipt). An
 # outcome is written once: a replayed event finds its row and changes nothing.
@@ -54,6 +56,99 @@ async def apply_events(conn: asyncpg.Connection, events: Sequence[Decoded]) -> N
     batch = split(list(events))
     await apply_declarations(conn, batch)
     await apply_registrations(conn, batch)
+    await apply_imports(conn, batch)
+    await apply_liquidations(conn, batch)
+    await apply_decisions(conn, batch)
+
+
+_NEW_IMPORT_EVENTS = """
+INSERT INTO career_import_events (event_id, import_id, worker_id, entries)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[])
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+"""
+# A later import replaces the worker's month with that employer; the same base changes nothing.
+_UPSERT_IMPORTS = """
+INSERT INTO career_imports AS c (worker_id, period, employer_id, base, import_id, imported_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[])
+ON CONFLICT (worker_id, period, employer_id) DO UPDATE
+SET base = EXCLUDED.base, import_id = EXCLUDED.import_id, imported_at = EXCLUDED.imported_at
+WHERE c.base IS DISTINCT FROM EXCLUDED.base AND c.imported_at <= EXCLUDED.imported_at
+"""
+
+
+async def apply_imports(conn: asyncpg.Connection, batch: Batch) -> None:
+    """Careers from before Kalo, once per event (a redelivered import is dropped)."""
+    if not batch.imports:
+        return
+    events = [(e.id, e.data.import_id, e.data.worker_id, len(e.data.entries)) for e in batch.imports]
+    fresh = {
+        r["event_id"] for r in await conn.fetch(_NEW_IMPORT_EVENTS, *map(list, zip(*events, strict=True)))
+    }
+    rows = imported_rows([e for e in batch.imports if e.id in fresh])
+    if rows:
+        await conn.execute(_UPSERT_IMPORTS, *map(list, zip(*rows, strict=True)))
+
+
+_INSERT_LIQUIDATIONS = """
+INSERT INTO claim_liquidations (claim_id, worker_id, event_id, liquidated_at, ruleset, regime, decision,
+    reason, monthly_pension, lump_sum, career_months, liquidation, claim, as_of)
+SELECT u.claim_id, u.worker_id, u.event_id, u.at, u.ruleset, u.regime, u.decision, u.reason, u.monthly,
+       u.lump_sum, u.months, u.liquidation::jsonb, u.claim::jsonb, u.as_of::jsonb
+FROM unnest($1::text[], $2::text[], $3::uuid[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
+            $8::text[], $9::bigint[], $10::bigint[], $11::int[], $12::text[], $13::text[], $14::text[])
+     AS u(claim_id, worker_id, event_id, at, ruleset, regime, decision, reason, monthly, lump_sum, months,
+          liquidation, claim, as_of)
+ON CONFLICT DO NOTHING
+"""
+
+
+async def apply_liquidations(conn: asyncpg.Connection, batch: Batch) -> None:
+    """The first liquidation of each claim (a redelivery carries the same event id)."""
+    rows = []
+    for e in batch.liquidations:
+        d = e.data
+        liquidation = d.liquidation
+        rows.append(
+            (
+                d.claim_id,
+                d.worker_id,
+                e.id,
+                e.envelope.occurred_at,
+                d.ruleset,
+                liquidation.get("regime"),
+                str(liquidation.get("decision")),
+                liquidation.get("reason"),
+                int(liquidation.get("monthly_pension") or 0),
+                int(liquidation.get("lump_sum") or 0),
+                e.months,
+                orjson.dumps(liquidation).decode(),
+                orjson.dumps(d.claim).decode(),
+                d.as_of.model_dump_json() if d.as_of is not None else None,
+            )
+        )
+    if rows:
+        await conn.execute(_INSERT_LIQUIDATIONS, *map(list, zip(*rows, strict=True)))
+
+
+_INSERT_DECISIONS = """
+INSERT INTO claim_decisions (event_id, claim_id, worker_id, type, decision, flags, controllers, reason,
+    producer, decided_at)
+SELECT u.event_id, u.claim_id, u.worker_id, u.type, u.decision, u.flags::jsonb, u.controllers::jsonb,
+       u.reason,
+       u.producer, u.at
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::text[], $10::timestamptz[])
+     AS u(event_id, claim_id, worker_id, type, decision, flags, controllers, reason, producer, at)
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+async def apply_decisions(conn: asyncpg.Connection, batch: Batch) -> None:
+    """The control commission's decisions and the approvals, each once."""
+    if batch.decisions:
+        rows = [decision_row(e) for e in batch.decisions]
+        await conn.execute(_INSERT_DECISIONS, *map(list, zip(*rows, strict=True)))
 
 
 _INSERT_WORKERS = """

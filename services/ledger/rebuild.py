@@ -20,6 +20,10 @@ LEDGER_LOCK = 7207
 _RESET = """
 DELETE FROM employer_dues;
 DELETE FROM careers;
+DELETE FROM career_imports;
+DELETE FROM career_import_events;
+DELETE FROM claim_liquidations;
+DELETE FROM claim_decisions;
 DELETE FROM employer_periods;
 DELETE FROM workers WHERE status = 'preregistered';
 DELETE FROM declaration_outcomes;

@@ -47,10 +47,14 @@ def read_career(entries: object, path: str = "career") -> list[tuple[date, int]]
 
 def counted_months(entries: Sequence[tuple[date, int]]) -> list[Month]:
     """Distinct months with a positive summed base, oldest first."""
-    by_month: dict[date, int] = {}
-    for period, base in entries:
-        by_month[period] = by_month.get(period, 0) + base
-    return sorted((m, b) for m, b in by_month.items() if b > 0)
+    by_month: dict[date, int] = dict(entries)
+    if len(by_month) != len(entries):  # a month of several employers: add their bases
+        by_month = {}
+        for period, base in entries:
+            by_month[period] = by_month.get(period, 0) + base
+    counted = [(m, b) for m, b in by_month.items() if b > 0]
+    counted.sort()
+    return counted
 
 
 def reference_salary(months: Sequence[Month], n: int) -> int:

@@ -185,6 +185,8 @@ def recompute(claim: Claim, ruleset: Ruleset) -> dict[str, Any]:
         return {**result, "reason": "UNKNOWN_REGIME"}
     if claim.category not in CATEGORIES[claim.regime]:
         return {**result, "reason": "CATEGORY_NOT_ALLOWED"}
+    if not claim.career:
+        return {**result, "reason": "NO_CAREER"}
     prefix = "inps.pension" if claim.regime == "INPS" else "cmss.pension"
 
     def param(name: str) -> Value:

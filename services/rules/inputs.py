@@ -8,12 +8,14 @@ message produced around the gateway is dead-lettered before it reaches a registr
 
 from __future__ import annotations
 
-from services.rules.dates import FILINGS, parse_period
+from services.rules.dates import FILINGS, parse_day, parse_period
 
 MAX_ID_LENGTH = 64  # declaration, employer and worker ids
 MAX_CATEGORY_LENGTH = 32
 MAX_REGIME_LENGTH = 16
 MAX_PERIOD_LENGTH = 7  # YYYY-MM
+MAX_DAY_LENGTH = 10  # YYYY-MM-DD
+MAX_GRADE_LENGTH = 16  # a CMSS grade (A, B2, B1, C); others are judged by the rules (UNKNOWN_GRADE)
 # Francs per amount field: ten thousand billion keeps any sum of a declaration's lines
 # (at most 100,000 lines × 3 fields) far inside PostgreSQL's bigint and JSON's exact integers.
 MAX_AMOUNT = 10**12
@@ -65,3 +67,11 @@ def period_problem(value: str) -> str | None:
 
 def filing_problem(value: str) -> str | None:
     return None if value in FILINGS else f"must be {' or '.join(FILINGS)}, not {value[:20]!r}"
+
+
+def day_problem(value: str) -> str | None:
+    """A date is exactly YYYY-MM-DD, a day that exists (year 0001-9999): nothing before or after."""
+    if parse_day(value) is None:
+        shown = value if len(value) <= 20 else value[:20] + "…"
+        return f"{shown!r} is not a date YYYY-MM-DD"
+    return None

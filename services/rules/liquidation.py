@@ -32,6 +32,10 @@ UNKNOWN_REGIME = "UNKNOWN_REGIME"
 CATEGORY_NOT_ALLOWED = "CATEGORY_NOT_ALLOWED"
 UNKNOWN_GRADE = "UNKNOWN_GRADE"
 DATE_NOT_COVERED = "DATE_NOT_COVERED"
+# A claim for a worker of whom no month at all is known (an unknown worker, or a career
+# neither declared nor imported): nothing to liquidate. A career whose months all have
+# base 0 is known, and judged as any other (INSUFFICIENT_INSURANCE).
+NO_CAREER = "NO_CAREER"
 
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
@@ -145,6 +149,8 @@ def liquidate(claim: Claim, ruleset: Ruleset) -> Liquidation:
         return base.rejected(UNKNOWN_REGIME)
     if claim.category not in allowed:
         return base.rejected(CATEGORY_NOT_ALLOWED)
+    if not claim.career:
+        return base.rejected(NO_CAREER)
     try:
         if claim.regime == INPS:
             return _inps(base, months, ruleset, at)

@@ -32,3 +32,11 @@ async def test_the_demo_pushes_a_sample_month_through_the_stack_and_says_what_ha
     counts = {r["status"]: r["n"] for r in rows}
     assert counts == {"accepted": 39, "rejected": 2}
     assert "│ accepted │ 39" in out
+    # Careers imported for the month's retiring workers, their claims filed and liquidated.
+    assert "liquidations (RULES.md §3)" in out and "lump_sum" in out and "AGE_NOT_REACHED" in out
+    claims = await db.fetch(
+        "SELECT status, liquidation FROM gateway.pension_claim_states"
+        " WHERE filed_by_label LIKE 'demo back office %'"
+    )
+    assert len(claims) >= 150 and all(c["liquidation"] is not None for c in claims)
+    assert f"{len(claims)} claims filed" in out or "second claims (revisions)" in out

@@ -158,10 +158,11 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> N
 
 @pytest.fixture(scope="session")
 def services(stack: Stack) -> Iterator[Stack]:
-    """The gateway, the assessment worker and the ledger, as real processes."""
+    """The gateway, the assessment worker, the ledger and the liquidation, as real processes."""
     gateway = stack.start("gateway")
     stack.start("assessment")
     stack.start("ledger")
+    stack.start("liquidation")
     try:
         wait_http(f"{stack.gateway_url}/health", gateway)
     except Exception:

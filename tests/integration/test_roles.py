@@ -4,6 +4,7 @@ nothing a superuser or a table's owner could."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -13,11 +14,12 @@ import pytest
 import pytest_asyncio
 
 from services.common.db import connect
+from services.gateway.registry import add_staff_key
 from tests.integration.conftest import Stack, wait_http
 from tests.integration.helpers import auth, declaration, inps_line, register_employer, wait_status
 from tests.support.sandbox import free_port
 
-SERVICES = ("gateway", "assessment", "ledger", "control", "audit")
+SERVICES = ("gateway", "assessment", "ledger", "liquidation", "control", "audit")
 # The audit log's tables: its own role may only read and append to them.
 APPEND_ONLY = frozenset({"audit.records", "audit.heads", "audit.positions"})
 
@@ -55,6 +57,21 @@ WRITES = {
     " (tree_size, timestamp_ms, root_hash, key_id, signature, leaves_from)"
     " VALUES (0, ('x{n}')::bit(32)::bigint, sha256(''::bytea), 'k', '\\x00', 0)",
     "audit.positions": "INSERT INTO audit.positions (topic, partition, next_offset) VALUES ('t-{n}', 0, 1)",
+    "gateway.pension_claims": "INSERT INTO gateway.pension_claims (claim_id, worker_id, regime, category,"
+    " birth_date, effective_date, payload_sha256, filed_by, received_at)"
+    " VALUES ('C-{n}', 'W', 'INPS', 'salarie', '1966-03-10', '2026-12-01', 'x', 'k', now())",
+    "gateway.career_import_receipts": "INSERT INTO gateway.career_import_receipts (import_id, payload_sha256,"
+    " imported_by, row_count, worker_count, received_at) VALUES ('I-{n}', 'x', 'k', 1, 1, now())",
+    "ledger.career_imports": "INSERT INTO ledger.career_imports"
+    " VALUES ('W-{n}', '2001-01', 'E', 1, 'I', now())",
+    "ledger.career_import_events": "INSERT INTO ledger.career_import_events (event_id, import_id, worker_id,"
+    " entries) VALUES (gen_random_uuid(), 'I-{n}', 'W', 1)",
+    "ledger.claim_liquidations": "INSERT INTO ledger.claim_liquidations (claim_id, worker_id, event_id,"
+    " liquidated_at, ruleset, decision, career_months, liquidation, claim)"
+    " VALUES ('C-{n}', 'W', gen_random_uuid(), now(), 'rs', 'pension', 1, '{{}}', '{{}}')",
+    "ledger.claim_decisions": "INSERT INTO ledger.claim_decisions (event_id, claim_id, worker_id, type,"
+    " decision, producer, decided_at) VALUES (gen_random_uuid(), 'C-{n}', 'W', 'control.decided',"
+    " 'pending', 'control', now())",
 }
 OWNER = {table: table.split(".")[0] for table in WRITES}
 # Privileges are checked whatever the rows: `WHERE false` leaves the session's data alone.
@@ -72,16 +89,26 @@ UPDATES = {
     "audit.records": "UPDATE audit.records SET subject = 'x' WHERE false",
     "audit.heads": "UPDATE audit.heads SET key_id = 'x' WHERE false",
     "audit.positions": "UPDATE audit.positions SET next_offset = 0 WHERE false",
+    "gateway.pension_claims": "UPDATE gateway.pension_claims SET superseded_by = 'x' WHERE false",
+    "ledger.career_imports": "UPDATE ledger.career_imports SET base = 0 WHERE false",
 }
 DELETES = {table: f"DELETE FROM {table} WHERE false" for table in WRITES}
 
 # What each service reads: its own schema's views (and tables); nothing of another schema.
 VIEWS = {
-    "gateway": ("declarations", "employer_periods", "employer_dues"),
+    "gateway": (
+        "declarations",
+        "employer_periods",
+        "employer_dues",
+        "pension_claim_states",
+        "claim_decisions",
+        "career_imports_applied",
+    ),
     "assessment": ("employers", "workers"),
     "ledger": (),
     "control": ("controllers",),
     "audit": (),
+    "liquidation": ("careers", "career_imports", "ledger_offsets"),
 }
 # Writes through the views (simple views are updatable by whoever may write them: nobody).
 VIEW_WRITES = {
@@ -99,6 +126,10 @@ VIEW_WRITES = {
         "INSERT INTO control.controllers (key_hash, label) VALUES ('h', 'x')",
         "UPDATE control.controllers SET label = 'x' WHERE false",
         "DELETE FROM control.controllers WHERE false",
+    "liquidation": (
+        "INSERT INTO liquidation.careers VALUES ('W', '2001-01', 'E', 1)",
+        "UPDATE liquidation.career_imports SET base = 0 WHERE false",
+        "DELETE FROM liquidation.ledger_offsets WHERE false",
     ),
 }
 
@@ -149,6 +180,9 @@ OWNED = {
         "DROP TRIGGER heads_append_only ON audit.heads",
         "CREATE OR REPLACE FUNCTION audit.append_only() RETURNS trigger LANGUAGE plpgsql"
         " AS 'BEGIN RETURN NEW; END'",
+    "liquidation": (
+        "DROP VIEW liquidation.careers",
+        "CREATE OR REPLACE VIEW liquidation.ledger_offsets AS SELECT * FROM ledger.consumer_offsets",
     ),
 }
 
@@ -244,7 +278,8 @@ async def test_what_a_superuser_or_an_owner_may_do_is_refused(
 
 
 async def test_the_running_services_connect_with_their_roles(services: Stack, db: asyncpg.Connection) -> None:
-    """The gateway, the assessment and the ledger, as processes, each use their own role only."""
+    """The gateway, the assessment, the ledger and the liquidation, as processes, each use their own
+    role only."""
     employer_id, key = await register_employer(db)
     async with httpx.AsyncClient(base_url=services.gateway_url, timeout=30) as client:
         r = await client.post(
@@ -252,6 +287,24 @@ async def test_the_running_services_connect_with_their_roles(services: Stack, db
         )
         assert r.status_code == 202, r.text
         assert (await wait_status(client, r.json()["declaration_id"], key))["status"] == "accepted"
+        # A claim, so that the liquidation reads careers (it connects on its first batch).
+        staff = await add_staff_key(db, role="backoffice", label="roles test")
+        claim = {
+            "worker_id": "RW1",
+            "regime": "INPS",
+            "category": "salarie",
+            "birth_date": "1966-03-10",
+            "effective_date": "2026-12-01",
+        }
+        r = await client.post("/v1/pension-claims", json=claim, headers=auth(staff))
+        assert r.status_code in (202, 409), r.text
+        claim_id = r.json()["claim_id"]
+        for _ in range(300):
+            if (await client.get(f"/v1/pension-claims/{claim_id}", headers=auth(staff))).json()[
+                "liquidation"
+            ]:
+                break
+            await asyncio.sleep(0.2)
     rows = await db.fetch(
         """SELECT a.application_name, a.usename, r.rolsuper FROM pg_stat_activity a
            JOIN pg_roles r ON r.oid = a.usesysid

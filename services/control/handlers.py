@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import orjson
+
+from contracts.audit import audit_event
 from contracts.envelope import Envelope, derived_id, wrap
 from contracts.pensions import ControlDecision, PensionApproved, PensionLiquidated
 from services.control import minutes as minutes_doc
@@ -38,6 +41,7 @@ from services.rules import (
 PRODUCER = "kalo-control"
 DECISIONS = "kalo.control.decisions"
 APPROVED = "kalo.pensions.approved"
+AUDIT = "kalo.audit"
 OUTCOMES = ("pension", "lump_sum", "rejected")
 STATUSES = ("pending", "approved", "rejected", "escalated")
 Row = Mapping[str, Any]
@@ -294,7 +298,38 @@ def announce(liquidation: Row, decisions: Sequence[Row], now: datetime) -> list[
             ruleset=liquidation["ruleset"],
         )
         messages.append(_outgoing(approved, APPROVED, cause, PensionApproved.TYPE, claim_id, worker_id, now))
+    messages.append(_audited(liquidation, decisions, messages[0].value, cause, now))
     return messages
+
+
+def _audited(
+    liquidation: Row, decisions: Sequence[Row], decision_bytes: bytes, cause: uuid.UUID, now: datetime
+) -> Outgoing:
+    """The audit record of a state of the control (its flags on arrival, then each decision):
+    who decided (a controller's key hash, `control` for an automatic decision), the SHA-256 of
+    the liquidation controlled and of the ControlDecision announced, the flags and the status."""
+    last = decisions[-1] if decisions else None
+    kind = f"audit.control.decided/{len(decisions)}"
+    cause = uuid.UUID(str(cause))  # asyncpg's UUID subclass is not orjson's uuid.UUID
+    event_id, value = audit_event(
+        action="control.decided",
+        subject=liquidation["claim_id"],
+        actor=str(last["controller"]) if last else "control",
+        input_bytes=orjson.dumps(liquidation["liquidation"], option=orjson.OPT_SORT_KEYS),
+        output_bytes=decision_bytes,
+        producer=PRODUCER,
+        ruleset=liquidation["ruleset"],
+        details={
+            "status": liquidation["status"],
+            "flags": [f["code"] for f in liquidation["flags"]],
+            "decisions": len(decisions),
+            "decided_by": liquidation.get("decided_by"),
+        },
+        causation_id=cause,
+        event_id=derived_id(cause, kind),
+        occurred_at=now,
+    )
+    return Outgoing(event_id, AUDIT, liquidation["claim_id"], value)
 
 
 def _outgoing(

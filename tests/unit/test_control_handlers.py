@@ -182,9 +182,18 @@ async def test_an_unflagged_liquidation_is_approved_automatically_and_announced_
     assert approved["data"]["effective_date"] == "2026-12-01"
     [decision] = store.messages(handlers.DECISIONS)
     assert decision["data"]["decision"] == "approved" and decision["data"]["controllers"] == []
+    # Its audit record: who decided (the automatic approval), the status, no flag.
+    [audit] = store.messages(handlers.AUDIT)
+    assert audit["data"]["action"] == "control.decided" and audit["data"]["actor"] == "control"
+    assert audit["data"]["details"] == {
+        "status": "approved",
+        "flags": [],
+        "decisions": 0,
+        "decided_by": "auto",
+    }
     # Redelivered: nothing new stored nor announced.
     [again] = await receive(store, liquidated("C-1", PLAIN))
-    assert again.already_stored and len(store.outbox) == 2
+    assert again.already_stored and len(store.outbox) == 3
 
 
 async def test_automatic_approval_off_leaves_an_unflagged_one_to_a_single_controller() -> None:

@@ -64,6 +64,10 @@ def _is_outage(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", None) or ""
         return state[:2] in _PG_CLASSES or state in _PG_CODES
+    if isinstance(exc, asyncpg.exceptions._base.InternalClientError):
+        # "another operation is in progress": a connection left busy by a cancelled query
+        # (a PostgreSQL restart, a client gone); the pool closes it, the retry gets another.
+        return "in progress" in str(exc)
     if isinstance(exc, asyncpg.InterfaceError):
         return any(text in str(exc).lower() for text in _CLOSED)
     if isinstance(exc, kafka_errors.KafkaError):

@@ -36,7 +36,13 @@ log = logging.getLogger(__name__)
 # Seconds a client is asked to wait while PostgreSQL is away (a restart takes a few).
 RETRY_AFTER_S = 2
 # What an outage surfaces as; each is answered 503 only if `is_outage` says so.
-OUTAGE_TYPES = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError)
+OUTAGE_TYPES = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions._base.InternalClientError,
+    KafkaError,
+)
 
 
 class NoNul:
@@ -126,11 +132,6 @@ class BodyLimit:
         await response(scope, lambda: _empty(), send)  # type: ignore[arg-type]
 
 
-async def _keep_session(conn: object) -> None:
-    """No reset query when a connection goes back to the pool (a round trip per request):
-    the gateway keeps no session state (its advisory locks are per transaction)."""
-
-
 async def _empty() -> Message:
     return {"type": "http.disconnect"}
 
@@ -166,7 +167,10 @@ async def unavailable(request: Request, exc: Exception) -> ProblemResponse:
 async def _open_pool(settings: Settings) -> asyncpg.Pool:
     """The pool; with PostgreSQL away at start, an empty one that connects once it answers
     (the gateway starts anyway and answers 503 meanwhile)."""
-    options: dict[str, Any] = {"max_size": settings.gateway_pool_size, "reset": _keep_session}
+    # asyncpg's own reset when a connection goes back to the pool (one round trip): a request
+    # cancelled mid-query (a client gone during an outage) leaves its connection busy, and the
+    # reset is what finds it and closes it instead of lending it to the next request.
+    options: dict[str, Any] = {"max_size": settings.gateway_pool_size}
     try:
         return await connect_pool(
             service="gateway", settings=settings, min_size=settings.gateway_pool_size, timeout=5, **options

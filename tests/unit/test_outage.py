@@ -107,3 +107,11 @@ async def test_retry_outages_gives_up_when_stopped() -> None:
 
     with pytest.raises(ConnectionRefusedError):
         await asyncio.wait_for(retry_outages(away, what="t", stop=stop, backoff=Backoff(10, 10)), 1)
+
+
+def test_a_connection_left_busy_by_a_cancelled_query_is_an_outage() -> None:
+    from asyncpg.exceptions._base import InternalClientError
+
+    busy = InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+    assert is_outage(busy)
+    assert not is_outage(InternalClientError("something else"))

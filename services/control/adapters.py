@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
+from services.control.audit.adapters import latest_head
 from services.control.handlers import Outgoing, Refused
 
 _LIQUIDATION_COLUMNS = (
@@ -174,16 +176,32 @@ class PgTx:
         return [dict(r) for r in rows]
 
     async def close_session(
-        self, session_id: uuid.UUID, *, closed_at: datetime, minutes: str, sha256: str
+        self,
+        session_id: uuid.UUID,
+        *,
+        closed_at: datetime,
+        minutes: str,
+        sha256: str,
+        audit_tree_head: str | None = None,
     ) -> None:
         await self.conn.execute(
-            """UPDATE control.sessions SET closed_at = $2, minutes = $3, minutes_sha256 = $4
+            """UPDATE control.sessions SET closed_at = $2, minutes = $3, minutes_sha256 = $4,
+                      audit_tree_head = $5
                WHERE id = $1 AND closed_at IS NULL""",
             session_id,
             closed_at,
             minutes,
             sha256,
+            audit_tree_head,
         )
+
+    async def latest_audit_head(self) -> str | None:
+        try:
+            async with self.conn.transaction():  # a savepoint: a refusal leaves the closing intact
+                head = await latest_head(self.conn)
+        except asyncpg.InsufficientPrivilegeError:  # a deployment without the audit store's grant
+            return None
+        return None if head is None else orjson.dumps(head.as_json(with_leaves=False)).decode()
 
     async def add_review(self, session_id: uuid.UUID, claim_id: str, at: datetime) -> None:
         await self.conn.execute(

@@ -127,8 +127,18 @@ class Tx(Protocol):
     async def sessions(self, limit: int) -> Sequence[Row]: ...
 
     async def close_session(
-        self, session_id: uuid.UUID, *, closed_at: datetime, minutes: str, sha256: str
+        self,
+        session_id: uuid.UUID,
+        *,
+        closed_at: datetime,
+        minutes: str,
+        sha256: str,
+        audit_tree_head: str | None = None,
     ) -> None: ...
+
+    async def latest_audit_head(self) -> str | None:
+        """The audit log's latest signed tree head (its JSON), None before the first."""
+        ...
 
     async def add_review(self, session_id: uuid.UUID, claim_id: str, at: datetime) -> None: ...
 
@@ -545,7 +555,8 @@ async def close_session(
     store: Store, controller: Controller, session_id: uuid.UUID, *, now: datetime
 ) -> dict[str, Any]:
     """Close a session: its minutes are built, sealed with the SHA-256 of their canonical
-    JSON and kept as they are. Only the controller who opened it closes it."""
+    JSON and the audit log's latest signed tree head, and kept as they are. Only the
+    controller who opened it closes it."""
     async with store.transaction() as tx:
         session = await tx.session(session_id)
         if session is None:
@@ -556,7 +567,10 @@ async def close_session(
             raise Refused("sessions_sealed", f"session {session_id} is closed already")
         doc = await _draft(tx, session, now)
         text, sha = minutes_doc.seal(doc)
-        await tx.close_session(session_id, closed_at=now, minutes=text, sha256=sha)
+        # Sealed too with the audit log's signed head at closing: the minutes are then bound
+        # to every decision the log held when they were closed.
+        head = await tx.latest_audit_head()
+        await tx.close_session(session_id, closed_at=now, minutes=text, sha256=sha, audit_tree_head=head)
         row = await tx.session(session_id)
     assert row is not None
     return session_view(row)

@@ -4,7 +4,7 @@ The minutes list every liquidation reviewed in the session (looked at or decided
 flags, every decision on it, who took it and when, and the totals. They are sealed with the
 SHA-256 of their canonical JSON (keys sorted, no whitespace, UTF-8): the text kept at
 closing is exactly the bytes hashed, so anyone can check the seal from the JSON served.
-`audit_tree_head` is left for the audit log's signed tree head (a later issue).
+`audit_tree_head` is the audit log's latest signed tree head at closing (none before the first).
 """
 
 from __future__ import annotations

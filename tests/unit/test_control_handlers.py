@@ -125,9 +125,20 @@ class FakeTx:
         return [dict(s) for s in self.s.sessions.values()][:limit]
 
     async def close_session(
-        self, session_id: uuid.UUID, *, closed_at: datetime, minutes: str, sha256: str
+        self,
+        session_id: uuid.UUID,
+        *,
+        closed_at: datetime,
+        minutes: str,
+        sha256: str,
+        audit_tree_head: str | None = None,
     ) -> None:
-        self.s.sessions[session_id].update(closed_at=closed_at, minutes=minutes, minutes_sha256=sha256)
+        self.s.sessions[session_id].update(
+            closed_at=closed_at, minutes=minutes, minutes_sha256=sha256, audit_tree_head=audit_tree_head
+        )
+
+    async def latest_audit_head(self) -> str | None:
+        return self.s.audit_head
 
     async def add_review(self, session_id: uuid.UUID, claim_id: str, at: datetime) -> None:
         self.s.reviews.setdefault((session_id, claim_id), at)
@@ -148,6 +159,7 @@ class FakeStore:
         self.liquidations: dict[str, dict[str, Any]] = {}
         self.decisions: list[dict[str, Any]] = []
         self.outbox: dict[uuid.UUID, Outgoing] = {}
+        self.audit_head: str | None = None  # the audit log's latest signed head, as the store reads it
         self.sessions: dict[uuid.UUID, dict[str, Any]] = {}
         self.reviews: dict[tuple[uuid.UUID, str], datetime] = {}
 
@@ -359,10 +371,13 @@ async def test_a_session_minutes_list_what_was_reviewed_and_decided_sealed() -> 
     with pytest.raises(Refused) as not_yours:
         await handlers.close_session(store, BOB, sid, now=NOW)
     assert not_yours.value.rule == "sessions_closed_by_opener"
+    head = '{"tree_size":41,"root_hash":"ab","timestamp_ms":1,"signature":"cd"}'
+    store.audit_head = head  # the audit log's latest signed head at closing
     closed = await handlers.close_session(store, ALICE, sid, now=NOW + timedelta(minutes=10))
     assert closed["status"] == "closed" and closed["minutes_sha256"]
     doc = await handlers.session_minutes(store, sid)
     assert minutes.verify(doc)
+    assert doc["seal"]["audit_tree_head"] == head
     m = doc["minutes"]
     assert [i["claim_id"] for i in m["liquidations"]] == ["C-6", "C-2"]
     c2 = m["liquidations"][1]

@@ -28,8 +28,9 @@ from contracts.declarations import (
 )
 from contracts.envelope import Envelope, Payload, envelope_json
 from services.assessment.encoding import amo_parts, rules_input
+from services.common.batches import OutputTooLarge as OutputTooLarge  # what parks an output too large
+from services.common.batches import check_sizes, decoded_or_parked, together_or_one_by_one
 from services.common.hashing import sha256_hex
-from services.common.outage import is_outage
 from services.rules import Ruleset, assess_declaration_compact
 
 PRODUCER = "assessment"
@@ -275,10 +276,6 @@ def assess_submitted(
 assert LINE_FIELDS[0] == "worker_id"  # unknown workers are read from the first field
 
 
-class OutputTooLarge(ValueError):
-    """An output that Kafka would refuse: the declaration is parked, the partition flows."""
-
-
 async def assess_batch(
     messages: Sequence[Message],
     ruleset: Ruleset,
@@ -290,32 +287,14 @@ async def assess_batch(
 ) -> list[Outcome]:
     """Assess a batch and send every output. A message that fails on its own (undecodable,
     refused by PostgreSQL, an output too large, a bug) is parked and the others assessed;
-    only an outage of PostgreSQL or Kafka is raised, for the caller to retry the batch."""
-    decoded = []
-    for message in messages:
-        try:
-            decoded.append((message, decode_submitted(message.value)))
-        except Exception as exc:  # undecodable: park it, keep the partition flowing
-            await dead_letters.park(message, exc)
-    try:
-        outcomes = await _assess_together(decoded, ruleset, registry, sender, dead_letters, max_output_bytes)
-    except Exception as exc:
-        if is_outage(exc):
-            raise
-        # Something in the batch breaks the batch (say a text PostgreSQL refuses in a registry
-        # lookup): assess one declaration at a time, so only the culprit is parked. Outputs
-        # already sent are sent again with the same ids; every sink drops the duplicates.
-        log.warning("batch failed (%r); assessing its %d declarations one by one", exc, len(decoded))
-        outcomes = []
-        for one in decoded:
-            try:
-                outcomes += await _assess_together(
-                    [one], ruleset, registry, sender, dead_letters, max_output_bytes
-                )
-            except Exception as single:
-                if is_outage(single):
-                    raise
-                await dead_letters.park(one[0], single)
+    only an outage of PostgreSQL or Kafka is raised, for the caller to retry the batch
+    (services.common.batches)."""
+    decoded = await decoded_or_parked(messages, lambda m: decode_submitted(m.value), dead_letters.park)
+
+    async def together(items: list[tuple[Message, Envelope[DeclarationSubmitted]]]) -> list[Outcome]:
+        return await _assess_together(items, ruleset, registry, sender, dead_letters, max_output_bytes)
+
+    outcomes = await together_or_one_by_one(decoded, together, dead_letters.park, what="declarations")
     await sender.flush()
     return outcomes
 
@@ -337,11 +316,7 @@ async def _assess_together(
             outcome = assess_submitted(
                 env, message.value, ruleset, employer=employers.get(env.data.employer.id), known_workers=known
             )
-            for out in outcome.messages:
-                if len(out.value) > max_output_bytes:
-                    raise OutputTooLarge(
-                        f"{out.topic} message of {len(out.value):,} bytes exceeds {max_output_bytes:,}"
-                    )
+            check_sizes(outcome.messages, max_output_bytes)
         except Exception as exc:  # a bug or bad data the contracts let through
             log.exception("assessment of %s failed", env.data.declaration_id)
             await dead_letters.park(message, exc)

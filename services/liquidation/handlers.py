@@ -26,8 +26,8 @@ import orjson
 from contracts.audit import AuditRecorded
 from contracts.envelope import Envelope, Payload, envelope_json
 from contracts.pensions import PensionClaimFiled, PensionLiquidated
+from services.common.batches import check_sizes, decoded_or_parked, together_or_one_by_one
 from services.common.hashing import sha256_hex
-from services.common.outage import is_outage
 from services.rules import Claim, Ruleset, liquidate
 
 PRODUCER = "liquidation"
@@ -274,10 +274,6 @@ def liquidate_filed(
     return outcome
 
 
-class OutputTooLarge(ValueError):
-    """An output Kafka would refuse: the claim is parked, the partition flows."""
-
-
 async def liquidate_batch(
     messages: Sequence[Message],
     ruleset: Ruleset,
@@ -288,34 +284,14 @@ async def liquidate_batch(
     max_output_bytes: int,
 ) -> list[Outcome]:
     """Liquidate a batch and send every output. A message that fails on its own (not a claim,
-    a bug) is parked and the others liquidated; only an outage of PostgreSQL or Kafka is
-    raised, for the caller to retry the batch."""
-    decoded = []
-    for message in messages:
-        try:
-            decoded.append((message, decode_claim(message.value)))
-        except Exception as exc:  # not a claim: park it, keep the partition flowing
-            await dead_letters.park(message, exc)
-    try:
-        outcomes = await _liquidate_together(
-            decoded, ruleset, careers, sender, dead_letters, max_output_bytes
-        )
-    except Exception as exc:
-        if is_outage(exc):
-            raise
-        # The batch's careers could not be read (say an id PostgreSQL refuses): one claim at a
-        # time, so only the culprit is parked. Outputs sent twice carry the same ids.
-        log.warning("batch failed (%r); liquidating its %d claims one by one", exc, len(decoded))
-        outcomes = []
-        for one in decoded:
-            try:
-                outcomes += await _liquidate_together(
-                    [one], ruleset, careers, sender, dead_letters, max_output_bytes
-                )
-            except Exception as single:
-                if is_outage(single):
-                    raise
-                await dead_letters.park(one[0], single)
+    an id PostgreSQL refuses, a bug) is parked and the others liquidated; only an outage of
+    PostgreSQL or Kafka is raised, for the caller to retry the batch (services.common.batches)."""
+    decoded = await decoded_or_parked(messages, lambda m: decode_claim(m.value), dead_letters.park)
+
+    async def together(items: list[tuple[Message, Envelope[PensionClaimFiled]]]) -> list[Outcome]:
+        return await _liquidate_together(items, ruleset, careers, sender, dead_letters, max_output_bytes)
+
+    outcomes = await together_or_one_by_one(decoded, together, dead_letters.park, what="claims")
     await sender.flush()
     return outcomes
 
@@ -337,11 +313,7 @@ async def _liquidate_together(
         try:
             career = merge_career(snapshot.careers.get(env.data.worker_id, NO_ROWS))
             outcome = liquidate_filed(env, message.value, career, snapshot, ruleset)
-            for out in outcome.messages:
-                if len(out.value) > max_output_bytes:
-                    raise OutputTooLarge(
-                        f"{out.topic} message of {len(out.value):,} bytes exceeds {max_output_bytes:,}"
-                    )
+            check_sizes(outcome.messages, max_output_bytes)
         except Exception as exc:  # a bug: the rules decide every claim the contract lets through
             log.exception("liquidation of %s failed", env.data.claim_id)
             await dead_letters.park(message, exc)

@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Generator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +33,7 @@ from services.common.db import connect, connect_pool
 from services.common.kafka import topic
 from services.common.outage import Backoff, is_outage, retry_outages
 from services.common.outbox import Outbox, Relay
+from services.common.problems import RETRY_AFTER_S, install_error_handlers
 from services.common.settings import Settings, get_settings
 from services.common.tracking import TrackedConsumer
 from services.control import handlers, metrics
@@ -51,8 +51,6 @@ TOPICS = ("kalo.pensions.liquidations",)
 RELAY_LOCK = 7_206_008
 # SIGTERM ends the process within this long, whatever is away.
 STOP_DEADLINE_S = 9.0
-RETRY_AFTER_S = 2
-OUTAGE_TYPES = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 OUTBOX = Outbox(
     table="control.outbox",
     lock=RELAY_LOCK,
@@ -93,20 +91,6 @@ def receiver(
         relay.wake()
 
     return apply
-
-
-async def unavailable(request: Request, exc: Exception) -> ProblemResponse:
-    """PostgreSQL away while answering: 503 with Retry-After, never a 500."""
-    if not is_outage(exc):
-        raise exc
-    log.warning("%s %s: 503, PostgreSQL away: %r", request.method, request.url.path, exc)
-    body = Problem(
-        503,
-        "Service unavailable",
-        "the database is unavailable for a moment; send the same request again",
-        retry_after=RETRY_AFTER_S,
-    ).body(request.url.path)
-    return ProblemResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def create_app(
@@ -166,19 +150,7 @@ def create_app(
         body = Problem(422, "Invalid request", f"{len(errors)} error(s)", errors=errors)
         return ProblemResponse(body.body(request.url.path), status_code=422)
 
-    for outage_type in OUTAGE_TYPES:
-        app.add_exception_handler(outage_type, unavailable)
-
-    @app.exception_handler(Exception)
-    async def bug(request: Request, exc: Exception) -> ProblemResponse:
-        """A bug: 500 problem+json with an incident id (the traceback is in the log under it)."""
-        if is_outage(exc):
-            return await unavailable(request, exc)
-        incident = uuid.uuid4().hex[:12]
-        log.error("incident %s: %s %s", incident, request.method, request.url.path, exc_info=exc)
-        detail = f"an error on our side (incident {incident})"
-        body = Problem(500, "Internal error", detail, incident=incident)
-        return ProblemResponse(body.body(request.url.path), status_code=500)
+    install_error_handlers(app)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> ORJSONResponse:

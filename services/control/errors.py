@@ -3,11 +3,9 @@ and the statuses of the four-eyes rules."""
 
 from __future__ import annotations
 
-from typing import Any
+from services.common.problems import ORJSONResponse, Problem, ProblemResponse
 
-import orjson
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
+__all__ = ["ORJSONResponse", "Problem", "ProblemResponse", "refused"]
 
 # The rule a refusal names (the database's constraint, or the handler's) → HTTP status.
 RULE_STATUS = {
@@ -38,36 +36,6 @@ RULE_TEXT = {
 TITLES = {403: "Forbidden", 404: "Not found", 409: "Conflict", 422: "Invalid request"}
 
 
-class Problem(HTTPException):
-    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
-        super().__init__(status_code=status, detail=detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.extra = extra
-
-    def body(self, instance: str | None = None) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "type": f"https://kalo.dev/problems/{self.title.lower().replace(' ', '-')}",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-        }
-        if instance:
-            doc["instance"] = instance
-        doc.update(self.extra)
-        return doc
-
-
 def refused(rule: str, detail: str) -> Problem:
     status = RULE_STATUS.get(rule, 409)
     return Problem(status, TITLES.get(status, "Conflict"), RULE_TEXT.get(rule, detail), rule=rule)
-
-
-class ORJSONResponse(JSONResponse):
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-class ProblemResponse(ORJSONResponse):
-    media_type = "application/problem+json"

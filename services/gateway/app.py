@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
 
 import asyncpg
-from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -22,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.common.db import connect_pool
 from services.common.metrics import GATEWAY_PROBLEMS
 from services.common.outage import is_outage
+from services.common.problems import RETRY_AFTER_S, install_error_handlers
 from services.common.settings import Settings, get_settings
 from services.gateway.adapters import PgStore
 from services.gateway.auth import PrincipalCache
@@ -33,16 +32,6 @@ from services.gateway.routes import BODY_MEDIA_TYPES, router
 from services.gateway.schemas import ClaimIn, DeclarationIn
 
 log = logging.getLogger(__name__)
-# Seconds a client is asked to wait while PostgreSQL is away (a restart takes a few).
-RETRY_AFTER_S = 2
-# What an outage surfaces as; each is answered 503 only if `is_outage` says so.
-OUTAGE_TYPES = (
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions._base.InternalClientError,
-    KafkaError,
-)
 
 
 class NoNul:
@@ -136,34 +125,6 @@ async def _empty() -> Message:
     return {"type": "http.disconnect"}
 
 
-async def internal_error(request: Request, exc: Exception) -> ProblemResponse:
-    """A bug: still a problem+json (with an id to find the traceback in the log), never a
-    bare text page; nothing half-written, since every write is one transaction."""
-    incident = uuid.uuid4().hex[:12]
-    log.error("%s %s: 500 (incident %s)", request.method, request.url.path, incident, exc_info=exc)
-    GATEWAY_PROBLEMS.labels("500").inc()
-    body = Problem(
-        500, "Internal error", f"an unexpected error occurred (incident {incident})", incident=incident
-    ).body(request.url.path)
-    return ProblemResponse(body, status_code=500)
-
-
-async def unavailable(request: Request, exc: Exception) -> ProblemResponse:
-    """PostgreSQL (or Kafka) away while handling a request: 503 with Retry-After, never a 500.
-    Nothing was committed, so the client sends the same request again."""
-    if not is_outage(exc):
-        return await internal_error(request, exc)
-    log.warning("%s %s: 503, PostgreSQL away: %r", request.method, request.url.path, exc)
-    GATEWAY_PROBLEMS.labels("503").inc()
-    body = Problem(
-        503,
-        "Service unavailable",
-        "the database is unavailable for a moment; send the same request again",
-        retry_after=RETRY_AFTER_S,
-    ).body(request.url.path)
-    return ProblemResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
-
-
 async def _open_pool(settings: Settings) -> asyncpg.Pool:
     """The pool; with PostgreSQL away at start, an empty one that connects once it answers
     (the gateway starts anyway and answers 503 meanwhile)."""
@@ -229,10 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers = {"Retry-After": str(max(1, round(exc.extra.get("retry_after", 1) + 0.49)))}
         return ProblemResponse(exc.body(request.url.path), status_code=exc.status, headers=headers)
 
-    for outage_type in OUTAGE_TYPES:
-        app.add_exception_handler(outage_type, unavailable)
-
-    app.add_exception_handler(Exception, internal_error)
+    install_error_handlers(app, count=lambda status: GATEWAY_PROBLEMS.labels(str(status)).inc())
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:

@@ -4,32 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.exceptions import HTTPException
-
-
-class Problem(HTTPException):
-    """An RFC 7807 problem. An HTTPException, so that FastAPI lets it through unchanged
-    even from inside its own body parsing (a streamed upload over the size limit)."""
-
-    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
-        super().__init__(status_code=status, detail=detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.extra = extra
-
-    def body(self, instance: str | None = None) -> dict[str, Any]:
-        slug = self.title.lower().replace(" ", "-")
-        doc: dict[str, Any] = {
-            "type": f"https://kalo.dev/problems/{slug}",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-        }
-        if instance:
-            doc["instance"] = instance
-        doc.update(self.extra)
-        return doc
+from services.common.problems import Problem
 
 
 def conflict(detail: str, **extra: Any) -> Problem:

@@ -1,17 +1,5 @@
-"""JSON responses rendered by orjson (the documents are plain dicts; no second validation)."""
+"""The gateway's responses: problem+json and orjson-rendered JSON (services.common.problems)."""
 
-from __future__ import annotations
+from services.common.problems import ORJSONResponse, ProblemResponse
 
-from typing import Any
-
-import orjson
-from fastapi.responses import JSONResponse
-
-
-class ORJSONResponse(JSONResponse):
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-class ProblemResponse(ORJSONResponse):
-    media_type = "application/problem+json"
+__all__ = ["ORJSONResponse", "ProblemResponse"]

@@ -6,21 +6,25 @@ from __future__ import annotations
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaProducer
 
 from contracts.declarations import ITEM_COLUMNS
 from services.assessment import handlers
 from services.assessment.adapters import SERVICE, KafkaDeadLetters, KafkaSender, PgRegistry
-from services.common import kafka, metrics
+from services.common import metrics
 from services.common.db import connect_pool
-from services.common.faust_runtime import install_lag_gauge, install_pages, run_worker, until_done
+from services.common.faust_runtime import (
+    Outputs,
+    install_batch_agent,
+    install_lag_gauge,
+    install_pages,
+    run_worker,
+    stream_app,
+)
 from services.common.kafka import topic
-from services.common.rulesets import publish_ruleset
 from services.common.settings import Settings, get_settings
 from services.rules import Ruleset, load_ruleset
 
@@ -28,13 +32,11 @@ FUND_OF_BRANCH = {c.split(":")[0]: c.split(":")[1] for c in ITEM_COLUMNS}
 
 
 class Resources:
-    """The registry's pool and the outputs' producer, opened on the first batch."""
+    """The registry's pool, opened on the first batch."""
 
-    def __init__(self, settings: Settings, ruleset: Ruleset) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.ruleset = ruleset
         self._registry: PgRegistry | None = None
-        self._producer: AIOKafkaProducer | None = None
 
     async def registry(self) -> PgRegistry:
         if self._registry is None:
@@ -42,48 +44,18 @@ class Resources:
             self._registry = PgRegistry(pool)
         return self._registry
 
-    async def producer(self) -> AIOKafkaProducer:
-        # The outputs' own producer: record batches built here, not one `send` per message.
-        if self._producer is None:
-            producer = kafka.producer(self.settings, max_batch_size=1_048_576)
-            await producer.start()
-            # The ruleset is stored under its id before anything is assessed with it.
-            await publish_ruleset(producer, self.settings, self.ruleset.id, self.ruleset.files, SERVICE)
-            self._producer = producer
-        return self._producer
-
 
 def create_app(settings: Settings | None = None, ruleset: Ruleset | None = None) -> faust.App:
     s = settings or get_settings()
     rules = ruleset or load_ruleset(Path(s.rules_dir) if s.rules_dir else None)
-    Path(s.data_dir).mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        f"{s.topic_prefix}kalo-assessment",
-        broker=f"kafka://{s.bootstrap}",
-        web_host=s.metrics_host,
-        web_port=s.assessment_web_port,
-        key_serializer="raw",
-        value_serializer="raw",
-        topic_partitions=s.partitions,
-        producer_acks=-1,
-        producer_max_request_size=s.max_message_bytes,
-        consumer_max_fetch_size=s.max_message_bytes,
-        consumer_auto_offset_reset="earliest",
-        broker_max_poll_records=500,
-        broker_session_timeout=s.kafka_session_timeout_s,
-        broker_heartbeat_interval=max(1.0, s.kafka_session_timeout_s / 4),
-        broker_rebalance_timeout=max(20.0, s.kafka_session_timeout_s * 2),
-        stream_buffer_maxsize=2000,
-        topic_allow_declare=False,
-        datadir=f"{s.data_dir}/{s.topic_prefix}assessment",
-    )
-    resources = Resources(s, rules)
-    submitted = app.topic(topic("kalo.declarations.submitted", s), internal=False)
+    app = stream_app(s, "assessment", web_port=s.assessment_web_port, batch=s.assessment_batch)
+    resources = Resources(s)
+    outputs = Outputs(s, SERVICE, rules.id, rules.files)
     max_output_bytes = s.max_message_bytes - 65_536  # room for the record's key and headers
 
     async def process(messages: list[handlers.Message]) -> None:
         started = time.perf_counter()
-        sender = KafkaSender(await resources.producer(), s)
+        sender = KafkaSender(await outputs.producer(), s)
         outcomes = await handlers.assess_batch(
             messages,
             rules,
@@ -95,12 +67,8 @@ def create_app(settings: Settings | None = None, ruleset: Ruleset | None = None)
         observe(outcomes)
         metrics.PROCESSING.labels(SERVICE).observe(time.perf_counter() - started)
 
-    @app.agent(submitted)
-    async def assess(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(s.assessment_batch, within=0.2):
-            messages = [_message(event.message) for event in events]
-            await until_done(app, partial(process, messages), size=len(messages))
-
+    source = topic("kalo.declarations.submitted", s)
+    install_batch_agent(app, source, batch=s.assessment_batch, consumed=_message, process=process)
     install_lag_gauge(app, SERVICE)
     install_pages(app)
     app.conf.kalo_settings = s  # type: ignore[attr-defined]

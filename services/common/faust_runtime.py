@@ -12,15 +12,22 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
 
 import faust
+from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.common import metrics
+from services.common import kafka, metrics
 from services.common.outage import Backoff, is_outage
+from services.common.rulesets import publish_ruleset
+from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
+M = TypeVar("M")
 # Exit status of a worker that stopped during an outage with a batch left unacknowledged.
 EXIT_REDELIVER = 75
 
@@ -75,3 +82,68 @@ def run_worker(app: faust.App, name: str) -> None:
 
     sys.argv = [name, "worker", "--loglevel", "info"]
     app.main()
+
+
+def stream_app(s: Settings, name: str, *, web_port: int, batch: int) -> faust.App:
+    """A stream processor's faust app: raw bytes in and out, Kafka's limits raised as the
+    broker's, acks from every replica, its state under the data folder."""
+    Path(s.data_dir).mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        f"{s.topic_prefix}kalo-{name}",
+        broker=f"kafka://{s.bootstrap}",
+        web_host=s.metrics_host,
+        web_port=web_port,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=s.partitions,
+        producer_acks=-1,
+        producer_max_request_size=s.max_message_bytes,
+        consumer_max_fetch_size=s.max_message_bytes,
+        consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=batch,
+        broker_session_timeout=s.kafka_session_timeout_s,
+        broker_heartbeat_interval=max(1.0, s.kafka_session_timeout_s / 4),
+        broker_rebalance_timeout=max(20.0, s.kafka_session_timeout_s * 2),
+        stream_buffer_maxsize=max(2000, batch * 2),
+        topic_allow_declare=False,
+        datadir=f"{s.data_dir}/{s.topic_prefix}{name}",
+    )
+
+
+def install_batch_agent(
+    app: faust.App,
+    source: str,
+    *,
+    batch: int,
+    consumed: Callable[[Any], M],
+    process: Callable[[list[M]], Awaitable[None]],
+) -> None:
+    """The entry point of a stream processor: batches of `source` decoded to messages, each
+    batch processed until done (outages waited out)."""
+
+    async def agent(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(batch, within=0.2):
+            messages = [consumed(event.message) for event in events]
+            await until_done(app, partial(process, messages), size=len(messages))
+
+    app.agent(app.topic(source, internal=False), name=source)(agent)
+
+
+class Outputs:
+    """A stream processor's own producer (record batches built by the service), opened on the
+    first batch, after the ruleset it runs is stored under its id (the auditors' replay)."""
+
+    def __init__(self, settings: Settings, service: str, ruleset_id: str, files: Mapping[str, bytes]) -> None:
+        self.settings = settings
+        self.service = service
+        self.ruleset_id = ruleset_id
+        self.files = files
+        self._producer: AIOKafkaProducer | None = None
+
+    async def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = kafka.producer(self.settings, max_batch_size=1_048_576)
+            await producer.start()
+            await publish_ruleset(producer, self.settings, self.ruleset_id, self.files, self.service)
+            self._producer = producer
+        return self._producer

@@ -6,6 +6,7 @@ never a bare text page."""
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,13 @@ class Problem(HTTPException):
         self.title = title
         self.detail = detail
         self.extra = extra
+
+    def headers_out(self) -> dict[str, str] | None:
+        """`Retry-After` in whole seconds (at least 1) when the problem says when to retry."""
+        after = self.extra.get("retry_after")
+        if after is None:
+            return None
+        return {"Retry-After": str(max(1, math.ceil(float(after))))}
 
     def body(self, instance: str | None = None) -> dict[str, Any]:
         doc: dict[str, Any] = {

@@ -31,6 +31,7 @@ from contracts.envelope import Envelope
 from contracts.pensions import PensionLiquidated
 from services.common.db import connect, connect_pool
 from services.common.kafka import topic
+from services.common.limits import RateLimiter
 from services.common.outage import Backoff, is_outage, retry_outages
 from services.common.outbox import Outbox, Relay
 from services.common.problems import RETRY_AFTER_S, install_error_handlers
@@ -38,7 +39,7 @@ from services.common.settings import Settings, get_settings
 from services.common.tracking import TrackedConsumer
 from services.control import handlers, metrics
 from services.control.adapters import PgStore, PgTx, WebSessions, controller_of, escalated_count
-from services.control.auth import ControllerCache, FailureLimit
+from services.control.auth import ControllerCache
 from services.control.errors import ORJSONResponse, Problem, ProblemResponse
 from services.control.routes import router
 from services.control.web import SignIns, page_router, template_filters
@@ -122,7 +123,7 @@ def create_app(
     state.ruleset = ruleset
     state.templates = templates
     state.controllers = ControllerCache(lambda key_hash: controller_of(pool, key_hash))
-    state.auth_failures = FailureLimit(
+    state.auth_failures = RateLimiter(
         settings.gateway_auth_failures_per_second, settings.gateway_auth_failures_burst
     )
     state.signins = SignIns(WebSessions(pool), settings, clock)
@@ -133,8 +134,7 @@ def create_app(
 
     @app.exception_handler(Problem)
     async def problem(request: Request, exc: Problem) -> ProblemResponse:
-        headers = {"Retry-After": str(exc.extra["retry_after"])} if "retry_after" in exc.extra else None
-        return ProblemResponse(exc.body(request.url.path), status_code=exc.status, headers=headers)
+        return ProblemResponse(exc.body(request.url.path), status_code=exc.status, headers=exc.headers_out())
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:

@@ -10,40 +10,12 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 
 from services.common.hashing import api_key_hash
+from services.common.limits import RateLimiter
 from services.control.errors import Problem
 from services.control.handlers import Controller
 
 SESSION_COOKIE = "kalo_control_session"
 Lookup = Callable[[str], Awaitable[tuple[str, str | None] | None]]
-
-
-class FailureLimit:
-    """Failed authentications per client address, a token bucket: each one costs a database
-    lookup, so an address that keeps failing is answered 429 for a while (a key already known
-    to the process keeps working)."""
-
-    def __init__(self, per_second: float = 1.0, burst: int = 20) -> None:
-        self.rate = per_second
-        self.burst = burst
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def _tokens(self, address: str, now: float) -> float:
-        tokens, last = self._buckets.get(address, (float(self.burst), now))
-        return min(float(self.burst), tokens + (now - last) * self.rate)
-
-    def refuse_if_exhausted(self, address: str) -> None:
-        tokens = self._tokens(address, time.monotonic())
-        if tokens < 1:
-            retry = max(1, round((1 - tokens) / self.rate + 0.49))
-            raise Problem(
-                429, "Too many requests", f"too many failed sign-ins; retry in {retry} s", retry_after=retry
-            )
-
-    def failed(self, address: str) -> None:
-        now = time.monotonic()
-        if len(self._buckets) > 100_000:
-            self._buckets.clear()
-        self._buckets[address] = (self._tokens(address, now) - 1, now)
 
 
 def client_address(request: Request) -> str:
@@ -101,12 +73,12 @@ async def known_controller(request: Request, key: str) -> Controller | None:
     controller = cache.cached(key_hash)
     if controller is not None:
         return controller
-    limit: FailureLimit = request.app.state.auth_failures
+    limit: RateLimiter = request.app.state.auth_failures
     address = client_address(request)
-    limit.refuse_if_exhausted(address)
+    limit.refuse_if_empty(address)
     controller = await cache.controller(key_hash)
     if controller is None:
-        limit.failed(address)
+        limit.check(address)  # a failure takes a token
     return controller
 
 

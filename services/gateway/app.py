@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.db import connect_pool
+from services.common.limits import RateLimiter
 from services.common.metrics import GATEWAY_PROBLEMS
 from services.common.outage import is_outage
 from services.common.problems import RETRY_AFTER_S, install_error_handlers
@@ -25,7 +26,6 @@ from services.common.settings import Settings, get_settings
 from services.gateway.adapters import PgStore
 from services.gateway.auth import PrincipalCache
 from services.gateway.errors import Problem
-from services.gateway.limits import RateLimiter
 from services.gateway.relay import Relay
 from services.gateway.responses import ORJSONResponse, ProblemResponse
 from services.gateway.routes import BODY_MEDIA_TYPES, router
@@ -185,10 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(Problem)
     async def problem(request: Request, exc: Problem) -> ProblemResponse:
         GATEWAY_PROBLEMS.labels(str(exc.status)).inc()
-        headers = None
-        if exc.status == 429:
-            headers = {"Retry-After": str(max(1, round(exc.extra.get("retry_after", 1) + 0.49)))}
-        return ProblemResponse(exc.body(request.url.path), status_code=exc.status, headers=headers)
+        return ProblemResponse(exc.body(request.url.path), status_code=exc.status, headers=exc.headers_out())
 
     install_error_handlers(app, count=lambda status: GATEWAY_PROBLEMS.labels(str(status)).inc())
 

@@ -8,10 +8,10 @@ from datetime import UTC, date, datetime
 import pytest
 from pydantic import ValidationError
 
+from services.common.limits import RateLimiter
 from services.gateway.csv_upload import parse_lines
 from services.gateway.errors import Problem
 from services.gateway.handlers import account_document
-from services.gateway.limits import RateLimiter
 from services.gateway.report import difference
 from services.gateway.schemas import DeclarationIn
 from services.gateway.validation import problem_from_validation
@@ -207,7 +207,7 @@ def test_account_document_shows_dues_surcharges_and_corrections() -> None:
 
 def test_rate_limiter_burst_then_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
-    monkeypatch.setattr("services.gateway.limits.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("services.common.limits.time.monotonic", lambda: now[0])
     limiter = RateLimiter(per_second=2, burst=3)
     for _ in range(3):
         limiter.check("k")

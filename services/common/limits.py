@@ -1,11 +1,11 @@
-"""Request rate limits (token buckets, per gateway process): per API key, and failed
+"""Request rate limits (token buckets, per process): per API key, and failed
 authentications per client address."""
 
 from __future__ import annotations
 
 import time
 
-from services.gateway.errors import Problem
+from services.common.problems import Problem
 
 
 class RateLimiter:

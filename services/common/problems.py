@@ -77,8 +77,9 @@ class ProblemResponse(ORJSONResponse):
 
 def install_error_handlers(app: FastAPI, *, count: Callable[[int], None] = lambda status: None) -> None:
     """Answer an outage met while handling a request with 503 and Retry-After (nothing was
-    committed: the client sends the same request again), and anything else unexpected with a
-    500 problem whose incident id finds the traceback in the log. `count(status)` is called
+    committed: the client sends the same request again), a value PostgreSQL refuses with 422,
+    and anything else unexpected with a 500 problem whose incident id finds the traceback in
+    the log. `count(status)` is called
     for each (a service's problems metric)."""
 
     async def internal_error(request: Request, exc: Exception) -> ProblemResponse:
@@ -103,6 +104,15 @@ def install_error_handlers(app: FastAPI, *, count: Callable[[int], None] = lambd
         ).body(request.url.path)
         return ProblemResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
+    async def invalid_value(request: Request, exc: Exception) -> ProblemResponse:
+        # SQLSTATE class 22 (data exception): a value of the request PostgreSQL cannot take —
+        # a NUL in a text, a number out of range — is the client's to correct, not a bug.
+        count(422)
+        detail = f"a value of the request cannot be stored: {str(exc)[:200]}"
+        body = Problem(422, "Invalid value", detail, errors=[{"field": None, "message": detail}])
+        return ProblemResponse(body.body(request.url.path), status_code=422)
+
+    app.add_exception_handler(asyncpg.DataError, invalid_value)
     for outage_type in OUTAGE_TYPES:
         app.add_exception_handler(outage_type, unavailable)
     app.add_exception_handler(Exception, unavailable)  # an outage wrapped in another error too

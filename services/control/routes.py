@@ -24,7 +24,10 @@ class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["approve", "reject"]
-    reason: str | None = Field(default=None, max_length=4000, description="required for a rejection")
+    # Free text (newlines allowed), but no NUL: PostgreSQL text cannot hold one.
+    reason: str | None = Field(
+        default=None, max_length=4000, pattern=r"^[^\x00]*$", description="required for a rejection"
+    )
 
 
 def answer_refusal(exc: Refused | NotFound) -> Problem:

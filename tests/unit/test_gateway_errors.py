@@ -17,6 +17,12 @@ def client() -> TestClient:
     async def boom() -> None:
         raise RuntimeError("a bug")
 
+    @app.get("/nul")
+    async def nul() -> None:
+        raise asyncpg.exceptions.CharacterNotInRepertoireError(
+            'invalid byte sequence for encoding "UTF8": 0x00'
+        )
+
     @app.get("/away")
     async def away() -> None:
         raise asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
@@ -39,3 +45,10 @@ def test_postgresql_away_is_a_503_with_retry_after() -> None:
     assert r.status_code == 503
     assert r.headers["content-type"] == "application/problem+json"
     assert int(r.headers["Retry-After"]) >= 1
+
+
+def test_a_value_postgresql_cannot_store_is_a_422() -> None:
+    r = client().get("/nul")
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "0x00" in r.json()["detail"]

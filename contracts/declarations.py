@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
@@ -168,6 +168,26 @@ class DeclarationRejected(Payload):
         default=None, description="errors per code, when some were left out of `errors`"
     )
     errors_omitted: int = Field(default=0, ge=0, description="errors found but not listed")
+
+
+# A rejection lists at most this many errors of each code, with the counts of all: 50,000
+# lines breaking six rules each would otherwise make a report larger than a Kafka message.
+MAX_ERRORS_PER_CODE = 1000
+
+
+def capped_errors(
+    errors: list[dict[str, Any]], per_code: int = MAX_ERRORS_PER_CODE
+) -> tuple[list[dict[str, Any]], dict[str, int], int]:
+    """What a `DeclarationRejected` lists: the first `per_code` errors of each code (in their
+    order), the count per code, and how many were left out."""
+    counts: dict[str, int] = {}
+    listed = []
+    for error in errors:
+        seen = counts.get(error["code"], 0)
+        counts[error["code"]] = seen + 1
+        if seen < per_code:
+            listed.append(error)
+    return listed, counts, len(errors) - len(listed)
 
 
 class AmoDeductions(Payload):

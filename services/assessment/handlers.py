@@ -20,11 +20,13 @@ import orjson
 from contracts.audit import AuditRecorded
 from contracts.declarations import (
     LINE_FIELDS,
+    MAX_ERRORS_PER_CODE,
     AmoDeductions,
     DeclarationAssessed,
     DeclarationRejected,
     DeclarationSubmitted,
     WorkerPreRegistered,
+    capped_errors,
 )
 from contracts.envelope import Envelope, Payload, envelope_json
 from services.assessment.encoding import amo_parts, rules_input
@@ -109,24 +111,6 @@ class Outcome:
 
 
 _SUBMITTED = Envelope[DeclarationSubmitted]
-# A rejection lists at most this many errors of each code, with the counts of all: 50,000
-# lines breaking six rules each would otherwise make a report larger than a Kafka message.
-MAX_ERRORS_PER_CODE = 1000
-
-
-def capped_errors(
-    errors: list[dict[str, Any]], per_code: int
-) -> tuple[list[dict[str, Any]], dict[str, int], int]:
-    """The first `per_code` errors of each code (in their order), the count per code, and
-    how many were left out."""
-    counts: dict[str, int] = {}
-    listed = []
-    for error in errors:
-        seen = counts.get(error["code"], 0)
-        counts[error["code"]] = seen + 1
-        if seen < per_code:
-            listed.append(error)
-    return listed, counts, len(errors) - len(listed)
 
 
 def decode_submitted(raw: bytes) -> Envelope[DeclarationSubmitted]:

@@ -36,7 +36,7 @@ import asyncpg
 import orjson
 from aiokafka import TopicPartition
 
-from contracts.declarations import ASSESSED_LINE_FIELDS, ITEM_COLUMNS
+from contracts.declarations import ASSESSED_LINE_FIELDS, ITEM_COLUMNS, capped_errors
 from services.common import kafka
 from services.common.rulesets import read_rulesets
 from services.common.settings import Settings
@@ -52,7 +52,6 @@ AUDIT = "kalo.audit"
 # How far around the range inputs and audit records are looked for.
 INPUT_LEAD = timedelta(hours=1)
 AUDIT_MARGIN = timedelta(minutes=10)
-MAX_ERRORS_PER_CODE = 1000  # as the assessment lists them
 MAX_FIELDS_PER_EVENT = 20
 _TYPE_OF = {
     ASSESSED: "declaration.assessed",
@@ -311,17 +310,6 @@ def rules_input(submitted: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def capped(errors: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int], int]:
-    counts: dict[str, int] = {}
-    listed = []
-    for e in errors:
-        seen = counts.get(e["code"], 0)
-        counts[e["code"]] = seen + 1
-        if seen < MAX_ERRORS_PER_CODE:
-            listed.append(e)
-    return listed, counts, len(errors) - len(listed)
-
-
 def rederived_view(result: dict[str, Any]) -> dict[str, Any]:
     """What the assessment would have sent, in the fields a replay compares."""
     if result["status"] == "accepted":
@@ -336,7 +324,7 @@ def rederived_view(result: dict[str, Any]) -> dict[str, Any]:
             "lines": result["lines"],
         }
     errors = [{k: e.get(k) for k in ("line", "worker_id", "code", "message")} for e in result["errors"]]
-    listed, counts, omitted = capped(errors)
+    listed, counts, omitted = capped_errors(errors)
     view: dict[str, Any] = {"status": "rejected", "ruleset": result["ruleset"], "errors": listed}
     if omitted:
         view["error_counts"] = counts

@@ -6,6 +6,8 @@ from typing import Any
 
 from services.common.problems import Problem
 
+__all__ = ["Problem", "conflict", "forbidden", "not_found"]
+
 
 def conflict(detail: str, **extra: Any) -> Problem:
     return Problem(409, "Conflict", detail, **extra)

@@ -164,10 +164,16 @@ async def _submit(
         )
     if created:
         RECEIPTS.labels(channel).inc()
+    return _receipt(request, receipt.model_dump(), created)
+
+
+def _receipt(request: Request, receipt: dict[str, Any], created: bool) -> Response:
+    """202 with the receipt; a new one wakes the outbox relay, a repeated submission gets the
+    same receipt and says so in a header."""
+    if created:
         request.app.state.relay.wake()
-    # A repeated submission gets the same receipt (and says so in a header).
     headers = None if created else {"Idempotent-Replayed": "true"}
-    return ORJSONResponse(receipt.model_dump(), status_code=202, headers=headers)
+    return ORJSONResponse(receipt, status_code=202, headers=headers)
 
 
 @router.get(
@@ -271,10 +277,7 @@ async def file_claim(request: Request, caller: Caller, idempotency_key: Idempote
         now=datetime.now(UTC),
         topic=topic(handlers.CLAIMS, request.app.state.settings),
     )
-    if created:
-        request.app.state.relay.wake()
-    headers = None if created else {"Idempotent-Replayed": "true"}
-    return ORJSONResponse(receipt, status_code=202, headers=headers)
+    return _receipt(request, receipt, created)
 
 
 @router.get(
@@ -339,10 +342,7 @@ async def import_careers(
         now=datetime.now(UTC),
         topic=topic(handlers.CAREERS_IMPORTED, request.app.state.settings),
     )
-    if created:
-        request.app.state.relay.wake()
-    headers = None if created else {"Idempotent-Replayed": "true"}
-    return ORJSONResponse(receipt, status_code=202, headers=headers)
+    return _receipt(request, receipt, created)
 
 
 @router.get(

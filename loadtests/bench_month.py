@@ -34,6 +34,8 @@ import httpx
 import typer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from loadtests import month_report
+from loadtests.month_report import Sampler
 from services.common import kafka
 from services.demo.sample_month import NATIONAL_EMPLOYERS, generate_month
 from services.rules import line_spec, load_ruleset, parse_period
@@ -66,14 +68,20 @@ def percentile(values: list[float], q: float) -> float:
 class Services:
     """The real worker processes of the sandbox."""
 
-    def __init__(self, sb: Sandbox, logs: Path, assessment_workers: int) -> None:
+    def __init__(self, sb: Sandbox, logs: Path, assessment_workers: int, ledger_workers: int = 1) -> None:
         self.sb = sb
         self.logs = logs
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.spies: list[subprocess.Popen[bytes]] = []
         self.metrics_ports: dict[str, int] = {}
+        self.ledger_ports: dict[str, int] = {}
         from tests.support.sandbox import free_port
 
-        self.start("ledger", "ledger")
+        for i in range(ledger_workers):
+            name = "ledger" if ledger_workers == 1 else f"ledger-{i}"
+            port = sb.settings.ledger_metrics_port if i == 0 else free_port()
+            self.ledger_ports[name] = port
+            self.start("ledger", name, KALO_LEDGER_METRICS_PORT=str(port))
         for i in range(assessment_workers):
             port = free_port()
             self.metrics_ports[f"assessment-{i}"] = port
@@ -88,11 +96,22 @@ class Services:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        self.spy(name, self.procs[name].pid)
 
     def profiler(self, name: str) -> list[str]:
         """KALO_BENCH_PROFILE=DIR: profile each worker into DIR/NAME.prof (cProfile)."""
         where = os.environ.get("KALO_BENCH_PROFILE")
         return ["-m", "cProfile", "-o", f"{where}/{name}.prof"] if where else []
+
+    def spy(self, name: str, pid: int) -> None:
+        """KALO_BENCH_PYSPY=DIR: sample each worker with py-spy into DIR/NAME.txt (collapsed
+        stacks, written when the worker ends); unlike cProfile it does not slow the worker."""
+        where = os.environ.get("KALO_BENCH_PYSPY")
+        if where:
+            out = f"{where}/{name}.txt"
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            cmd = [spy, "record", "--nonblocking", "-r", "200", "-f", "raw", "-o", out, "-p", str(pid)]
+            self.spies.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     def check(self) -> None:
         for name, proc in self.procs.items():
@@ -115,6 +134,11 @@ class Services:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for spy in self.spies:
+            try:
+                spy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
 
 
 async def postgres_cpu(conn: asyncpg.Connection) -> dict[int, float]:
@@ -138,11 +162,11 @@ async def register_employers(conn: asyncpg.Connection, docs: list[dict[str, Any]
 
 
 async def wait_until(
-    conn: asyncpg.Connection, query: str, want: int, services: Services, seconds: float
+    conn: asyncpg.Connection, query: str, want: int, services: Services, seconds: float, *args: Any
 ) -> float:
     deadline = time.monotonic() + seconds
     while True:
-        n = await conn.fetchval(query)
+        n = await conn.fetchval(query, *args)
         if n >= want:
             return time.monotonic()
         services.check()
@@ -151,17 +175,29 @@ async def wait_until(
         await asyncio.sleep(0.1)
 
 
+_LEDGER_OFFSETS = """
+SELECT coalesce(sum(next_offset), 0) FROM ledger.consumer_offsets
+WHERE consumer = 'kalo-ledger' AND topic = ANY($1::text[])
+"""
+
+
 async def produce(sb: Sandbox, messages: list[tuple[bytes, bytes]]) -> list[float]:
-    """Send every message; returns the wall-clock time each send was issued."""
+    """Send every message; returns the wall-clock time each send was issued. Record batches
+    per partition (the key's partition, as `producer.send` would choose), 2,000 messages at
+    a time: the producer's own CPU, on the same 2 cores, competes less with the workers it
+    measures (one `producer.send` per message cost 4 s of the month)."""
     producer = kafka.producer(sb.settings, linger_ms=20, max_batch_size=1_048_576)
     await producer.start()
     sent_at = []
     try:
         name = kafka.topic("kalo.declarations.submitted", sb.settings)
-        for key, value in messages:
+        sender = kafka.BatchSender(producer)
+        for n, (key, value) in enumerate(messages, 1):
             sent_at.append(time.time())
-            await producer.send(name, value, key=key)
-        await producer.flush()
+            await sender.send(name, key, value)
+            if n % 2000 == 0:
+                await sender.flush()
+        await sender.flush()
     finally:
         await producer.stop()
     return sent_at
@@ -278,7 +314,9 @@ async def sql_batch(conn: asyncpg.Connection, docs: list[dict[str, Any]]) -> tup
     return elapsed, int(total)
 
 
-async def bench(employers: int, assessment_workers: int, partitions: int, keep_logs: bool) -> dict[str, Any]:
+async def bench(
+    employers: int, assessment_workers: int, partitions: int, keep_logs: bool, ledger_workers: int = 1
+) -> dict[str, Any]:
     t = time.monotonic()
     docs = list(generate_month("2026-10", SUBMITTED_AT, employers=employers))
     lines = sum(len(d["lines"]) for d in docs)
@@ -308,18 +346,33 @@ async def bench(employers: int, assessment_workers: int, partitions: int, keep_l
     )
     tmp = Path(tempfile.mkdtemp(prefix="kalo-bench-"))
     (tmp / "logs").mkdir()
-    report: dict[str, Any] = {"declarations": len(docs), "lines": lines}
+    report: dict[str, Any] = {
+        "declarations": len(docs),
+        "lines": lines,
+        "assessment_workers": assessment_workers,
+        "ledger_workers": ledger_workers,
+        "partitions": partitions,
+        "megabytes_on_the_wire": megabytes,
+    }
     async with sandbox(tmp / "data", partitions=partitions) as sb:
         conn = await asyncpg.connect(sb.settings.dsn)
         try:
             await register_employers(conn, docs)
-            services = Services(sb, tmp / "logs", assessment_workers)
+            services = Services(sb, tmp / "logs", assessment_workers, ledger_workers)
             try:
                 await _warm_up(sb, conn, services)
                 cpu_before = services.cpu()
                 pg_before = await postgres_cpu(conn)
                 load_before = os.getloadavg()[0]
+                sampler = Sampler(
+                    sb.settings.dsn,
+                    sb.settings.bootstrap,
+                    services.metrics_ports,
+                    _groups(sb),
+                    "2026-10",
+                )
                 t0 = time.monotonic()
+                sampler.start(t0)
                 sent_at = await produce(sb, messages)
                 produced = time.monotonic() - t0
                 print(f"produced in {produced:.1f} s", flush=True)
@@ -327,6 +380,14 @@ async def bench(employers: int, assessment_workers: int, partitions: int, keep_l
                     "SELECT count(*) FROM ledger.declaration_outcomes WHERE event_id IS NOT NULL"
                     " AND period = '2026-10'"
                 )
+                # Polled every 0.1 s: the ledger's tracking records (a few rows), then the
+                # outcomes counted once. Counting the outcomes every 0.1 s, as this bench did,
+                # was a third of PostgreSQL's time during the month (pg_stat_statements).
+                outputs = [
+                    kafka.topic(t, sb.settings)
+                    for t in ("kalo.declarations.assessed", "kalo.declarations.rejected")
+                ]
+                await wait_until(conn, _LEDGER_OFFSETS, len(docs) + 1, services, 900, outputs)
                 t_ledger = await wait_until(conn, applied, len(docs), services, 900)
                 t_workers = await wait_until(
                     conn,
@@ -336,6 +397,7 @@ async def bench(employers: int, assessment_workers: int, partitions: int, keep_l
                     300,
                 )
                 elapsed = max(t_ledger, t_workers) - t0
+                samples = await sampler.stop()
                 load_after = os.getloadavg()[0]
                 rss = services.peak_rss()
                 cpu = {k: v - cpu_before[k] for k, v in services.cpu().items()}
@@ -378,9 +440,21 @@ async def bench(employers: int, assessment_workers: int, partitions: int, keep_l
             "sql_batch_s": batch_s,
             "sql_batch_total": batch_total,
             "metrics": scraped,
+            "samples": samples,
         }
     )
     return report
+
+
+def _groups(sb: Sandbox) -> dict[str, list[str]]:
+    """The consumer groups whose lag is charted, with their topics."""
+    from services.ledger.app import TOPICS
+
+    prefix = sb.settings.topic_prefix
+    return {
+        f"{prefix}kalo-assessment": [kafka.topic("kalo.declarations.submitted", sb.settings)],
+        f"{prefix}kalo-ledger": [kafka.topic(t, sb.settings) for t in TOPICS],
+    }
 
 
 def _at(text: str) -> Any:
@@ -413,7 +487,7 @@ async def _scrape(services: Services) -> dict[str, float]:
     """A few counters from the workers' /metrics, as a cross-check of what they did."""
     out: dict[str, float] = {}
     async with httpx.AsyncClient(timeout=10) as client:
-        ports = [*services.metrics_ports.values(), services.sb.settings.ledger_metrics_port]
+        ports = [*services.metrics_ports.values(), *services.ledger_ports.values()]
         for port in ports:
             text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
             for line in text.splitlines():
@@ -422,6 +496,8 @@ async def _scrape(services: Services) -> dict[str, float]:
                         "kalo_declarations_total{",
                         "kalo_declaration_lines_total{",
                         "kalo_processing_seconds_",
+                        "kalo_assessment_",
+                        "kalo_ledger_",
                     )
                 ) and not any(x in line for x in ("bucket", "_created")):
                     name = line.split(" ")[0]
@@ -433,12 +509,21 @@ def main(
     employers: Annotated[
         int, typer.Option(help="employers (declarations) in the month")
     ] = NATIONAL_EMPLOYERS,
+    scale: Annotated[
+        float, typer.Option(help="the national month times this (10: Morocco's size); overrides --employers")
+    ] = 0.0,
     assessment_workers: Annotated[int, typer.Option(help="assessment processes in one group")] = 1,
+    ledger_workers: Annotated[int, typer.Option(help="ledger processes in one group")] = 1,
     partitions: Annotated[int, typer.Option(help="partitions per topic")] = 6,
     keep_logs: Annotated[bool, typer.Option(help="keep the workers' logs")] = False,
+    out: Annotated[Path, typer.Option(help="where the JSON report and the PNG chart go")] = ROOT
+    / "loadtests"
+    / "out",
 ) -> None:
     """Run the month through the real stack and print the report."""
-    r = asyncio.run(bench(employers, assessment_workers, partitions, keep_logs))
+    if scale:
+        employers = round(NATIONAL_EMPLOYERS * scale)
+    r = asyncio.run(bench(employers, assessment_workers, partitions, keep_logs, ledger_workers))
     lines, secs = r["lines"], r["seconds"]
     print(f"\nend to end: {r['declarations']:,} declarations, {lines:,} lines in {secs:.1f} s")
     print(f"  {r['lines_per_s']:,.0f} lines/s, {r['declarations_per_s']:,.0f} declarations/s")
@@ -467,6 +552,11 @@ def main(
         f"(the machine is shared: numbers are pessimistic; load average {r['load'][0]:.2f} "
         f"before, {r['load'][1]:.2f} after, on {os.cpu_count()} cores)"
     )
+    stem = "bench_month" if not scale or scale == 1 else f"bench_month_x{scale:g}"
+    if assessment_workers > 1 or ledger_workers > 1:
+        stem += f"_{assessment_workers}a{ledger_workers}l{partitions}p"
+    json_path, png_path = month_report.write(r, out, stem)
+    print(f"report: {json_path}\nchart: {png_path}")
     if r["sql_batch_total"] != r["stream_total"]:
         print("MISMATCH: the stream's total differs from the SQL batch's", file=sys.stderr)
         raise typer.Exit(1)

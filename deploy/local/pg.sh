@@ -50,7 +50,7 @@ start() {
   else
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
     as_owner "$bin/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 60 start \
-      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PGDATA -c max_connections=200 -c shared_buffers=256MB -c fsync=on -c synchronous_commit=on" >/dev/null
+      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PGDATA -c max_connections=200 -c shared_buffers=256MB -c fsync=on -c synchronous_commit=on -c shared_preload_libraries=pg_stat_statements" >/dev/null
   fi
   wait_for "PostgreSQL on port $PG_PORT" 60 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atc 'select 1'
   local q="psql -h 127.0.0.1 -p $PG_PORT -U postgres -d postgres -Atc"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import orjson
 
 from contracts.declarations import WorkerPreRegistered
-from contracts.envelope import Envelope, envelope_json, wrap
+from contracts.envelope import KALO_NAMESPACE, Envelope, derived_id, envelope_json, wrap
 
 
 def test_envelope_json_matches_the_model() -> None:
@@ -25,3 +25,15 @@ def test_envelope_json_matches_the_model() -> None:
     assert event_id == model.id
     assert orjson.loads(raw) == orjson.loads(model.model_dump_json())
     assert Envelope[WorkerPreRegistered].model_validate_json(raw) == model
+
+
+def test_derived_ids_are_uuid5_of_the_cause_and_type() -> None:
+    """The fast derived_id gives uuid.uuid5's ids, as UUIDs that compare, hash and print alike."""
+    for cause in [uuid.uuid4() for _ in range(200)] + ["D-2026-10-0001", "é:ü"]:
+        for kind in ("kalo.declaration.assessed", "kalo.audit.recorded"):
+            expected = uuid.uuid5(KALO_NAMESPACE, f"{cause}:{kind}")
+            got = derived_id(cause, kind)
+            assert got == expected
+            assert str(got) == str(expected) and hash(got) == hash(expected)
+            assert got.version == 5 and got.variant == uuid.RFC_4122
+            assert orjson.dumps(got) == orjson.dumps(expected)

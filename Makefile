@@ -65,6 +65,7 @@ bench: up
 	$(PY) -m loadtests.bench_month
 	$(PY) -m loadtests.bench_audit
 	$(PY) -m loadtests.bench_claims
+	@echo "bench_month's report: loadtests/out/bench_month.json, its chart: loadtests/out/bench_month.png"
 
 clean: down
 	rm -rf $(LOCAL)/.state $(LOCAL)/.kafka

@@ -112,17 +112,17 @@ async def _lag(admin: AIOKafkaAdminClient, ends: AIOKafkaConsumer, group: str, t
     )
 
 
-def rates(samples: list[dict[str, Any]], name: str) -> tuple[list[float], list[float]]:
-    """Lines per second of one process between consecutive samples."""
+def rates(samples: list[dict[str, Any]], name: str, window: int = 3) -> tuple[list[float], list[float]]:
+    """Lines per second of one process over the last `window` samples (a batch of a large
+    declaration lands at once: one sample apart, the rate is mostly noise)."""
+    points = [(s["t"], s["lines"][name]) for s in samples if name in s["lines"]]
     ts, out = [], []
-    prev = None
-    for s in samples:
-        if name not in s["lines"]:
-            continue
-        if prev is not None and s["t"] > prev[0]:
-            ts.append(s["t"])
-            out.append((s["lines"][name] - prev[1]) / (s["t"] - prev[0]))
-        prev = (s["t"], s["lines"][name])
+    for i in range(1, len(points)):
+        t0, n0 = points[max(0, i - window)]
+        t1, n1 = points[i]
+        if t1 > t0:
+            ts.append(t1)
+            out.append((n1 - n0) / (t1 - t0))
     return ts, out
 
 

@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common import kafka, metrics
 from services.common.faust_tuning import BatchTransport, QuietMonitor
+from services.common.gc_tuning import tune_gc
 from services.common.outage import Backoff, is_outage
 from services.common.rulesets import publish_ruleset
 from services.common.settings import Settings
@@ -86,6 +87,7 @@ def run_worker(app: faust.App, name: str) -> None:
     # task and socket write was a tenth of the assessment's CPU on asyncio's default loop.
     # (faust's `--loop uvloop` option is parsed but not applied: the policy is set here.)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    tune_gc()
     sys.argv = [name, "worker", "--loglevel", "info"]
     app.main()
 

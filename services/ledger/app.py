@@ -17,6 +17,7 @@ import uvloop
 from prometheus_client import start_http_server
 
 from services.common import db
+from services.common.gc_tuning import tune_gc
 from services.common.kafka import topic
 from services.common.outage import Backoff, is_outage, retry_outages
 from services.common.settings import Settings, get_settings
@@ -205,6 +206,7 @@ async def rebuild(settings: Settings | None = None) -> dict[str, int]:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    tune_gc()  # full collections walked every live object every few thousand events
     uvloop.run(run())  # the event loop's own cost per batch, as the stream processors (faust_runtime)
 
 

@@ -86,6 +86,7 @@ async def _import(data: bytes, rows: list[Any], label: str, wait: float) -> dict
             idempotency_key=None,
             now=datetime.now(UTC),
             topic=topic(handlers.CAREERS_IMPORTED, settings),
+            audit_topic=topic("kalo.audit", settings),
         )
         deadline = time.monotonic() + wait
         while wait:

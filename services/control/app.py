@@ -187,16 +187,20 @@ async def _connect_pool(settings: Settings, stopping: asyncio.Event) -> asyncpg.
     )
 
 
-async def _watch_escalations(pool: asyncpg.Pool, clock: Clock, stopping: asyncio.Event) -> None:
-    """The escalated and pending gauges, every few seconds."""
+async def _watch_escalations(store: PgStore, relay: Relay, clock: Clock, stopping: asyncio.Event) -> None:
+    """Every few seconds: escalate the liquidations past the legal delay (each once, with its
+    audit event), and set the escalated and pending gauges."""
+    pool = store.pool
     while not stopping.is_set():
         try:
+            if await handlers.escalate(store, now=clock()):
+                relay.wake()
             metrics.ESCALATED.set(await escalated_count(pool, clock()))
             metrics.PENDING.set(
                 await pool.fetchval("SELECT count(*) FROM control.liquidations WHERE status = 'pending'")
             )
         except Exception as exc:
-            log.warning("%s: gauges not updated: %r", NAME, exc)
+            log.warning("%s: escalations and gauges not updated: %r", NAME, exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), timeout=5)
 
@@ -251,7 +255,7 @@ async def serve(settings: Settings | None = None, clock: Clock = now_utc) -> Non
         if stopping.is_set():
             return
         relay.start()
-        watcher = asyncio.create_task(_watch_escalations(pool, clock, stopping))
+        watcher = asyncio.create_task(_watch_escalations(app.state.store, relay, clock, stopping))
         web = asyncio.create_task(server.serve(), name="control-http")
         web.add_done_callback(lambda _task: None if stopping.is_set() else consumer.stop())
         try:

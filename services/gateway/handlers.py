@@ -96,15 +96,15 @@ def receipt_audit(
 ) -> Outgoing:
     """The audit event of a receipt: who submitted (the key's id, never the key), the body's
     SHA-256 (the input) and the submitted message's (the output)."""
-    audit_id, value = audit_event(
-        action="declaration.received",
-        subject=declaration_id,
-        actor=principal.key_id or f"employer:{decl.employer.id}",
-        input_sha256=payload_sha256,
+    return _received(
+        "declaration.received",
+        declaration_id,
+        principal.key_id or f"employer:{decl.employer.id}",
+        payload_sha256=payload_sha256,
         output_bytes=message,
-        producer="gateway",
         causation_id=event_id,
-        occurred_at=now,
+        now=now,
+        topic=topic,
         details={
             "employer_id": decl.employer.id,
             "period": decl.period,
@@ -112,7 +112,34 @@ def receipt_audit(
             "replaces": decl.replaces,
         },
     )
-    return Outgoing(audit_id, topic, declaration_id, value)
+
+
+def _received(
+    action: str,
+    subject: str,
+    actor: str,
+    *,
+    payload_sha256: str,
+    output_bytes: bytes,
+    causation_id: uuid.UUID | None,
+    now: datetime,
+    topic: str,
+    details: dict[str, Any],
+) -> Outgoing:
+    """The audit event of a receipt (declaration, claim, careers import), keyed by its subject:
+    written to the outbox with the receipt, so it is published once the receipt is."""
+    audit_id, value = audit_event(
+        action=action,
+        subject=subject,
+        actor=actor,
+        input_sha256=payload_sha256,
+        output_bytes=output_bytes,
+        producer="gateway",
+        causation_id=causation_id,
+        occurred_at=now,
+        details=details,
+    )
+    return Outgoing(audit_id, topic, subject, value)
 
 
 def receipt_of(row: Mapping[str, Any], prefix: str = "") -> Receipt:
@@ -430,8 +457,10 @@ class Pensions(Protocol):
         event_id: uuid.UUID,
         topic: str,
         message: bytes,
+        audit: Outgoing | None = None,
     ) -> Row:
-        """The receipt and its outbox message in one transaction; the row of `gateway_claim`."""
+        """The receipt and its outbox message in one transaction; the row of `gateway_claim`.
+        `audit`: the receipt's audit event, written to the outbox with it when it is created."""
         ...
 
     async def claim(self, claim_id: str) -> Row | None:
@@ -454,8 +483,10 @@ class Pensions(Protocol):
         received_at: datetime,
         topic: str,
         messages: list[tuple[uuid.UUID, str, bytes]],
+        audit: Outgoing | None = None,
     ) -> Row:
-        """The import's receipt and one outbox message per worker (event id, key, value)."""
+        """The import's receipt and one outbox message per worker (event id, key, value);
+        `audit`: the receipt's audit event, written to the outbox with it when it is created."""
         ...
 
     async def career_import(self, import_id: str) -> Row | None:
@@ -516,12 +547,32 @@ async def file_claim(
     idempotency_key: str | None,
     now: datetime,
     topic: str,
+    audit_topic: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Write the claim's receipt and its outbox message in one transaction. Returns the receipt
-    and whether it is new (False: the same claim again)."""
+    """Write the claim's receipt and its outbox message (and, given `audit_topic`, its audit
+    event) in one transaction. Returns the receipt and whether it is new (False: the same
+    claim again)."""
     require(principal, "backoffice")
     claim_id = new_claim_id(now)
     event_id, message = claim_message(claim_id, claim, principal, payload_sha256, now)
+    audit = None
+    if audit_topic is not None:
+        audit = _received(
+            "claim.received",
+            claim_id,
+            principal.key_id or "gateway",
+            payload_sha256=payload_sha256,
+            output_bytes=message,
+            causation_id=event_id,
+            now=now,
+            topic=audit_topic,
+            details={
+                "worker_id": claim.worker_id,
+                "regime": claim.regime,
+                "effective_date": claim.effective_date,
+                "replaces": claim.replaces,
+            },
+        )
     row = await store.file_claim(
         claim_id=claim_id,
         claim=claim,
@@ -533,6 +584,7 @@ async def file_claim(
         event_id=event_id,
         topic=topic,
         message=message,
+        audit=audit,
     )
     outcome, other = row["outcome"], row["other"]
     if outcome in ("created", "existing"):
@@ -687,10 +739,27 @@ async def import_careers(
     idempotency_key: str | None,
     now: datetime,
     topic: str,
+    audit_topic: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Receipt the file and queue one message per worker for the ledger, in one transaction."""
+    """Receipt the file and queue one message per worker for the ledger (and, given
+    `audit_topic`, the receipt's audit event), in one transaction."""
     require(principal, "backoffice")
     import_id = new_import_id(now)
+    messages = import_messages(import_id, rows, principal, now)
+    audit = None
+    if audit_topic is not None:
+        audit = _received(
+            "careers.import_received",
+            import_id,
+            principal.key_id or "gateway",
+            payload_sha256=payload_sha256,
+            # The output: the messages queued, one JSON document a line, in order.
+            output_bytes=b"\n".join(value for _, _, value in messages),
+            causation_id=None,
+            now=now,
+            topic=audit_topic,
+            details={"rows": len(rows), "workers": len(messages)},
+        )
     row = await store.import_careers(
         import_id=import_id,
         payload_sha256=payload_sha256,
@@ -700,7 +769,8 @@ async def import_careers(
         row_count=len(rows),
         received_at=now,
         topic=topic,
-        messages=import_messages(import_id, rows, principal, now),
+        messages=messages,
+        audit=audit,
     )
     if row["outcome"] == "idempotency_conflict":
         raise conflict(

@@ -276,6 +276,7 @@ async def file_claim(request: Request, caller: Caller, idempotency_key: Idempote
         idempotency_key=idempotency_key,
         now=datetime.now(UTC),
         topic=topic(handlers.CLAIMS, request.app.state.settings),
+        audit_topic=topic("kalo.audit", request.app.state.settings),
     )
     return _receipt(request, receipt, created)
 
@@ -341,6 +342,7 @@ async def import_careers(
         idempotency_key=idempotency_key,
         now=datetime.now(UTC),
         topic=topic(handlers.CAREERS_IMPORTED, request.app.state.settings),
+        audit_topic=topic("kalo.audit", request.app.state.settings),
     )
     return _receipt(request, receipt, created)
 

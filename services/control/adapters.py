@@ -27,6 +27,8 @@ _LIQUIDATION_COLUMNS = (
     "filed_by",
     "claim",
     "career",
+    "career_sources",
+    "career_as_of",
     "liquidation",
     "recomputed",
     "outcome",

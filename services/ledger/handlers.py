@@ -71,7 +71,7 @@ def decode(record: ConsumerRecord) -> Decoded:
     data = doc.get("data")
     if kind == PensionLiquidated.TYPE and isinstance(data, dict) and type(data.get("career")) is list:
         # The career snapshot is the control's to read; the ledger keeps its size only.
-        envelope = model.model_validate({**doc, "data": {**data, "career": []}})
+        envelope = model.model_validate({**doc, "data": {**data, "career": [], "career_sources": None}})
         return Decoded(envelope, months=len(data["career"]))
     if kind != DeclarationAssessed.TYPE or not isinstance(data, dict) or "lines" not in data:
         envelope = model.model_validate(doc)

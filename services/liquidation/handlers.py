@@ -25,7 +25,7 @@ import orjson
 
 from contracts.audit import AuditRecorded
 from contracts.envelope import Envelope, Payload, envelope_json
-from contracts.pensions import PensionClaimFiled, PensionLiquidated
+from contracts.pensions import PensionClaimFiled, PensionLiquidated, source_runs
 from services.common.batches import check_sizes, decoded_or_parked, together_or_one_by_one
 from services.common.hashing import sha256_hex
 from services.rules import Claim, Ruleset, liquidate
@@ -72,6 +72,8 @@ class Career:
     months: list[tuple[str, int]]
     assessed_rows: int = 0
     imported_rows: int = 0
+    # Where the months come from, as runs (contracts.pensions.source_runs).
+    sources: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ class Snapshot:
 def merge_career(rows: CareerRows) -> Career:
     """The whole career: assessed and imported months together, an imported row left out where
     Kalo assessed the same employer's same month (Kalo's own record wins); then, as RULES.md
-    §3 counts them, one entry per month with the bases of its employers added."""
+    §3 counts them, one entry per month with the bases of its employers added, and where each
+    month comes from (assessed, imported, or both)."""
     a, i = rows.assessed, rows.imported
     periods, employers, bases = i.periods, i.employers, i.bases
     overlap = set(a.periods).intersection(periods) if a.periods else ()
@@ -98,9 +101,17 @@ def merge_career(rows: CareerRows) -> Career:
         imported = len(kept)
         periods, bases = [p for p, _, _ in kept], [b for _, _, b in kept]
     months = _by_month(periods, bases)
-    for period, base in _by_month(a.periods, a.bases).items():
+    from_history = set(months)
+    assessed = _by_month(a.periods, a.bases)
+    for period, base in assessed.items():
         months[period] = months.get(period, 0) + base
-    return Career(sorted(months.items()), len(a.periods), imported)
+    career = sorted(months.items())
+    sources = source_runs((p, _source(p in from_history, p in assessed)) for p, _ in career)
+    return Career(career, len(a.periods), imported, sources)
+
+
+def _source(imported: bool, assessed: bool) -> str:
+    return "both" if imported and assessed else "imported" if imported else "assessed"
 
 
 def _by_month(periods: Sequence[str], bases: Sequence[int]) -> dict[str, int]:
@@ -223,6 +234,7 @@ def liquidate_filed(
             "liquidation": liquidation,
             "as_of": as_of,
             "filed_at": d.filed_at,
+            "career_sources": career.sources,
         },
         option=orjson.OPT_UTC_Z,
     )

@@ -165,7 +165,7 @@ def career_svg(
             f'<g class="{css}"><rect x="{lx}" y="{HEIGHT - 12}" width="10" height="10" fill="{fill}" '
             f'stroke="#999"/><text x="{lx + 14}" y="{HEIGHT - 3}" font-size="11">{label}</text></g>'
         )
-        lx += 24 + round(5.6 * len(label))
+        lx += 26 + round(6.2 * len(label))
     parts.append("</g></svg>")
     return "".join(parts)
 

@@ -238,6 +238,7 @@ def assess_submitted(
     audit = {
         "action": output_type.TYPE,
         "subject": d.declaration_id,
+        "actor": PRODUCER,  # the assessment decided, by the rules
         "ruleset": result["ruleset"],
         # The input as received, the output as sent (its payload): an auditor re-derives both.
         "input_sha256": sha256_hex(raw),

@@ -265,6 +265,7 @@ def liquidate_filed(
     audit = {
         "action": PensionLiquidated.TYPE,
         "subject": d.claim_id,
+        "actor": PRODUCER,  # the liquidation decided, by the rules
         "ruleset": ruleset.id,
         # The claim as received and the liquidation as sent (its payload, career and point
         # included): an auditor re-derives the one from the other.

@@ -168,6 +168,7 @@ async def test_each_claim_is_liquidated_by_the_rules_on_its_career_as_of_the_bat
     assert [(o.claim_id, o.decision) for o in outcomes] == [("C-1", "pension"), ("C-2", "lump_sum")]
     audit = outputs(sender, "kalo.audit")
     assert [a["data"]["subject"] for a in audit] == ["C-1", "C-2"]
+    assert {a["data"]["actor"] for a in audit} == {"liquidation"}
     payload = sender.sent[0][2].split(b',"data":', 1)[1][:-1]
     assert audit[0]["data"]["output_sha256"] == hashlib.sha256(payload).hexdigest()
     assert audit[0]["data"]["input_sha256"] == hashlib.sha256(batch[0].value).hexdigest()

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from contracts.envelope import Envelope, wrap
-from contracts.pensions import PensionLiquidated
+from contracts.pensions import CareerAsOf, PensionLiquidated
 from services.common import kafka
 from services.common.hashing import api_key_hash
 from services.common.settings import Settings
@@ -45,6 +45,7 @@ def liquidated(
     filed_by: str | None = FILER,
     tamper: Mapping[str, Any] | None = None,
     sources: Sequence[tuple[str, str, str]] | None = None,
+    as_of: CareerAsOf | None = None,
 ) -> Envelope[PensionLiquidated]:
     """A `pension.liquidated` event computed by services/rules (`liquidate_claim`), in the
     shape of contracts/pensions.py; `sources`: its career_sources (None: as liquidations made
@@ -72,6 +73,7 @@ def liquidated(
         career=[(p, b) for p, b in snapshot],
         liquidation=liquidation,
         career_sources=None if sources is None else list(sources),
+        as_of=as_of,
     )
     return wrap(
         data,

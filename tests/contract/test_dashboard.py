@@ -240,3 +240,15 @@ def test_prometheus_itself_parses_every_query(promtool: Path, tmp_path: Path) ->
 def test_a_broken_query_is_refused(bad: str) -> None:
     with pytest.raises((ValueError, AssertionError)):
         parse(promql(bad))
+
+
+def test_panels_fit_the_grid_without_overlapping() -> None:
+    taken: set[tuple[int, int]] = set()
+    for panel in dashboard()["panels"]:
+        pos = panel["gridPos"]
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, panel["title"]
+        cells = {
+            (x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])
+        }
+        assert not cells & taken, f"{panel['title']} overlaps another panel"
+        taken |= cells

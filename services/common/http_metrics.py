@@ -15,7 +15,7 @@ latency histogram) and a label spelling ("2xx", "none") that the alerts do not u
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
@@ -57,15 +57,30 @@ def http_metrics(service: str) -> HttpMetrics:
 
 
 def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
-    """The template of the route that serves `scope` (also for a wrong method: 405)."""
+    """The template of the route that serves `scope` (also for a wrong method: 405). The
+    router leaves the route it chose in the scope; a request answered before routing (413,
+    415 by a middleware) is matched here against the routes, included routers' too."""
+    chosen = scope.get("route")
+    if chosen is not None and getattr(chosen, "path", None):
+        return str(chosen.path)
     partial = None
-    for route in routes:
+    for route in _flat(routes):
         match, _ = route.matches(scope)
         if match == Match.FULL:
             return str(getattr(route, "path", UNMATCHED))
         if match == Match.PARTIAL and partial is None:
             partial = str(getattr(route, "path", UNMATCHED))
     return partial or UNMATCHED
+
+
+def _flat(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
+    for route in routes:
+        # FastAPI keeps an included router whole (`original_router`): its routes, one by one.
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        if inner is not None:
+            yield from _flat(inner)
+        else:
+            yield route
 
 
 class HttpMetricsMiddleware:

@@ -209,7 +209,9 @@ async def _lags(stack: Stack) -> dict[tuple[str, str, str], float]:
             family = f"kalo_{service}_consumer_lag{{"
             for name, value in samples_.items():
                 if name.startswith(family):
-                    labels: dict[str, Any] = dict(part.split("=", 1) for part in name[len(family) : -1].split(","))
+                    labels: dict[str, Any] = dict(
+                        part.split("=", 1) for part in name[len(family) : -1].split(",")
+                    )
                     lag[(service, labels["topic"].strip('"'), labels["partition"].strip('"'))] = value
         both = {svc for svc, _, _ in lag} == {"assessment", "ledger"}
         if (both and all(v == 0 for v in lag.values())) or time.monotonic() > deadline:

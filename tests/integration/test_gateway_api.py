@@ -429,7 +429,7 @@ async def test_body_size_and_rate_limits(services: Stack, db: Any) -> None:
             assert 'kalo_gateway_problems_total{status="429"}' in metrics
             # The HTTP request metrics count the answers of the middlewares too, by route.
             assert (
-                'kalo_gateway_http_requests_total{method="GET",handler="/v1/declarations",status="429"}'
+                'kalo_gateway_http_requests_total{handler="/v1/declarations",method="GET",status="429"}'
                 in metrics
             )
     finally:

@@ -244,3 +244,33 @@ async def test_a_deleted_record_breaks_the_chain() -> None:
     db.sign()
     del db.records[1]
     assert await chain.check(db) is False
+
+
+async def test_the_gateway_labels_answers_given_before_routing_by_their_route() -> None:
+    """413 and 415 come from middlewares (before the router chose a route), 404 from no route:
+    each still has its route template, or `unmatched`; /metrics answers without a redirect."""
+    from services.common.settings import Settings
+    from services.gateway.app import create_app
+
+    app = create_app(Settings(gateway_max_body_bytes=10))
+    before = {
+        s: sample(
+            "kalo_gateway_http_requests_total", {"method": "POST", "handler": "/v1/declarations", "status": s}
+        )
+        for s in ("413", "415")
+    }
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        json_ = {"content-type": "application/json"}
+        assert (await c.post("/v1/declarations", content=b"x" * 100, headers=json_)).status_code == 413
+        assert (
+            await c.post("/v1/declarations", content=b"x", headers={"content-type": "text/plain"})
+        ).status_code == 415
+        assert (await c.get("/v1/declarations/D-1")).status_code == 401
+        scrape = await c.get("/metrics", follow_redirects=False)
+        assert scrape.status_code == 200 and "kalo_gateway_http_requests_total" in scrape.text
+    for s in ("413", "415"):
+        labels = {"method": "POST", "handler": "/v1/declarations", "status": s}
+        assert sample("kalo_gateway_http_requests_total", labels) == before[s] + 1
+    labels = {"method": "GET", "handler": "/v1/declarations/{declaration_id}", "status": "401"}
+    assert sample("kalo_gateway_http_requests_total", labels) >= 1

@@ -14,10 +14,11 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.control.audit.heads import generate_key
-from tests.integration.conftest import Stack, isolated_stack, wait_http
+from tests.integration.conftest import ROOT, Stack, isolated_stack, wait_http
 from tests.integration.helpers import auth, declaration, inps_line, register_employer, wait_status
 from tests.support.sandbox import free_port
 
@@ -182,6 +183,27 @@ async def test_each_service_exports_its_own_families_and_no_family_comes_from_tw
         for family in names:
             owners.setdefault(family, []).append(name)
     assert {f: o for f, o in owners.items() if len(o) > 1} == {}
+
+
+async def test_the_declared_metrics_file_is_what_the_services_export(everything: Stack) -> None:
+    """deploy/prometheus/exported_metrics.yml, which the alerts and the dashboard are held to,
+    names exactly the families each service exports, with their types and labels."""
+    declared = yaml.safe_load((ROOT / "deploy/prometheus/exported_metrics.yml").read_text())["jobs"]
+    assert set(declared) == set(SERVICES)
+    for name, text in (await scrape(everything)).items():
+        seen: dict[str, dict[str, object]] = {}
+        for family in text_string_to_metric_families(text):
+            if not family.name.startswith("kalo_") or family.name.endswith("_created"):
+                continue  # _created: the client's creation time of a counter or histogram series
+            full = family.name + "_total" if family.type == "counter" else family.name
+            labels = {k for s in family.samples for k in s.labels if k != "le"}
+            seen[full] = {"type": family.type, "labels": labels if family.samples else None}
+        assert set(seen) == set(declared[name]), (name, set(seen) ^ set(declared[name]))
+        for full, got in seen.items():
+            want = declared[name][full]
+            assert got["type"] == want["type"], (name, full, got, want)
+            if got["labels"] is not None:  # a labelled family shows its labels with its first sample
+                assert got["labels"] == set(want["labels"]), (name, full, got, want)
 
 
 async def test_the_declaration_moved_each_stage_and_the_audit_chain_is_whole(everything: Stack) -> None:

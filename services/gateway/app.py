@@ -184,7 +184,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(NoNul)
     app.add_middleware(HttpMetricsMiddleware, metrics=HTTP, routes=app.router.routes)  # outermost
     readiness = Readiness(
-        {"postgres": pool_check(lambda: getattr(app.state, "pool", None)), "kafka": kafka_check(settings)}
+        {"postgres": pool_check(lambda: getattr(app.state, "pool", None)), "kafka": kafka_check(settings)},
+        informative=frozenset({"kafka"}),  # receipts wait in the outbox while Kafka is away
     )
 
     @app.get("/metrics", include_in_schema=False)

@@ -274,3 +274,19 @@ async def test_the_gateway_labels_answers_given_before_routing_by_their_route() 
         assert sample("kalo_gateway_http_requests_total", labels) == before[s] + 1
     labels = {"method": "GET", "handler": "/v1/declarations/{declaration_id}", "status": "401"}
     assert sample("kalo_gateway_http_requests_total", labels) >= 1
+
+
+@pytest.mark.unit
+async def test_an_informative_check_is_reported_but_does_not_make_the_service_unready() -> None:
+    async def ok() -> None:
+        return None
+
+    async def down() -> None:
+        raise ConnectionError("refused")
+
+    status, body = await Readiness({"postgres": ok, "kafka": down}, informative=frozenset({"kafka"})).report()
+    assert status == 200 and body["checks"]["kafka"].startswith("down") and "not_ready" not in body
+    status, body = await Readiness(
+        {"postgres": down, "kafka": down}, informative=frozenset({"kafka"})
+    ).report()
+    assert status == 503 and body["not_ready"] == ["postgres"]

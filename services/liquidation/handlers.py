@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, KeysView, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
@@ -101,17 +101,26 @@ def merge_career(rows: CareerRows) -> Career:
         imported = len(kept)
         periods, bases = [p for p, _, _ in kept], [b for _, _, b in kept]
     months = _by_month(periods, bases)
-    from_history = set(months)
     assessed = _by_month(a.periods, a.bases)
+    sources = _sources(months.keys(), assessed.keys())
     for period, base in assessed.items():
         months[period] = months.get(period, 0) + base
-    career = sorted(months.items())
-    sources = source_runs((p, _source(p in from_history, p in assessed)) for p, _ in career)
-    return Career(career, len(a.periods), imported, sources)
+    return Career(sorted(months.items()), len(a.periods), imported, sources)
 
 
-def _source(imported: bool, assessed: bool) -> str:
-    return "both" if imported and assessed else "imported" if imported else "assessed"
+def _sources(imported: KeysView[str], assessed: KeysView[str]) -> list[tuple[str, str, str]]:
+    """The runs of where the months come from. Most careers are history imported up to the
+    month before Kalo's first: two runs, found from the ends alone."""
+    if not imported or not assessed:
+        only = imported or assessed
+        kind = "imported" if imported else "assessed"
+        return [(min(only), max(only), kind)] if only else []
+    if max(imported) < min(assessed):
+        return [(min(imported), max(imported), "imported"), (min(assessed), max(assessed), "assessed")]
+    kinds = {p: "imported" for p in imported}
+    for p in assessed:
+        kinds[p] = "both" if p in kinds else "assessed"
+    return source_runs(sorted(kinds.items()))
 
 
 def _by_month(periods: Sequence[str], bases: Sequence[int]) -> dict[str, int]:

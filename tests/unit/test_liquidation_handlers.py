@@ -12,9 +12,11 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts.envelope import Envelope, derived_id, wrap
-from contracts.pensions import PensionClaimFiled, PensionLiquidated, month_sources
+from contracts.pensions import PensionClaimFiled, PensionLiquidated, month_sources, source_runs
 from services.liquidation.handlers import (
     Career,
     CareerRows,
@@ -270,3 +272,29 @@ def test_the_career_adds_employers_per_month_and_kalo_s_month_wins_over_an_impor
         ("2001-01", 7),
         ("2001-02", 5),
     ]
+
+
+MONTHS = [f"{2000 + k // 12}-{k % 12 + 1:02d}" for k in range(60)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(MONTHS), st.sampled_from(["A", "B"])), unique=True),
+    st.lists(st.tuples(st.sampled_from(MONTHS), st.sampled_from(["A", "C"])), unique=True),
+)
+def test_each_month_s_source_is_where_its_counted_rows_come_from(
+    imported: list[tuple[str, str]], assessed: list[tuple[str, str]]
+) -> None:
+    career = merge_career(
+        CareerRows(
+            assessed=rows([(p, e, 10) for p, e in assessed]),
+            imported=rows([(p, e, 5) for p, e in imported]),
+        )
+    )
+    kalo = set(assessed)
+    from_history = {p for p, e in imported if (p, e) not in kalo}  # Kalo's own month wins
+    from_kalo = {p for p, _ in assessed}
+    kinds = {(True, True): "both", (True, False): "imported", (False, True): "assessed"}
+    per_month = [(p, kinds[p in from_history, p in from_kalo]) for p, _ in career.months]
+    assert career.sources == source_runs(per_month)
+    assert month_sources(career.months, career.sources) == dict(per_month)

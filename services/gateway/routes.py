@@ -71,7 +71,7 @@ PROBLEMS: dict[int, str] = {
     503: "PostgreSQL or Kafka is away for a moment (nothing was stored): send the same request again "
     "after `Retry-After` seconds",
 }
-RETRY_AFTER = {"$ref": "#/components/headers/Retry-After"}  # defined by services.gateway.openapi
+RETRY_AFTER = {"$ref": "#/components/headers/Retry-After"}  # defined by services.common.openapi
 # What any route may answer: a NUL in the path or query (400, app.NoNul), no or a bad key (401),
 # a value PostgreSQL cannot store (422), the rate limits (429), an outage (503).
 EVERY_ROUTE = (400, 401, 422, 429, 503)

@@ -17,7 +17,10 @@ ASYNCAPI = ROOT / "contracts" / "asyncapi.yaml"
 
 def lint(openapi: Path, asyncapi: Path) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        ["bash", str(SCRIPT), str(openapi), str(asyncapi)], capture_output=True, text=True, timeout=300
+        ["bash", str(SCRIPT), "--asyncapi", str(asyncapi), str(openapi)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode != 2, f"run `make lint-tools` first: {result.stderr}"
     return result

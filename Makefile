@@ -23,6 +23,7 @@ up: install
 	@bash $(LOCAL)/kafka.sh start
 	@bash $(LOCAL)/pg.sh start
 	@bash $(LOCAL)/browser.sh ensure
+	@bash $(LOCAL)/promtool.sh ensure
 	@# The schema, and every service's own login role (kalo_gateway, kalo_assessment, kalo_ledger, ...).
 	@$(KALO) db migrate
 	@$(KALO) topics apply >/dev/null
@@ -36,6 +37,7 @@ status: install
 	@bash $(LOCAL)/kafka.sh status || true
 	@bash $(LOCAL)/pg.sh status || true
 	@bash $(LOCAL)/browser.sh status || true
+	@bash $(LOCAL)/promtool.sh status || true
 	@bash $(LOCAL)/services.sh status || true
 
 # The contract linters (Redocly, Spectral, the AsyncAPI CLI), as pinned in tools/lint's
@@ -60,6 +62,7 @@ schemas: install
 	$(KALO) openapi
 
 test-unit: install lint-tools
+	@bash $(LOCAL)/promtool.sh ensure
 	$(VENV)/bin/pytest -m unit -q
 
 test-integration: up

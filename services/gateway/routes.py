@@ -11,12 +11,12 @@ from pydantic import ValidationError
 
 from services.common.hashing import sha256_hex
 from services.common.kafka import topic
-from services.common.metrics import RECEIPT_SECONDS, RECEIPTS
 from services.gateway import handlers
 from services.gateway.auth import authenticate, require
 from services.gateway.career_csv import parse_careers
 from services.gateway.csv_upload import parse_lines, parse_number, shown
 from services.gateway.errors import Problem
+from services.gateway.metrics import RECEIPT_SECONDS, RECEIPTS
 from services.gateway.registry import Principal, registered_employer
 from services.gateway.responses import ORJSONResponse
 from services.gateway.schemas import (

@@ -44,6 +44,7 @@ from services.control import handlers, metrics
 from services.control.adapters import PgStore, PgTx, WebSessions, controller_of, escalated_count
 from services.control.auth import ControllerCache
 from services.control.errors import ORJSONResponse, Problem, ProblemResponse
+from services.control.openapi import build as build_openapi
 from services.control.routes import router
 from services.control.web import SignIns, page_router, template_filters
 from services.rules import Ruleset, load_ruleset
@@ -170,6 +171,13 @@ def create_app(
 
     install_error_handlers(app)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics.HTTP, routes=app.router.routes)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = build_openapi(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/health", include_in_schema=False)
     async def health() -> ORJSONResponse:

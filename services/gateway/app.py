@@ -12,7 +12,6 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,10 +27,10 @@ from services.gateway.adapters import PgStore
 from services.gateway.auth import PrincipalCache
 from services.gateway.errors import Problem
 from services.gateway.metrics import HTTP, PROBLEMS
+from services.gateway.openapi import build as build_openapi
 from services.gateway.relay import Relay
 from services.gateway.responses import ORJSONResponse, ProblemResponse
 from services.gateway.routes import BODY_MEDIA_TYPES, router
-from services.gateway.schemas import ClaimIn, DeclarationIn
 
 log = logging.getLogger(__name__)
 
@@ -239,16 +238,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            doc = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
-            # The JSON body is parsed by the route itself (one pass, exact errors); publish its models.
-            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-            for model in (DeclarationIn, ClaimIn):
-                models = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                schemas.update(models.pop("$defs", {}))
-                schemas[model.__name__] = models
-            app.openapi_schema = doc
+            app.openapi_schema = build_openapi(app)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -102,8 +102,10 @@ async def list_liquidations(
     summary="A liquidation, its re-computation, flags and decisions",
 )
 async def get_liquidation(request: Request, caller: Caller, claim_id: str) -> ORJSONResponse:
-    """The claim, the career snapshot, the liquidation, the control's re-computation with a
-    field-by-field comparison, the flags and every decision (who, when, why)."""
+    """The claim, the career snapshot (with `career_sources`, where each month comes from, and
+    `career_as_of`, the point it was read at, when the liquidation says them), the
+    liquidation, the control's re-computation with a field-by-field comparison, the flags and
+    every decision (who, when, why)."""
     try:
         doc = await handlers.liquidation_detail(request.app.state.store, caller, claim_id, now=_now(request))
     except (Refused, NotFound) as exc:

@@ -21,7 +21,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.common import kafka, metrics
+from services.common import kafka, logs, metrics
 from services.common.outage import Backoff, is_outage
 from services.common.rulesets import publish_ruleset
 from services.common.settings import Settings
@@ -80,7 +80,12 @@ def run_worker(app: faust.App, name: str) -> None:
     """Start the faust worker in the foreground (what `kalo run NAME` does)."""
     import sys
 
-    sys.argv = [name, "worker", "--loglevel", "info"]
+    s: Settings = app.conf.kalo_settings  # type: ignore[attr-defined]
+    config = logs.logging_config(name.removeprefix("kalo-"), s)
+    app.conf.logging_config = config  # faust applies it in place of its own handlers
+    # JSON logs: no banner on stdout, every line a JSON one.
+    quiet = ["--quiet"] if logs.is_json(config) else []
+    sys.argv = [name, *quiet, "worker", "--loglevel", s.log_level.lower()]
     app.main()
 
 

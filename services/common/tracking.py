@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from services.common import kafka, metrics
+from services.common import kafka, logs, metrics
 from services.common.dlq import park
 from services.common.outage import Backoff, is_outage, retry_outages
 from services.common.settings import Settings
@@ -293,7 +293,7 @@ class TrackedConsumer:
         """The batch again, each record under its own savepoint, in one transaction with the
         offsets: the records that fail (and only those) go to the DLQ before it commits."""
         async with self.pool.acquire() as conn, conn.transaction():
-            failed: list[tuple[ConsumerRecord, Exception]] = []
+            failed: list[tuple[ConsumerRecord, Exception, Decoded]] = []
             for record, item in decoded:
                 try:
                     async with conn.transaction():
@@ -301,9 +301,10 @@ class TrackedConsumer:
                 except Exception as exc:
                     if is_outage(exc):
                         raise
-                    failed.append((record, exc))
-            for record, exc in failed:
-                await self._dead_letter(record, exc)
+                    failed.append((record, exc, item))
+            for record, exc, item in failed:
+                with logs.handling(item):  # the parking's line names the event
+                    await self._dead_letter(record, exc)
             await self.offsets.save(conn, self.name, offsets)
 
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException) -> None:

@@ -203,7 +203,6 @@ async def rebuild(settings: Settings | None = None) -> dict[str, int]:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(run())
 
 

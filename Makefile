@@ -22,6 +22,7 @@ up: install
 	@bash $(LOCAL)/kafka.sh start
 	@bash $(LOCAL)/pg.sh start
 	@bash $(LOCAL)/browser.sh ensure
+	@bash $(LOCAL)/tmux.sh ensure
 	@# The schema, and every service's own login role (kalo_gateway, kalo_assessment, kalo_ledger, ...).
 	@$(KALO) db migrate
 	@$(KALO) topics apply >/dev/null
@@ -35,6 +36,7 @@ status: install
 	@bash $(LOCAL)/kafka.sh status || true
 	@bash $(LOCAL)/pg.sh status || true
 	@bash $(LOCAL)/browser.sh status || true
+	@bash $(LOCAL)/tmux.sh status || true
 	@bash $(LOCAL)/services.sh status || true
 
 lint: install

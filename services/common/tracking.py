@@ -203,11 +203,12 @@ class TrackedConsumer:
                 raise
             log.warning("%s: stopping with PostgreSQL away; the next run writes the last batch", self.name)
 
-    async def replay_to_end(self) -> int:
+    async def replay_to_end(self, on_progress: Callable[[int, int], None] | None = None) -> int:
         """Apply every record from the stored offsets to the topics' current end, then stop.
 
         For rebuilds: partitions are assigned by hand (no group membership), so this must
-        not run beside a live consumer of the same name. Returns the records read.
+        not run beside a live consumer of the same name. Returns the records read;
+        `on_progress(read, total)` after each batch.
         """
         await self.producer.start()
         await self.consumer.start()
@@ -220,6 +221,11 @@ class TrackedConsumer:
             for tp in tps:
                 self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
             ends = await self.consumer.end_offsets(tps)
+            starts = await self.consumer.beginning_offsets(tps)
+            # At most this many (retention may have removed the beginning of a partition).
+            total = sum(
+                max(ends[tp] - max(stored.get((tp.topic, tp.partition), 0), starts[tp]), 0) for tp in tps
+            )
             count = 0
             while [tp for tp in tps if await self.consumer.position(tp) < ends[tp]]:
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
@@ -232,6 +238,8 @@ class TrackedConsumer:
                 if records:
                     await self.process(records, commit=False)  # not a group member
                     count += len(records)
+                    if on_progress is not None:
+                        on_progress(count, total)
             return count
         finally:
             await self.consumer.stop()

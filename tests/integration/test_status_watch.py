@@ -4,6 +4,7 @@ screen shows the stack's figures, and a service that is not running as down."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -34,7 +35,7 @@ class Tmux:
     """A tmux server of the test's own (its own socket): nothing else's sessions are touched."""
 
     def __init__(self) -> None:
-        tmux = shutil.which("tmux")
+        tmux = os.environ.get("KALO_TMUX") or shutil.which("tmux")
         assert tmux, "tmux is missing: `make up` installs it (deploy/local/tmux.sh)"
         self.base = [tmux, "-L", f"kalo-test-{uuid.uuid4().hex[:8]}"]
 

@@ -23,6 +23,7 @@ up: install
 	@bash $(LOCAL)/pg.sh start
 	@bash $(LOCAL)/browser.sh ensure
 	@bash $(LOCAL)/tmux.sh ensure
+	@bash $(LOCAL)/promtool.sh ensure
 	@# The schema, and every service's own login role (kalo_gateway, kalo_assessment, kalo_ledger, ...).
 	@$(KALO) db migrate
 	@$(KALO) topics apply >/dev/null
@@ -37,6 +38,7 @@ status: install
 	@bash $(LOCAL)/pg.sh status || true
 	@bash $(LOCAL)/browser.sh status || true
 	@bash $(LOCAL)/tmux.sh status || true
+	@bash $(LOCAL)/promtool.sh status || true
 	@bash $(LOCAL)/services.sh status || true
 
 lint: install
@@ -49,6 +51,7 @@ schemas: install
 	$(KALO) openapi
 
 test-unit: install
+	@bash $(LOCAL)/promtool.sh ensure
 	$(VENV)/bin/pytest -m unit -q
 
 test-integration: up

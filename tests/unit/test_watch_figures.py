@@ -178,3 +178,24 @@ async def test_with_every_service_down_the_database_and_kafka_still_answer() -> 
     assert "2.50 s" in lines["declaration decided"] and "met" in lines["declaration decided"]
     assert "—" in lines["DLQ messages (topic)"]
     await w.client.aclose()
+
+
+def test_every_family_the_watch_reads_is_exported_by_its_service() -> None:
+    """The names in services/cli/watch.py, against deploy/prometheus/exported_metrics.yml."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from services.cli import watch
+
+    root = Path(__file__).resolve().parents[2]
+    jobs = yaml.safe_load((root / "deploy/prometheus/exported_metrics.yml").read_text())["jobs"]
+    source = Path(watch.__file__).read_text()
+    names = set(re.findall(r'"(kalo_[a-z_]+)"', source))
+    for suffix in re.findall(r'f"kalo_\{name\}_([a-z_]+)"', source):
+        names |= {f"kalo_{service}_{suffix}" for service in watch.CONSUMERS}
+    assert len(names) > 10, names
+    for name in sorted(names):
+        service = name.split("_")[1]
+        assert name in jobs[service], f"{name} is not exported by {service}"

@@ -70,6 +70,12 @@ def _exception_text(_logger: WrappedLogger, _method: str, event: EventDict) -> E
     return event
 
 
+def _drop_colour(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    """uvicorn's copy of each message with terminal colours: the message is already there."""
+    event.pop("color_message", None)
+    return event
+
+
 def _shared(service: str | None) -> list[Processor]:
     def add_service(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
         if service:
@@ -108,7 +114,7 @@ def formatter(fmt: Format = "json", service: str | None = None) -> logging.Forma
     if fmt == "json":
         last.append(_exception_text)
     return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_colour],
         processors=[*last, redact, renderer],
         pass_foreign_args=False,
     )

@@ -70,6 +70,16 @@ def test_a_stdlib_line_is_one_json_object_with_level_logger_time_and_service(cap
     assert datetime.fromisoformat(str(line["timestamp"])).tzinfo is not None
 
 
+def test_uvicorns_coloured_copy_of_a_message_is_left_out(captured: io.StringIO) -> None:
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]",
+        7,
+        extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]"},
+    )
+    [line] = lines(captured)
+    assert line["event"] == "Started server process [7]" and "color_message" not in line
+
+
 def test_lines_logged_while_an_event_is_handled_carry_its_correlation_and_causation_ids(
     captured: io.StringIO,
 ) -> None:

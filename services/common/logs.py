@@ -110,12 +110,14 @@ def formatter(fmt: Format = "json", service: str | None = None) -> logging.Forma
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    last: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
-    if fmt == "json":
-        last.append(_exception_text)
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_colour],
-        processors=[*last, redact, renderer],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _exception_text,
+            redact,
+            renderer,
+        ],
         pass_foreign_args=False,
     )
 

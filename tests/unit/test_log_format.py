@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -122,6 +123,17 @@ def test_keys_passwords_and_tokens_never_reach_a_line(captured: io.StringIO) -> 
     assert parsed[1]["event"] == "connecting to postgresql://kalo_ledger:[redacted]@db:5432/kalo"
     assert parsed[3]["api_key"] == "[redacted]" and parsed[3]["employer_id"] == "E1"
     assert "ConnectionError" in str(parsed[4]["exception"])
+
+
+def test_a_traceback_on_a_terminal_is_scrubbed_too() -> None:
+    try:
+        raise ConnectionError("could not connect to postgresql://kalo:adm1n-pw@db/kalo")
+    except ConnectionError:
+        record = logging.LogRecord(
+            "services.ledger", logging.ERROR, __file__, 1, "outage", (), sys.exc_info()
+        )
+    text = logs.formatter("text").format(record)
+    assert "ConnectionError" in text and "adm1n-pw" not in text
 
 
 def test_auto_is_json_when_piped_and_text_on_a_terminal() -> None:

@@ -312,11 +312,21 @@ def render(frame: Frame) -> RenderableType:
 async def _run(settings: Settings, interval: float, console: Console, frames: int | None) -> None:
     async with httpx.AsyncClient(timeout=min(2.0, interval)) as client:
         watcher = Watcher(settings, client)
-        with Live(render(await watcher.frame(interval)), console=console, auto_refresh=False) as live:
-            shown = 1
+        with contextlib.ExitStack() as stack:
+            live = (
+                stack.enter_context(Live(console=console, auto_refresh=False))
+                if console.is_terminal
+                else None
+            )
+            shown = 0
             while frames is None or shown < frames:
-                await asyncio.sleep(interval)
-                live.update(render(await watcher.frame(interval)), refresh=True)
+                if shown:
+                    await asyncio.sleep(interval)
+                view = render(await watcher.frame(interval))
+                if live is None:
+                    console.print(view)  # piped: each refresh printed after the last
+                else:
+                    live.update(view, refresh=True)
                 shown += 1
 
 

@@ -25,8 +25,9 @@ from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from services.common import kafka, logs, metrics
+from services.common import kafka, logs
 from services.common.dlq import park
+from services.common.metrics import StreamMetrics, observe_lag
 from services.common.outage import Backoff, is_outage, retry_outages
 from services.common.settings import Settings
 
@@ -117,6 +118,7 @@ class TrackedConsumer:
         decode: Decoder,
         apply: Applier,
         settings: Settings,
+        metrics: StreamMetrics,
         max_records: int = 2000,
         gate: Gate | None = None,
         offsets: OffsetStore | None = None,
@@ -127,6 +129,7 @@ class TrackedConsumer:
         self.decode = decode
         self.apply = apply
         self.settings = settings
+        self.metrics = metrics  # the service's batch time, lag and DLQ families
         self.max_records = max_records
         self.gate = gate  # awaited before each write (the ledger: its shared lock is held)
         self.offsets: OffsetStore = offsets or ConsumerOffsets()
@@ -273,7 +276,7 @@ class TrackedConsumer:
         await retry_outages(
             lambda: self._write(decoded, offsets), what=f"{self.name}: batch", stop=self._stopping, logger=log
         )
-        metrics.PROCESSING.labels(self.name).observe(time.perf_counter() - started)
+        self.metrics.batch.observe(time.perf_counter() - started)
         if commit:
             try:  # for lag tools only; PostgreSQL is the truth (and Kafka may be away)
                 await asyncio.wait_for(self.consumer.commit(offsets), timeout=10.0)
@@ -346,7 +349,8 @@ class TrackedConsumer:
             key=record.key,
             value=record.value or b"",
             error=exc,
+            stream=self.metrics,
         )
 
     async def _observe_lag(self) -> None:
-        await metrics.observe_lag(self.name, self.consumer)
+        await observe_lag(self.metrics, self.consumer)

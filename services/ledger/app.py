@@ -1,5 +1,5 @@
 """Ledger wiring: a tracked consumer of assessed and rejected declarations, careers imported,
-liquidations and decisions; /metrics, rebuild."""
+liquidations and decisions; /metrics, /health, /ready; rebuild."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-from prometheus_client import start_http_server
 
 from services.common import db
 from services.common.kafka import topic
+from services.common.ops_http import start_ops_server
 from services.common.outage import Backoff, is_outage, retry_outages
+from services.common.ready import NotReady, Readiness, assigned_check, kafka_check, pool_check
 from services.common.settings import Settings, get_settings
 from services.common.tracking import TrackedConsumer
 from services.ledger.handlers import decode
+from services.ledger.metrics import STREAM
 from services.ledger.projections import apply_events
 from services.ledger.rebuild import LEDGER_LOCK, create_copy, diff, reset_projections
 
@@ -50,6 +52,7 @@ def _consumer(s: Settings, pool: asyncpg.Pool, gate: LedgerLock | None = None) -
         decode=decode,
         apply=apply_events,
         settings=s,
+        metrics=STREAM,
         gate=gate.wait_held if gate else None,
     )
 
@@ -136,9 +139,24 @@ async def run(settings: Settings | None = None) -> None:
     """Consume until SIGTERM. PostgreSQL or Kafka away (at start or later) pauses the ledger;
     it resumes by itself. SIGTERM ends it within seconds, whatever is away."""
     s = settings or get_settings()
-    start_http_server(s.ledger_metrics_port, addr=s.metrics_host)
     stopping = asyncio.Event()
     consumer: TrackedConsumer | None = None
+    pool: asyncpg.Pool | None = None
+    lock = LedgerLock(s, stopping)
+
+    async def lock_held() -> None:
+        if not lock.held.is_set():
+            raise NotReady("the ledger's shared lock is not held")
+
+    readiness = Readiness(
+        {
+            "postgres": pool_check(lambda: pool),
+            "kafka": kafka_check(s),
+            "consumer": assigned_check(lambda: consumer.consumer if consumer else None),
+            "lock": lock_held,
+        }
+    )
+    ops = await start_ops_server(s.metrics_host, s.ledger_metrics_port, readiness)
 
     def on_sigterm() -> None:  # finish the batch, leave the group, close cleanly
         if not stopping.is_set():
@@ -150,8 +168,6 @@ async def run(settings: Settings | None = None) -> None:
             consumer.stop()
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
-    lock = LedgerLock(s, stopping)
-    pool: asyncpg.Pool | None = None
     keeper: asyncio.Task[None] | None = None
     try:
         # Held for the life of the process: a rebuild waits for every ledger to stop.
@@ -175,6 +191,8 @@ async def run(settings: Settings | None = None) -> None:
                 await asyncio.wait_for(pool.close(), timeout=1)
             except Exception:
                 pool.terminate()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ops.cleanup(), timeout=1)
 
 
 # What a rebuild reports as it goes: stage, records applied, records to apply.

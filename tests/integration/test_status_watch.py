@@ -107,11 +107,13 @@ async def test_the_watch_shows_the_figures_of_a_running_stack(fresh) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             screen = tmux.screen()
-            if all(row(screen, label)[1:2] == [value] for label, value in wanted.items()):
+            parked = row(screen, "assessment")[-1:] == ["1"]  # its DLQ counter, from its /metrics
+            if parked and all(row(screen, label)[1:2] == [value] for label, value in wanted.items()):
                 break
             await asyncio.sleep(0.5)
         for label, value in wanted.items():
             assert row(screen, label)[1:2] == [value], f"{label}: {row(screen, label)}\n{screen}"
+        assert row(screen, "assessment")[-1] == "1", screen  # what it parked, read from its /metrics
         assert row(screen, "gateway")[1] == "up", screen
         assert row(screen, "assessment")[1] == "up", screen
         assert row(screen, "ledger")[1] == "up", screen

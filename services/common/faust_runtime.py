@@ -21,7 +21,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.common import kafka
+from services.common import kafka, logs
 from services.common.metrics import StreamMetrics, observe_lag
 from services.common.outage import Backoff, is_outage
 from services.common.ready import RETRY_AFTER_S, Readiness, assigned_check, connect_check, kafka_check
@@ -96,7 +96,12 @@ def run_worker(app: faust.App, name: str) -> None:
     """Start the faust worker in the foreground (what `kalo run NAME` does)."""
     import sys
 
-    sys.argv = [name, "worker", "--loglevel", "info"]
+    s: Settings = app.conf.kalo_settings  # type: ignore[attr-defined]
+    config = logs.logging_config(name.removeprefix("kalo-"), s)
+    app.conf.logging_config = config  # faust applies it in place of its own handlers
+    # JSON logs: no banner on stdout, every line a JSON one.
+    quiet = ["--quiet"] if logs.is_json(config) else []
+    sys.argv = [name, *quiet, "worker", "--loglevel", s.log_level.lower()]
     app.main()
 
 

@@ -1,10 +1,10 @@
 """Process settings, read from `KALO_*` environment variables (and `.env` if present)."""
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The services that connect to PostgreSQL, each as its own login role `kalo_<service>`.
@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     control_db_password: str | None = None
 
     topic_prefix: str = ""
+    # Log lines: JSON when stderr is not a terminal, text on one (auto), or forced.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Where faust keeps its local state (table stores, offsets cache).
     data_dir: str = "/tmp/kalo-data"
     partitions: int = 12
@@ -96,6 +99,16 @@ class Settings(BaseSettings):
     control_signin_hours: float = 8.0
     # Send the page's cookies only over HTTPS (behind a TLS-terminating proxy).
     control_cookie_secure: bool = False
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="before")
     @classmethod

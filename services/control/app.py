@@ -285,7 +285,12 @@ async def serve(settings: Settings | None = None, clock: Clock = now_utc) -> Non
         )
         app = create_app(s, pool=pool, relay=relay, ruleset=ruleset, clock=clock, readiness=readiness)
         config = uvicorn.Config(
-            app, host=s.control_host, port=s.control_port, log_level="info", access_log=False, lifespan="off"
+            app,
+            host=s.control_host,
+            port=s.control_port,
+            log_config=None,  # `kalo run` set logging up; uvicorn's own would replace it
+            access_log=False,
+            lifespan="off",
         )
         server = _Server(config)
         if stopping.is_set():
@@ -320,5 +325,4 @@ async def serve(settings: Settings | None = None, clock: Clock = now_utc) -> Non
 
 def run() -> None:
     """`kalo run control`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(serve())

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.common.db import connect_pool
 from services.common.http_metrics import HttpMetricsMiddleware
 from services.common.limits import RateLimiter
+from services.common.logs import RequestIds, logging_config
 from services.common.outage import is_outage
 from services.common.problems import RETRY_AFTER_S, install_error_handlers
 from services.common.ready import Readiness, kafka_check, pool_check
@@ -181,7 +182,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.gateway_max_body_bytes)
     app.add_middleware(MediaTypes, accepted=BODY_MEDIA_TYPES)
     app.add_middleware(NoNul)
-    app.add_middleware(HttpMetricsMiddleware, metrics=HTTP, routes=app.router.routes)  # outermost
+    app.add_middleware(HttpMetricsMiddleware, metrics=HTTP, routes=app.router.routes)
+    app.add_middleware(RequestIds)  # outermost: every line of a request carries its id
     readiness = Readiness(
         {"postgres": pool_check(lambda: getattr(app.state, "pool", None)), "kafka": kafka_check(settings)},
         informative=frozenset({"kafka"}),  # receipts wait in the outbox while Kafka is away
@@ -257,7 +259,7 @@ def run(settings: Settings | None = None) -> None:
         workers=s.gateway_workers,
         host=s.gateway_host,
         port=s.gateway_port,
-        log_level="info",
+        log_config=logging_config("gateway", s),  # the workers' processes log as this one
         access_log=False,
         timeout_graceful_shutdown=5,  # SIGTERM ends the gateway within seconds
     )

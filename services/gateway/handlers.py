@@ -6,6 +6,7 @@ implements the port on PostgreSQL, and unit tests run the handlers on an in-memo
 
 from __future__ import annotations
 
+import logging
 import operator
 import uuid
 from collections.abc import Mapping
@@ -19,12 +20,15 @@ from contracts.audit import audit_event
 from contracts.declarations import LINE_FIELDS, DeclarationSubmitted
 from contracts.envelope import derived_id, wrap
 from contracts.pensions import CareerImported, PensionClaimFiled
+from services.common import logs
 from services.common.csv_safe import to_csv
 from services.gateway.auth import READ_ANY, require
 from services.gateway.errors import Problem, conflict, forbidden, not_found
 from services.gateway.registry import Principal, key_id_of
 from services.gateway.report import business_report, difference, report_table
 from services.gateway.schemas import CareerImportReceipt, ClaimIn, ClaimReceipt, DeclarationIn, Receipt
+
+log = logging.getLogger(__name__)
 
 SUBMITTED = "kalo.declarations.submitted"
 Row = Mapping[str, Any]
@@ -221,6 +225,7 @@ async def submit_declaration(
         raise forbidden(f"this API key cannot submit declarations for employer {employer_id!r}")
     declaration_id = new_declaration_id(now)
     event_id, message = submitted_message(declaration_id, decl, payload_sha256, now)
+    logs.bind(correlation_id=declaration_id, employer_id=employer_id)
     if max_message_bytes is not None and len(message) > max_message_bytes:
         # Receipted means decided: a message the topic cannot carry is refused here.
         raise Problem(
@@ -257,7 +262,10 @@ async def submit_declaration(
     )
     outcome, other = row["outcome"], row["other"]
     if outcome in ("created", "existing"):
-        return receipt_of({**row, "employer_id": employer_id}, prefix="r_"), outcome == "created"
+        receipt = receipt_of({**row, "employer_id": employer_id}, prefix="r_")
+        logs.bind(correlation_id=receipt.declaration_id)  # a repeat answers the earlier one
+        log.debug("declaration %s: %s, %d lines", receipt.declaration_id, outcome, len(decl.lines))
+        return receipt, outcome == "created"
     raise _refusal(outcome, other, decl)
 
 
@@ -297,6 +305,7 @@ def _refusal(outcome: str, other: str, decl: DeclarationIn) -> Problem:
 
 async def get_declaration(store: Store, principal: Principal, declaration_id: str) -> dict[str, Any]:
     """Receipt, status, business report and, for a correction, the difference it makes."""
+    logs.bind(correlation_id=declaration_id)
     require(principal, *READ_ANY, "employer")
     row = await store.declaration(declaration_id)
     if row is None:
@@ -316,6 +325,7 @@ async def get_declaration(store: Store, principal: Principal, declaration_id: st
 
 async def declaration_report_csv(store: Store, principal: Principal, declaration_id: str) -> str:
     """The business report as CSV, safe to open in a spreadsheet."""
+    logs.bind(correlation_id=declaration_id)
     require(principal, *READ_ANY, "employer")
     row = await store.report(declaration_id)
     if row is None:
@@ -555,6 +565,7 @@ async def file_claim(
     require(principal, "backoffice")
     claim_id = new_claim_id(now)
     event_id, message = claim_message(claim_id, claim, principal, payload_sha256, now)
+    logs.bind(correlation_id=claim_id)
     audit = None
     if audit_topic is not None:
         audit = _received(
@@ -588,7 +599,10 @@ async def file_claim(
     )
     outcome, other = row["outcome"], row["other"]
     if outcome in ("created", "existing"):
-        return claim_receipt(row, prefix="r_"), outcome == "created"
+        receipt = claim_receipt(row, prefix="r_")
+        logs.bind(correlation_id=receipt["claim_id"])
+        log.debug("claim %s: %s", receipt["claim_id"], outcome)
+        return receipt, outcome == "created"
     if outcome == "idempotency_conflict":
         raise conflict(
             f"this Idempotency-Key was already used for {other} with another body; "
@@ -618,6 +632,7 @@ async def file_claim(
 
 
 async def get_claim(store: Pensions, principal: Principal, claim_id: str) -> dict[str, Any]:
+    logs.bind(correlation_id=claim_id)
     """The claim's receipt, status, liquidation (RULES.md §5), flags and every decision."""
     require(principal, *CLAIM_READERS)
     row = await store.claim(claim_id)

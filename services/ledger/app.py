@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -194,7 +195,12 @@ async def run(settings: Settings | None = None) -> None:
             await asyncio.wait_for(ops.cleanup(), timeout=1)
 
 
-async def rebuild(settings: Settings | None = None) -> dict[str, int]:
+# What a rebuild reports as it goes: stage, records applied, records to apply.
+Progress = Callable[[str, int, int | None], None]
+REPLAYING = "replaying the ledger's topics"
+
+
+async def rebuild(settings: Settings | None = None, progress: Progress | None = None) -> dict[str, int]:
     """Empty the projections and replay the ledger's topics from the beginning: as the
     ledger's role, which may touch nothing but the ledger's schema."""
     s = settings or get_settings()
@@ -202,7 +208,7 @@ async def rebuild(settings: Settings | None = None) -> dict[str, int]:
     try:
         async with pool.acquire() as conn, conn.transaction():
             await reset_projections(conn, NAME)
-        records = await _consumer(s, pool).replay_to_end()
+        records = await _consumer(s, pool).replay_to_end(_reporting(progress))
         counts = {"records": records}
         for table in (
             "declaration_outcomes",
@@ -221,11 +227,18 @@ async def rebuild(settings: Settings | None = None) -> dict[str, int]:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(run())
 
 
-async def rebuild_into(schema: str, settings: Settings | None = None) -> dict[str, Any]:
+def _reporting(progress: Progress | None) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(REPLAYING, done, total)
+
+
+async def rebuild_into(
+    schema: str, settings: Settings | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
     """Replay the ledger's topics from the beginning into empty copies of its tables in a new
     schema (the live projections are not touched; the ledger may keep running), then diff
     them row by row against the live projections."""
@@ -236,7 +249,7 @@ async def rebuild_into(schema: str, settings: Settings | None = None) -> dict[st
         # As the admin: the ledger's role may create no schema (an auditor's or operator's task).
         pool = await db.connect_pool(s.dsn, min_size=1, max_size=4, server_settings={"search_path": schema})
         try:
-            records = await _consumer(s, pool).replay_to_end()
+            records = await _consumer(s, pool).replay_to_end(_reporting(progress))
         finally:
             await pool.close()
         tables_diff = await diff(conn, live, schema, tables)

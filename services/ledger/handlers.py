@@ -166,6 +166,19 @@ def latest_per_month(events: list[Decoded]) -> list[Decoded]:
     return list(latest.values())
 
 
+def late_charges(events: list[Decoded]) -> dict[tuple[str, str], tuple[int, int]]:
+    """The most months late and the highest surcharge of each employer-month in this batch: a
+    corrective keeps the original's surcharge even when both arrive in one batch (the newest
+    alone would carry the corrective's)."""
+    worst: dict[tuple[str, str], tuple[int, int]] = {}
+    for e in events:
+        d = e.data
+        key = (d.employer_id, d.period)
+        late, surcharge = worst.get(key, (0, 0))
+        worst[key] = (max(late, d.months_late), max(surcharge, d.surcharge))
+    return worst
+
+
 def imported_rows(events: list[Decoded]) -> list[tuple[str, str, str, int, str, Any]]:
     """The rows of imported careers, one per worker, month and employer; within the batch the
     later event wins (events of one worker come in order: they share a partition)."""

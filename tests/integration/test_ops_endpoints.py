@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -338,3 +340,13 @@ async def test_ready_is_503_naming_postgresql_when_it_cannot_be_reached(everythi
     finally:
         everything.stop("gateway-nopg")
         everything.stop("ledger-nopg")
+
+
+async def test_promtool_accepts_every_live_scrape(everything: Stack, promtool: Path) -> None:
+    """Each service's /metrics, as Prometheus would scrape it, passes `promtool check metrics`
+    (the exposition format and its naming conventions)."""
+    for name, text in (await scrape(everything)).items():
+        checked = subprocess.run(
+            [str(promtool), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+        )
+        assert checked.returncode == 0, (name, checked.stdout + checked.stderr)

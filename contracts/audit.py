@@ -22,11 +22,15 @@ class AuditRecorded(Payload):
     TYPE: ClassVar[str] = "audit.recorded"
 
     action: str = Field(
-        description="e.g. declaration.received, declaration.assessed, declaration.rejected, "
-        "pension.liquidated, control.flagged, control.decided, control.escalated, "
+        description="declaration.received, claim.received, careers.import_received (the gateway's "
+        "receipts), declaration.assessed, declaration.rejected, pension.liquidated, "
+        "control.decided (flags on arrival, then each decision), control.escalated, "
         "control.session_closed, dlq.parked, dlq.replayed"
     )
-    subject: str = Field(description="the declaration or claim id (what the decision is about)")
+    subject: str = Field(
+        description="what the decision is about: a declaration, claim, careers import or control "
+        "session id, or a message's topic/partition/offset (the DLQ's)"
+    )
     ruleset: str | None = None
     input_sha256: str = Field(description="SHA-256 (hex) of the decision's input, as received")
     output_sha256: str = Field(description="SHA-256 (hex) of the decision's output, as sent")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,6 +58,14 @@ def derived_id(causation_id: uuid.UUID | str, event_type: str) -> uuid.UUID:
     return derived
 
 
+@cache
+def envelope_model(data_type: type[Payload]) -> type[Envelope[Any]]:
+    """`Envelope[data_type]`, built once: pydantic holds its parametrised models only weakly,
+    so `Envelope[X]` in a hot loop rebuilds the model (milliseconds) almost every time."""
+    model: type[Envelope[Any]] = Envelope[data_type]  # type: ignore[valid-type]
+    return model
+
+
 def wrap(
     data: P,
     *,
@@ -69,7 +78,7 @@ def wrap(
     """Build an envelope; a derived event (with a cause) gets its deterministic id."""
     if event_id is None:
         event_id = derived_id(causation_id, data.TYPE) if causation_id else uuid.uuid4()
-    model: Any = Envelope[type(data)]  # type: ignore[misc]
+    model: Any = envelope_model(type(data))
     envelope: Envelope[P] = model(
         id=event_id,
         type=data.TYPE,

@@ -7,10 +7,11 @@ and carries the snapshot it computed from, and the point that snapshot was taken
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from contracts.declarations import Category, Identifier, Period, Regime, _checked
 from contracts.envelope import Payload
@@ -66,6 +67,49 @@ class CareerAsOf(_Model):
     imported_rows: int = Field(description="career rows imported from before Kalo (month and employer)")
 
 
+# Where a month of a career snapshot comes from: declarations Kalo assessed, history imported
+# from before Kalo, or rows of each (two employers, one of each kind).
+CareerSource = Literal["assessed", "imported", "both"]
+CAREER_SOURCES: tuple[str, ...] = ("assessed", "imported", "both")
+
+
+def source_runs(sources: Iterable[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """(period, source) of each month of a career, oldest first → runs of consecutive entries
+    with one source: (first period, last period, source). A career is mostly one run of
+    imported months then one of assessed months: a few runs say it for hundreds of months."""
+    runs: list[list[str]] = []
+    for period, source in sources:
+        if runs and runs[-1][2] == source:
+            runs[-1][1] = period
+        else:
+            runs.append([period, period, source])
+    return [(first, last, source) for first, last, source in runs]
+
+
+def month_sources(career: Sequence[Sequence[Any]], runs: Sequence[Sequence[str]]) -> dict[str, str]:
+    """Period → source of each month of `career` ((period, base) pairs, oldest first), from
+    its runs. ValueError when the runs do not cover the career's entries exactly, in order."""
+    out: dict[str, str] = {}
+    k = 0
+    for n, run in enumerate(runs):
+        first, last, source = run
+        if source not in CAREER_SOURCES:
+            raise ValueError(f"career_sources[{n}]: {source!r} is not one of {', '.join(CAREER_SOURCES)}")
+        if k >= len(career) or career[k][0] != first:
+            raise ValueError(f"career_sources[{n}] starts at {first}, not at the career's next month")
+        while True:
+            period = str(career[k][0])
+            out[period] = source
+            k += 1
+            if period == last:
+                break
+            if k >= len(career) or str(career[k][0]) > last:
+                raise ValueError(f"career_sources[{n}] ends at {last}, not at a month of the career")
+    if k != len(career):
+        raise ValueError(f"career_sources cover {k} of the career's {len(career)} months")
+    return out
+
+
 class PensionLiquidated(Payload):
     """The liquidation with the career snapshot it was computed from (for the control)."""
 
@@ -84,6 +128,18 @@ class PensionLiquidated(Payload):
     liquidation: dict[str, Any] = Field(description="the liquidation of RULES.md §5")
     as_of: CareerAsOf | None = Field(default=None, description="the point the career was read at")
     filed_at: datetime | None = Field(default=None, description="when the gateway received the claim")
+    career_sources: list[tuple[Period, Period, CareerSource]] | None = Field(
+        default=None,
+        description="where each month of `career` comes from, in runs of consecutive entries of "
+        "`career` (first period, last period, source): assessed (declarations), imported (from "
+        "before Kalo) or both; absent from liquidations made before it was carried",
+    )
+
+    @model_validator(mode="after")
+    def _sources_cover_the_career(self) -> Self:
+        if self.career_sources is not None:
+            month_sources(self.career, self.career_sources)
+        return self
 
 
 class ControlDecision(Payload):
@@ -135,12 +191,16 @@ class CareerImported(Payload):
 
 __all__ = [
     "CAREER_ENTRY_FIELDS",
+    "CAREER_SOURCES",
     "CareerAsOf",
     "CareerImported",
+    "CareerSource",
     "ControlDecision",
     "Day",
     "Grade",
     "PensionApproved",
     "PensionClaimFiled",
     "PensionLiquidated",
+    "month_sources",
+    "source_runs",
 ]

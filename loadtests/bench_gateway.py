@@ -262,7 +262,7 @@ async def receipt_db_histogram(port: int) -> dict[str, float]:
     """kalo_gateway_receipt_seconds from the gateway's /metrics: cumulative bucket counts
     by upper bound, and the sum under "sum"."""
     async with httpx.AsyncClient() as c:
-        text = (await c.get(f"http://127.0.0.1:{port}/metrics/", timeout=10)).text
+        text = (await c.get(f"http://127.0.0.1:{port}/metrics", timeout=10)).text
     out: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("kalo_gateway_receipt_seconds_bucket"):

@@ -493,11 +493,10 @@ async def _scrape(services: Services) -> dict[str, float]:
             for line in text.splitlines():
                 if line.startswith(
                     (
-                        "kalo_declarations_total{",
-                        "kalo_declaration_lines_total{",
-                        "kalo_processing_seconds_",
-                        "kalo_assessment_",
-                        "kalo_ledger_",
+                        "kalo_assessment_declarations_total{",
+                        "kalo_assessment_lines_total{",
+                        "kalo_assessment_batch_seconds_",
+                        "kalo_ledger_batch_seconds_",
                     )
                 ) and not any(x in line for x in ("bucket", "_created")):
                     name = line.split(" ")[0]

@@ -89,11 +89,10 @@ class Sampler:
 
 
 def _lines_counted(text: str) -> float:
-    """The assessment's lines counter, whatever its family's prefix."""
+    """The assessment's lines counter (kalo_assessment_lines_total, every outcome)."""
     total = 0.0
     for line in text.splitlines():
-        name = line.split("{", 1)[0]
-        if name.endswith("declaration_lines_total"):
+        if line.split("{", 1)[0] == "kalo_assessment_lines_total":
             total += float(line.split()[-1])
     return total
 

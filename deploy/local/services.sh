@@ -26,8 +26,8 @@ start() {
     echo $! >"$RUN_DIR/$svc.pid"
   done
   for svc in "${@:-${ALL[@]}}"; do
-    [[ "$svc" == gateway ]] && wait_for "the gateway" 60 curl -fsS "http://127.0.0.1:${KALO_GATEWAY_PORT:-8080}/health"
-    [[ "$svc" == control ]] && wait_for "the control commission" 60 curl -fsS "http://127.0.0.1:${KALO_CONTROL_PORT:-8081}/health"
+    [[ "$svc" == gateway ]] && wait_for "the gateway" 60 curl -fsS "http://127.0.0.1:${KALO_GATEWAY_PORT:-8080}/ready"
+    [[ "$svc" == control ]] && wait_for "the control commission" 60 curl -fsS "http://127.0.0.1:${KALO_CONTROL_PORT:-8081}/ready"
   done
   return 0
 }

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import asyncpg
 
 from services.assessment.handlers import EmployerRecord
+from services.assessment.metrics import STREAM
 from services.common import outputs
 from services.common.outputs import KafkaSender
 
@@ -81,4 +82,4 @@ class PgRegistry:
 
 class KafkaDeadLetters(outputs.KafkaDeadLetters):
     def __init__(self, sender: KafkaSender) -> None:
-        super().__init__(sender, SERVICE)
+        super().__init__(sender, SERVICE, STREAM)

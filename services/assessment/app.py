@@ -12,9 +12,8 @@ from typing import Any
 import faust
 
 from contracts.declarations import ITEM_COLUMNS
-from services.assessment import handlers
+from services.assessment import handlers, metrics
 from services.assessment.adapters import SERVICE, KafkaDeadLetters, KafkaSender, PgRegistry
-from services.common import metrics
 from services.common.db import connect_pool
 from services.common.faust_runtime import (
     Outputs,
@@ -65,12 +64,12 @@ def create_app(settings: Settings | None = None, ruleset: Ruleset | None = None)
             max_output_bytes=max_output_bytes,
         )
         observe(outcomes)
-        metrics.PROCESSING.labels(SERVICE).observe(time.perf_counter() - started)
+        metrics.STREAM.batch.observe(time.perf_counter() - started)
 
     source = topic("kalo.declarations.submitted", s)
     install_batch_agent(app, source, batch=s.assessment_batch, consumed=_message, process=process)
-    install_lag_gauge(app, SERVICE)
-    install_pages(app)
+    install_lag_gauge(app, metrics.STREAM)
+    install_pages(app, SERVICE, s)
     app.conf.kalo_settings = s  # type: ignore[attr-defined]
     return app
 
@@ -86,19 +85,21 @@ def observe(outcomes: list[handlers.Outcome]) -> None:
     errors: Counter[str] = Counter()
     francs: Counter[str] = Counter()
     now = datetime.now(UTC)
+    end_to_end = metrics.STREAM.end_to_end
+    assert end_to_end is not None
     for outcome in outcomes:
         declarations[outcome.status] += 1
         lines[outcome.status] += outcome.lines
         errors.update(err["code"] for err in outcome.errors)
         francs.update(outcome.by_branch)
         latency = (now - outcome.submitted_at).total_seconds()
-        metrics.END_TO_END.labels("assessed").observe(max(latency, 0.0))
+        end_to_end.observe(max(latency, 0.0))
     for status, n in declarations.items():
         metrics.DECLARATIONS.labels(status).inc(n)
     for status, n in lines.items():
         metrics.LINES.labels(status).inc(n)
     for code, n in errors.items():
-        metrics.REJECTIONS.labels(code).inc(n)
+        metrics.ERRORS.labels(code).inc(n)
     for branch, amount in francs.items():
         metrics.CONTRIBUTIONS.labels(branch, FUND_OF_BRANCH.get(branch, "?")).inc(amount)
 

@@ -30,6 +30,7 @@ from contracts.declarations import (
 )
 from contracts.envelope import Envelope, Payload, envelope_json
 from services.assessment.encoding import amo_parts, rules_input
+from services.common import logs
 from services.common.batches import OutputTooLarge as OutputTooLarge  # what parks an output too large
 from services.common.batches import check_sizes, decoded_or_parked, together_or_one_by_one
 from services.common.hashing import sha256_hex
@@ -241,6 +242,7 @@ def assess_submitted(
     audit = {
         "action": output_type.TYPE,
         "subject": d.declaration_id,
+        "actor": PRODUCER,  # the assessment decided, by the rules
         "ruleset": result["ruleset"],
         # The input as received, the output as sent (its payload): an auditor re-derives both.
         "input_sha256": sha256_hex(raw),
@@ -299,17 +301,23 @@ async def _assess_together(
     known = await registry.known_workers(sorted({line[0] for _, env in decoded for line in env.data.lines}))
     outcomes = []
     for message, env in decoded:
-        try:
-            outcome = assess_submitted(
-                env, message.value, ruleset, employer=employers.get(env.data.employer.id), known_workers=known
-            )
-            check_sizes(outcome.messages, max_output_bytes)
-        except Exception as exc:  # a bug or bad data the contracts let through
-            log.exception("assessment of %s failed", env.data.declaration_id)
-            await dead_letters.park(message, exc)
-            continue
-        for out in outcome.messages:
-            await sender.send(out.topic, out.key, out.value)
-        outcomes.append(outcome)
+        with logs.handling(env):  # its ids on every line logged meanwhile
+            try:
+                outcome = assess_submitted(
+                    env,
+                    message.value,
+                    ruleset,
+                    employer=employers.get(env.data.employer.id),
+                    known_workers=known,
+                )
+                check_sizes(outcome.messages, max_output_bytes)
+            except Exception as exc:  # a bug or bad data the contracts let through
+                log.exception("assessment of %s failed", env.data.declaration_id)
+                await dead_letters.park(message, exc)
+                continue
+            for out in outcome.messages:
+                await sender.send(out.topic, out.key, out.value)
+            log.debug("declaration %s %s: %d lines", env.data.declaration_id, outcome.status, outcome.lines)
+            outcomes.append(outcome)
     await sender.flush()
     return outcomes

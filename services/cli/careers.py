@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from services.cli.output import console
+from services.cli.progress import Report, progress
 from services.common.settings import get_settings
 
 app = typer.Typer(help="Careers from before Kalo.", no_args_is_help=True)
@@ -48,7 +49,8 @@ def careers_import(
         raise typer.Exit(2) from None
     except OSError as exc:
         raise typer.BadParameter(str(exc), param_hint="FILE") from None
-    receipt = asyncio.run(_import(file.read_bytes(), rows, label, wait))
+    with progress(console, enabled=not as_json) as report:
+        receipt = asyncio.run(_import(file.read_bytes(), rows, label, wait, report))
     if as_json:
         print(json.dumps(receipt))
         return
@@ -65,7 +67,7 @@ def careers_import(
             raise typer.Exit(1)
 
 
-async def _import(data: bytes, rows: list[Any], label: str, wait: float) -> dict[str, Any]:
+async def _import(data: bytes, rows: list[Any], label: str, wait: float, report: Report) -> dict[str, Any]:
     from services.common.db import connect
     from services.common.hashing import sha256_hex
     from services.common.kafka import topic
@@ -78,6 +80,7 @@ async def _import(data: bytes, rows: list[Any], label: str, wait: float) -> dict
     try:
         store = PgStore(conn)
         who = Principal("backoffice", None, label, "cli")
+        report("writing the receipt and the outbox", 0, None)
         receipt, _ = await handlers.import_careers(
             store,
             who,
@@ -86,12 +89,15 @@ async def _import(data: bytes, rows: list[Any], label: str, wait: float) -> dict
             idempotency_key=None,
             now=datetime.now(UTC),
             topic=topic(handlers.CAREERS_IMPORTED, settings),
+            audit_topic=topic("kalo.audit", settings),
         )
+        report("writing the receipt and the outbox", 1, 1)
         deadline = time.monotonic() + wait
         while wait:
             row = await store.career_import(receipt["import_id"])
             assert row is not None
             receipt["applied_workers"] = row["applied_workers"]
+            report("workers applied by the ledger", row["applied_workers"], receipt["workers"])
             if row["applied_workers"] >= receipt["workers"] or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.25)

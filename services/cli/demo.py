@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from services.cli.output import console
+from services.cli.progress import progress
 from services.common.settings import get_settings
 
 if TYPE_CHECKING:
@@ -30,9 +31,17 @@ def demo(
     from services.demo.run import run_demo
 
     s = get_settings()
-    out = asyncio.run(
-        run_demo(s, employers=employers, timeout_s=timeout, retiring=retiring, control_wait_s=control_wait)
-    )
+    with progress(console) as report:
+        out = asyncio.run(
+            run_demo(
+                s,
+                employers=employers,
+                timeout_s=timeout,
+                retiring=retiring,
+                control_wait_s=control_wait,
+                progress=report,
+            )
+        )
     console.print(
         f"[bold]Kalo demo[/bold]: {out.declarations} declarations ({out.lines:,} lines) submitted "
         f"through the gateway in {out.submitted_s:.1f} s, plus one correction"

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from services.cli.output import console
+from services.cli.progress import progress
 from services.common.settings import get_settings
 
 app = typer.Typer(help="The dead-letter topic (kalo.dlq).", no_args_is_help=True)
@@ -32,15 +33,32 @@ def dlq_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 
 @app.command("replay")
-def dlq_replay(letter_id: Annotated[str, typer.Argument(help="the id shown by `kalo dlq list`")]) -> None:
-    """Send a dead letter's original bytes back to its topic."""
+def dlq_replay(
+    letter_ids: Annotated[
+        list[str],
+        typer.Argument(
+            help="the ids shown by `kalo dlq list` (several: `kalo dlq list --json | jq -r '.[].id'`)"
+        ),
+    ],
+) -> None:
+    """Send dead letters' original bytes back to their topics (every id checked before any is sent)."""
     import getpass
 
-    from services.common.dlq_ops import replay
+    from services.common.dlq_ops import replay_many
 
     try:  # the audit event names who replayed it: the operating-system user of the command
-        result = asyncio.run(replay(get_settings(), letter_id, actor=f"cli:{getpass.getuser()}"))
+        with progress(console) as report:
+            results = asyncio.run(
+                replay_many(
+                    get_settings(),
+                    letter_ids,
+                    actor=f"cli:{getpass.getuser()}",
+                    on_progress=lambda sent, total: report("dead letters replayed", sent, total),
+                )
+            )
     except KeyError as exc:
         console.print(f"[red]{exc.args[0]}[/red]")
         raise typer.Exit(1) from None
-    console.print(f"replayed to {result['topic']} partition {result['partition']} offset {result['offset']}")
+    for result in results:
+        where = f"{result['topic']} partition {result['partition']} offset {result['offset']}"
+        console.print(f"replayed {result['id']} to {where}", soft_wrap=True)  # one line each, piped too

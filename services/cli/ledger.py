@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from services.cli.output import console
+from services.cli.progress import progress
 from services.common.settings import get_settings
 
 app = typer.Typer(help="The ledger's projections (accounts, careers).", no_args_is_help=True)
@@ -33,7 +34,8 @@ def ledger_rebuild(
 
     if into is not None:
         try:
-            result = asyncio.run(rebuild_into(into, get_settings()))
+            with progress(console, enabled=not as_json) as report:
+                result = asyncio.run(rebuild_into(into, get_settings(), report))
         except ValueError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from None
@@ -58,7 +60,8 @@ def ledger_rebuild(
         return
 
     try:
-        counts = asyncio.run(rebuild(get_settings()))
+        with progress(console, enabled=not as_json) as report:
+            counts = asyncio.run(rebuild(get_settings(), report))
     except LedgerRunning as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None

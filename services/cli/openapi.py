@@ -10,17 +10,25 @@ from services.cli.output import console
 
 
 def openapi(
-    check: Annotated[bool, typer.Option("--check", help="exit 1 if contracts/openapi.json is stale")] = False,
+    check: Annotated[bool, typer.Option("--check", help="exit 1 if an exported document is stale")] = False,
 ) -> None:
-    """Export the gateway's OpenAPI document to contracts/openapi.json."""
-    from services.gateway.openapi import EXPORT, document, render
+    """Export the OpenAPI documents of the gateway (contracts/openapi.json) and of the control
+    commission (contracts/control-openapi.json)."""
+    from services.common.openapi import render
+    from services.control import openapi as control
+    from services.gateway import openapi as gateway
 
-    text = render(document())
-    if check:
-        if not EXPORT.exists() or EXPORT.read_text() != text:
-            console.print(f"[red]{EXPORT} is stale: run `kalo openapi`[/red]")
-            raise typer.Exit(1)
-        console.print(f"{EXPORT} is up to date")
-        return
-    EXPORT.write_text(text)
-    console.print(f"wrote {EXPORT}")
+    stale = False
+    for export, document in ((gateway.EXPORT, gateway.document), (control.EXPORT, control.document)):
+        text = render(document())
+        if check:
+            if not export.exists() or export.read_text() != text:
+                console.print(f"[red]{export} is stale: run `kalo openapi`[/red]")
+                stale = True
+            else:
+                console.print(f"{export} is up to date")
+            continue
+        export.write_text(text)
+        console.print(f"wrote {export}")
+    if stale:
+        raise typer.Exit(1)

@@ -16,10 +16,10 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from services.cli.output import console
+from services.cli.progress import progress
 from services.common.settings import get_settings
 
 
@@ -78,25 +78,8 @@ def replay(
         console.print("[red]--to must be after --from[/red]")
         raise typer.Exit(2)
     settings = get_settings()
-    if console.is_terminal and not as_json:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            tasks: dict[str, Any] = {}
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=total)
-                bar.update(tasks[stage], completed=done, total=total)
-
-            report = asyncio.run(run_replay(settings, options, progress))
-    else:
-        report = asyncio.run(run_replay(settings, options))
+    with progress(console, enabled=not as_json) as report_progress:
+        report = asyncio.run(run_replay(settings, options, report_progress))
     doc = report.as_json()
     if as_json:
         print(json.dumps(doc, indent=2, default=str))

@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 
 from services.cli.output import console
+from services.common.logs import configure_logging
+from services.common.settings import get_settings
 
 # name → "module:function" that runs it (the module builds everything when called).
 SERVICES: dict[str, str] = {
@@ -34,5 +36,7 @@ def run(service: Annotated[str, typer.Argument(help=" | ".join((*SERVICES, *PLAN
         else:
             console.print(f"[red]unknown service {service!r}; one of {', '.join(SERVICES)}[/red]")
         raise typer.Exit(2)
+    # Every line of a service through one setup (JSON off a terminal), before it builds anything.
+    configure_logging(service, get_settings())
     module, function = target.split(":")
     getattr(importlib.import_module(module), function)()

@@ -1,4 +1,4 @@
-"""`kalo status`."""
+"""`kalo status` (once, as JSON) and `kalo status --watch` (a live view, services/cli/watch)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,28 @@ from services.cli.output import console
 from services.common.settings import get_settings
 
 
-def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def status(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="A live view: throughput, lag per service, outbox, DLQ, control, objectives.",
+        ),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.5, help="Seconds between refreshes of --watch.")
+    ] = 3.0,
+) -> None:
     """Topics, consumer lag, declarations by status, outbox backlog."""
     from services.common.status import database_status, kafka_status
 
     s = get_settings()
+    if watch:
+        from services.cli.watch import watch as live
+
+        live(s, interval, console)
+        return
     report: dict[str, object] = {}
     for part, probe in (("kafka", kafka_status), ("postgres", database_status)):
         try:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol, TypeVar
 
+from services.common import logs
 from services.common.outage import is_outage
 
 log = logging.getLogger(__name__)
@@ -71,10 +72,11 @@ async def together_or_one_by_one(
         log.warning("batch failed (%r); processing its %d %s one by one", exc, len(items), what)
     results: list[R] = []
     for item in items:
-        try:
-            results += await process([item])
-        except Exception as single:
-            if is_outage(single):
-                raise
-            await park(item[0], single)
+        with logs.handling(item[1]):  # the parking's line names the event
+            try:
+                results += await process([item])
+            except Exception as single:
+                if is_outage(single):
+                    raise
+                await park(item[0], single)
     return results

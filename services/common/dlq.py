@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from contracts.audit import DeadLetter, audit_event
 from contracts.envelope import derived_id, wrap
-from services.common import metrics
+from services.common.metrics import StreamMetrics
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,13 @@ async def park(
     key: bytes | None,
     value: bytes,
     error: BaseException,
+    stream: StreamMetrics,
     send_audit: Callable[[str, bytes], Awaitable[object]] | None = None,
 ) -> None:
     """Dead-letter one message: log it, send the letter (`send(key, value)` to kalo.dlq, as
     the caller's runtime sends), record it (`send_audit(key, value)` to kalo.audit: action
-    `dlq.parked`), count it. The one way every service parks a message."""
+    `dlq.parked`), count it in the service's `kalo_<service>_dlq_messages_total`. The one
+    way every service parks a message."""
     log.warning("%s: %s/%s/%s to DLQ: %s", service, topic, partition, offset, error)
     letter_key, letter = dead_letter(
         service=service, topic=topic, partition=partition, offset=offset, key=key, value=value, error=error
@@ -79,7 +81,7 @@ async def park(
     await send(letter_key, letter)
     if send_audit is not None:
         await send_audit(letter_key, parked_audit(service, letter_key, value, letter, error))
-    metrics.DLQ.labels(service, topic).inc()
+    stream.dlq.labels(topic).inc()
 
 
 def parked_audit(service: str, position: str, value: bytes, letter: bytes, error: BaseException) -> bytes:

@@ -6,10 +6,11 @@ import asyncio
 import base64
 import hashlib
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from contracts.audit import DeadLetter, audit_event
 from contracts.envelope import Envelope
@@ -61,43 +62,63 @@ def summary(letter: Envelope[DeadLetter]) -> dict[str, Any]:
 async def replay(settings: Settings, letter_id: str, actor: str = "cli") -> dict[str, Any]:
     """Produce the original bytes again to their original topic (after a fix was deployed),
     and record it on kalo.audit (`dlq.replayed`, by `actor`)."""
-    for letter in await read_dead_letters(settings):
-        if str(letter.id) == letter_id:
-            d = letter.data
-            value = base64.b64decode(d.value_b64)
-            if d.value_truncated:
-                value = await _read_source(settings, d)
-            producer = kafka.producer(settings)
-            await producer.start()
-            try:
-                meta = await producer.send_and_wait(
-                    d.topic,
-                    value,
-                    key=base64.b64decode(d.key_b64) if d.key_b64 else None,
-                )
-                position = f"{d.topic}/{d.partition}/{d.offset}"
-                _, audit = audit_event(
-                    action="dlq.replayed",
-                    subject=position,
-                    actor=actor,
-                    input_bytes=value,
-                    output_bytes=value,
-                    producer="cli",
-                    causation_id=letter.id,
-                    event_id=uuid.uuid4(),  # each replay is a decision of its own
-                    details={
-                        "letter_id": letter_id,
-                        "service": d.service,
-                        "to": f"{d.topic}/{meta.partition}/{meta.offset}",
-                    },
-                )
-                await producer.send_and_wait(
-                    kafka.topic("kalo.audit", settings), audit, key=position.encode()
-                )
-            finally:
-                await producer.stop()
-            return {"id": letter_id, "topic": d.topic, "partition": meta.partition, "offset": meta.offset}
-    raise KeyError(f"no dead letter with id {letter_id}")
+    [result] = await replay_many(settings, [letter_id], actor)
+    return result
+
+
+async def replay_many(
+    settings: Settings,
+    letter_ids: list[str],
+    actor: str = "cli",
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """`replay` of several letters: the topic read once, one producer; every id is checked
+    before any is sent (KeyError naming the unknown ones). `on_progress(sent, total)`."""
+    letters = {str(letter.id): letter for letter in await read_dead_letters(settings)}
+    unknown = [i for i in letter_ids if i not in letters]
+    if unknown:
+        raise KeyError(f"no dead letter with id {', '.join(unknown)}")
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        results = []
+        for letter_id in letter_ids:
+            results.append(await _send_back(settings, producer, letters[letter_id], actor))
+            if on_progress is not None:
+                on_progress(len(results), len(letter_ids))
+        return results
+    finally:
+        await producer.stop()
+
+
+async def _send_back(
+    settings: Settings, producer: AIOKafkaProducer, letter: Envelope[DeadLetter], actor: str
+) -> dict[str, Any]:
+    d = letter.data
+    value = base64.b64decode(d.value_b64)
+    if d.value_truncated:
+        value = await _read_source(settings, d)
+    meta = await producer.send_and_wait(
+        d.topic, value, key=base64.b64decode(d.key_b64) if d.key_b64 else None
+    )
+    position = f"{d.topic}/{d.partition}/{d.offset}"
+    _, audit = audit_event(
+        action="dlq.replayed",
+        subject=position,
+        actor=actor,
+        input_bytes=value,
+        output_bytes=value,
+        producer="cli",
+        causation_id=letter.id,
+        event_id=uuid.uuid4(),  # each replay is a decision of its own
+        details={
+            "letter_id": str(letter.id),
+            "service": d.service,
+            "to": f"{d.topic}/{meta.partition}/{meta.offset}",
+        },
+    )
+    await producer.send_and_wait(kafka.topic("kalo.audit", settings), audit, key=position.encode())
+    return {"id": str(letter.id), "topic": d.topic, "partition": meta.partition, "offset": meta.offset}
 
 
 async def _read_source(settings: Settings, d: DeadLetter) -> bytes:

@@ -1,5 +1,5 @@
 """What every faust stream processor shares: batches that wait out outages, SIGTERM during an
-outage, the lag gauge, the /metrics and /health pages.
+outage, the lag gauge, the /metrics, /health and /ready pages.
 
 A faust batch (`take_events`) is acknowledged when the agent's loop body ends, even on an
 error; so an outage of PostgreSQL or Kafka is waited out inside the body, and the partition
@@ -22,10 +22,12 @@ import uvloop
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.common import kafka, metrics
+from services.common import kafka, logs
 from services.common.faust_tuning import BatchTransport, QuietMonitor
 from services.common.gc_tuning import tune_gc
+from services.common.metrics import StreamMetrics, observe_lag
 from services.common.outage import Backoff, is_outage
+from services.common.ready import RETRY_AFTER_S, Readiness, assigned_check, connect_check, kafka_check
 from services.common.rulesets import publish_ruleset
 from services.common.settings import Settings
 
@@ -59,16 +61,24 @@ async def until_done(app: faust.App, work: Callable[[], Awaitable[None]], *, siz
             await asyncio.sleep(0.25)
 
 
-def install_lag_gauge(app: faust.App, service: str, interval: float = 5.0) -> None:
-    """kalo_consumer_lag per assigned partition, every `interval` seconds."""
+def install_lag_gauge(app: faust.App, stream: StreamMetrics, interval: float = 5.0) -> None:
+    """kalo_<service>_consumer_lag per assigned partition, every `interval` seconds."""
 
     @app.timer(interval=interval)
-    async def observe_lag() -> None:
-        await metrics.observe_lag(service, app.consumer)
+    async def lag() -> None:
+        await observe_lag(stream, app.consumer)
 
 
-def install_pages(app: faust.App) -> None:
-    """/metrics for Prometheus and /health (alive: the worker answers)."""
+def install_pages(app: faust.App, service: str, settings: Settings) -> None:
+    """/metrics for Prometheus, /health (alive: the worker answers) and /ready (PostgreSQL
+    and Kafka answer, partitions of its topic are assigned to this worker)."""
+    readiness = Readiness(
+        {
+            "postgres": connect_check(service, settings),
+            "kafka": kafka_check(settings),
+            "consumer": assigned_check(lambda: app.consumer),
+        }
+    )
 
     @app.page("/metrics")
     async def metrics_page(web, request):  # type: ignore[no-untyped-def]
@@ -77,6 +87,12 @@ def install_pages(app: faust.App) -> None:
     @app.page("/health")
     async def health_page(web, request):  # type: ignore[no-untyped-def]
         return web.json({"status": "ok", "stopping": bool(app.should_stop)})
+
+    @app.page("/ready")
+    async def ready_page(web, request):  # type: ignore[no-untyped-def]
+        status, body = await readiness.report()
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status != 200 else None
+        return web.json(body, status=status, headers=headers)
 
 
 def run_worker(app: faust.App, name: str) -> None:
@@ -88,7 +104,12 @@ def run_worker(app: faust.App, name: str) -> None:
     # (faust's `--loop uvloop` option is parsed but not applied: the policy is set here.)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     tune_gc()
-    sys.argv = [name, "worker", "--loglevel", "info"]
+    s: Settings = app.conf.kalo_settings  # type: ignore[attr-defined]
+    config = logs.logging_config(name.removeprefix("kalo-"), s)
+    app.conf.logging_config = config  # faust applies it in place of its own handlers
+    # JSON logs: no banner on stdout, every line a JSON one.
+    quiet = ["--quiet"] if logs.is_json(config) else []
+    sys.argv = [name, *quiet, "worker", "--loglevel", s.log_level.lower()]
     app.main()
 
 
@@ -100,6 +121,7 @@ def stream_app(s: Settings, name: str, *, web_port: int, batch: int) -> faust.Ap
         f"{s.topic_prefix}kalo-{name}",
         broker=f"kafka://{s.bootstrap}",
         web_host=s.metrics_host,
+        web_bind=s.metrics_host,  # faust's default is 0.0.0.0
         web_port=web_port,
         key_serializer="raw",
         value_serializer="raw",

@@ -1,57 +1,80 @@
-"""Prometheus metrics shared by the services (each process serves its own /metrics)."""
+"""The shapes of Prometheus metrics every consuming service has (lag, batch time, dead letters,
+end-to-end latency), made per service by `stream_metrics`.
+
+No family is defined here at import: each service defines its own in its own `metrics`
+module, every name `kalo_<service>_…`, so that a process exports its own families only and
+no family comes from two services. Shared code (the DLQ, the tracked consumer, faust's lag
+timer) is handed the service's `StreamMetrics` and writes into that service's families.
+"""
+
+from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# service → the module that defines its families (named, not imported: a process imports its
+# own only). Tools that need every family (the dashboard's test) import them all.
+SERVICE_METRICS = {
+    "gateway": "services.gateway.metrics",
+    "assessment": "services.assessment.metrics",
+    "ledger": "services.ledger.metrics",
+    "liquidation": "services.liquidation.metrics",
+    "control": "services.control.metrics",
+    "audit": "services.control.audit.metrics",
+}
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
-DECLARATIONS = Counter("kalo_declarations_total", "Declarations assessed, by outcome", ["status"])
-LINES = Counter("kalo_declaration_lines_total", "Declaration lines assessed, by outcome", ["status"])
-REJECTIONS = Counter("kalo_declaration_errors_total", "Business validation errors, by code", ["code"])
-CONTRIBUTIONS = Counter(
-    "kalo_contributions_francs_total",
-    "Contributions assessed (XOF), by branch and fund",
-    ["branch", "fund"],
-)
-PROCESSING = Histogram(
-    "kalo_processing_seconds",
-    "Time to process one batch of messages",
-    ["service"],
-    buckets=LATENCY_BUCKETS,
-)
-END_TO_END = Histogram(
-    "kalo_end_to_end_seconds",
-    "From the gateway's receipt to this stage",
-    ["stage"],
-    buckets=LATENCY_BUCKETS,
-)
-LIQUIDATIONS = Counter(
-    "kalo_liquidations_total", "Pension claims liquidated, by regime and decision", ["regime", "decision"]
-)
-DLQ = Counter("kalo_dlq_messages_total", "Messages sent to the dead-letter topic", ["service", "topic"])
-LAG = Gauge("kalo_consumer_lag", "Messages not yet consumed", ["service", "topic", "partition"])
-RECEIPTS = Counter("kalo_receipts_total", "Declarations received by the gateway", ["channel"])
-OUTBOX_PENDING = Gauge("kalo_outbox_pending", "Receipts not yet published to Kafka")
-RECEIPT_SECONDS = Histogram(
-    "kalo_gateway_receipt_seconds",
-    "Gateway: from a parsed declaration to its committed receipt, by channel",
-    ["channel"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-)
-OUTBOX_PUBLISHED = Counter("kalo_outbox_published_total", "Outbox messages published to Kafka by the relay")
-GATEWAY_PROBLEMS = Counter(
-    "kalo_gateway_problems_total", "Gateway requests answered with a problem (4xx), by status", ["status"]
-)
+
+@dataclass(frozen=True)
+class StreamMetrics:
+    service: str
+    lag: Gauge  # kalo_<service>_consumer_lag{topic,partition}
+    dlq: Counter  # kalo_<service>_dlq_messages_total{topic}
+    batch: Histogram  # kalo_<service>_batch_seconds
+    end_to_end: Histogram | None  # kalo_<service>_end_to_end_seconds (None: no such stage)
 
 
-async def observe_lag(service: str, consumer: Any) -> None:
-    """kalo_consumer_lag of every partition assigned to `consumer` (aiokafka's or faust's:
-    both have assignment, highwater and position), leaving out Kafka's and faust's internal
-    topics. Unknown positions (revoked meanwhile, Kafka away) are left for the next call."""
+_MADE: dict[str, StreamMetrics] = {}
+
+
+def stream_metrics(service: str, *, end_to_end: str | None = None) -> StreamMetrics:
+    """The consumer families of `service` (made once per process: a second call, e.g. an app
+    built twice in the tests, returns the same ones). `end_to_end`: what the end-to-end
+    histogram measures ("gateway receipt → assessed"), or None for a service without one."""
+    made = _MADE.get(service)
+    if made is not None:
+        return made
+    prefix = f"kalo_{service}"
+    made = StreamMetrics(
+        service=service,
+        lag=Gauge(f"{prefix}_consumer_lag", f"{service}: messages not yet consumed", ["topic", "partition"]),
+        dlq=Counter(f"{prefix}_dlq_messages_total", f"{service}: messages sent to kalo.dlq", ["topic"]),
+        batch=Histogram(
+            f"{prefix}_batch_seconds", f"{service}: time to process one batch", buckets=LATENCY_BUCKETS
+        ),
+        end_to_end=None
+        if end_to_end is None
+        else Histogram(f"{prefix}_end_to_end_seconds", f"{service}: {end_to_end}", buckets=LATENCY_BUCKETS),
+    )
+    _MADE[service] = made
+    return made
+
+
+def internal_topic(name: str) -> bool:
+    """Kafka's and faust's own topics (offsets, the assignor's leader, table changelogs),
+    which are no work of the service and are left out of its lag."""
+    return name.startswith("__") or name.endswith("-__assignor-__leader") or name.endswith("-changelog")
+
+
+async def observe_lag(stream: StreamMetrics, consumer: Any) -> None:
+    """The lag of every partition assigned to `consumer` (aiokafka's or faust's: both have
+    assignment, highwater and position), internal topics left out. Unknown positions
+    (revoked meanwhile, Kafka away) are left for the next call."""
     for tp in consumer.assignment():
-        if tp.topic.startswith("__"):
+        if internal_topic(tp.topic):
             continue
         highwater = consumer.highwater(tp)
         if highwater is None:
@@ -61,4 +84,4 @@ async def observe_lag(service: str, consumer: Any) -> None:
         except Exception:
             continue
         if position is not None:
-            LAG.labels(service, tp.topic, str(tp.partition)).set(max(highwater - position, 0))
+            stream.lag.labels(tp.topic, str(tp.partition)).set(max(highwater - position, 0))

@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.common.dlq import park
 from services.common.kafka import BatchSender, topic
+from services.common.metrics import StreamMetrics
 from services.common.settings import Settings
 
 
@@ -45,9 +46,10 @@ class KafkaSender:
 class KafkaDeadLetters:
     """Parks a message in kalo.dlq (services.common.dlq.park) through the batch's sender."""
 
-    def __init__(self, sender: KafkaSender, service: str) -> None:
+    def __init__(self, sender: KafkaSender, service: str, stream: StreamMetrics) -> None:
         self.sender = sender
         self.service = service
+        self.stream = stream
 
     async def park(self, message: Consumed, error: BaseException) -> None:
         async def send(key: str, value: bytes) -> None:
@@ -66,4 +68,5 @@ class KafkaDeadLetters:
             key=message.key,
             value=message.value,
             error=error,
+            stream=self.stream,
         )

@@ -1,8 +1,10 @@
 """Process settings, read from `KALO_*` environment variables (and `.env` if present)."""
 
 from functools import lru_cache
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The services that connect to PostgreSQL, each as its own login role `kalo_<service>`.
@@ -33,6 +35,9 @@ class Settings(BaseSettings):
     control_db_password: str | None = None
 
     topic_prefix: str = ""
+    # Log lines: JSON when stderr is not a terminal, text on one (auto), or forced.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Where faust keeps its local state (table stores, offsets cache).
     data_dir: str = "/tmp/kalo-data"
     partitions: int = 12
@@ -49,7 +54,11 @@ class Settings(BaseSettings):
     # Claims the liquidation takes per batch (one careers read, one flush, one ack).
     liquidation_batch: int = 500
 
-    gateway_host: str = "127.0.0.1"
+    # The address every port binds (HTTP, metrics, health): 127.0.0.1 keeps them on this
+    # machine; 0.0.0.0 opens them all (containers). The *_host settings below override it
+    # for one port each and default to it.
+    bind_host: str = "127.0.0.1"
+    gateway_host: str = ""
     gateway_port: int = 8080
     gateway_max_body_bytes: int = 32 * 1024 * 1024
     gateway_rate_per_second: float = 50.0
@@ -60,8 +69,8 @@ class Settings(BaseSettings):
     gateway_auth_failures_burst: int = 20
     gateway_pool_size: int = 10
     gateway_workers: int = 1
-    # Where the workers serve /metrics (0.0.0.0 inside containers).
-    metrics_host: str = "127.0.0.1"
+    # Where the workers serve /metrics, /health and /ready (default: bind_host).
+    metrics_host: str = ""
     assessment_web_port: int = 6066
     liquidation_web_port: int = 6067
     ledger_metrics_port: int = 9101
@@ -79,8 +88,8 @@ class Settings(BaseSettings):
     audit_head_every_records: int = 1000
     audit_head_every_s: float = 10.0
 
-    # The control commission: its API and page (and /metrics) on this address.
-    control_host: str = "127.0.0.1"
+    # The control commission: its API and page on this address (default: bind_host).
+    control_host: str = ""
     control_port: int = 8081
     # An unflagged liquidation is approved without a controller (RULES.md §4; the dated
     # parameter control.auto_approve must allow it too).
@@ -90,6 +99,26 @@ class Settings(BaseSettings):
     control_signin_hours: float = 8.0
     # Send the page's cookies only over HTTPS (behind a TLS-terminating proxy).
     control_cookie_secure: bool = False
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hosts_default_to_bind_host(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            bind = data.get("bind_host") or "127.0.0.1"
+            for name in ("gateway_host", "control_host", "metrics_host"):
+                if not data.get(name):
+                    data[name] = bind
+        return data
 
     @property
     def bootstrap(self) -> str:

@@ -25,8 +25,9 @@ from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from services.common import kafka, metrics
+from services.common import kafka, logs
 from services.common.dlq import park
+from services.common.metrics import StreamMetrics, observe_lag
 from services.common.outage import Backoff, is_outage, retry_outages
 from services.common.settings import Settings
 
@@ -117,6 +118,7 @@ class TrackedConsumer:
         decode: Decoder,
         apply: Applier,
         settings: Settings,
+        metrics: StreamMetrics,
         max_records: int = 2000,
         gate: Gate | None = None,
         offsets: OffsetStore | None = None,
@@ -127,6 +129,7 @@ class TrackedConsumer:
         self.decode = decode
         self.apply = apply
         self.settings = settings
+        self.metrics = metrics  # the service's batch time, lag and DLQ families
         self.max_records = max_records
         self.gate = gate  # awaited before each write (the ledger: its shared lock is held)
         self.offsets: OffsetStore = offsets or ConsumerOffsets()
@@ -203,11 +206,12 @@ class TrackedConsumer:
                 raise
             log.warning("%s: stopping with PostgreSQL away; the next run writes the last batch", self.name)
 
-    async def replay_to_end(self) -> int:
+    async def replay_to_end(self, on_progress: Callable[[int, int], None] | None = None) -> int:
         """Apply every record from the stored offsets to the topics' current end, then stop.
 
         For rebuilds: partitions are assigned by hand (no group membership), so this must
-        not run beside a live consumer of the same name. Returns the records read.
+        not run beside a live consumer of the same name. Returns the records read;
+        `on_progress(read, total)` after each batch.
         """
         await self.producer.start()
         await self.consumer.start()
@@ -220,6 +224,11 @@ class TrackedConsumer:
             for tp in tps:
                 self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
             ends = await self.consumer.end_offsets(tps)
+            starts = await self.consumer.beginning_offsets(tps)
+            # At most this many (retention may have removed the beginning of a partition).
+            total = sum(
+                max(ends[tp] - max(stored.get((tp.topic, tp.partition), 0), starts[tp]), 0) for tp in tps
+            )
             count = 0
             while [tp for tp in tps if await self.consumer.position(tp) < ends[tp]]:
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=self.max_records)
@@ -232,6 +241,8 @@ class TrackedConsumer:
                 if records:
                     await self.process(records, commit=False)  # not a group member
                     count += len(records)
+                    if on_progress is not None:
+                        on_progress(count, total)
             return count
         finally:
             await self.consumer.stop()
@@ -265,7 +276,7 @@ class TrackedConsumer:
         await retry_outages(
             lambda: self._write(decoded, offsets), what=f"{self.name}: batch", stop=self._stopping, logger=log
         )
-        metrics.PROCESSING.labels(self.name).observe(time.perf_counter() - started)
+        self.metrics.batch.observe(time.perf_counter() - started)
         if commit:
             try:  # for lag tools only; PostgreSQL is the truth (and Kafka may be away)
                 await asyncio.wait_for(self.consumer.commit(offsets), timeout=10.0)
@@ -293,7 +304,7 @@ class TrackedConsumer:
         """The batch again, each record under its own savepoint, in one transaction with the
         offsets: the records that fail (and only those) go to the DLQ before it commits."""
         async with self.pool.acquire() as conn, conn.transaction():
-            failed: list[tuple[ConsumerRecord, Exception]] = []
+            failed: list[tuple[ConsumerRecord, Exception, Decoded]] = []
             for record, item in decoded:
                 try:
                     async with conn.transaction():
@@ -301,9 +312,10 @@ class TrackedConsumer:
                 except Exception as exc:
                     if is_outage(exc):
                         raise
-                    failed.append((record, exc))
-            for record, exc in failed:
-                await self._dead_letter(record, exc)
+                    failed.append((record, exc, item))
+            for record, exc, item in failed:
+                with logs.handling(item):  # the parking's line names the event
+                    await self._dead_letter(record, exc)
             await self.offsets.save(conn, self.name, offsets)
 
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException) -> None:
@@ -337,7 +349,8 @@ class TrackedConsumer:
             key=record.key,
             value=record.value or b"",
             error=exc,
+            stream=self.metrics,
         )
 
     async def _observe_lag(self) -> None:
-        await metrics.observe_lag(self.name, self.consumer)
+        await observe_lag(self.metrics, self.consumer)

@@ -27,6 +27,8 @@ _LIQUIDATION_COLUMNS = (
     "filed_by",
     "claim",
     "career",
+    "career_sources",
+    "career_as_of",
     "liquidation",
     "recomputed",
     "outcome",
@@ -136,6 +138,24 @@ class PgTx:
                          CASE WHEN l.status = 'pending' THEN l.received_at END ASC,
                          l.decided_at DESC NULLS LAST, l.claim_id
                 LIMIT $2""",
+            now,
+            limit,
+        )
+        return [dict(r) for r in rows]
+
+    async def escalate(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        # A liquidation is escalated once: a second writer's insert waits for the first's and
+        # then does nothing (the primary key), so neither audits it twice.
+        rows = await self.conn.fetch(
+            """WITH due AS (
+                   SELECT l.claim_id FROM control.liquidations l
+                   WHERE l.status = 'pending' AND l.escalate_at < $1
+                     AND NOT EXISTS (SELECT FROM control.escalations e WHERE e.claim_id = l.claim_id)
+                   ORDER BY l.escalate_at, l.claim_id LIMIT $2),
+               marked AS (
+                   INSERT INTO control.escalations (claim_id, escalated_at) SELECT claim_id, $1 FROM due
+                   ON CONFLICT (claim_id) DO NOTHING RETURNING claim_id)
+               SELECT l.* FROM control.liquidations l JOIN marked USING (claim_id) ORDER BY l.claim_id""",
             now,
             limit,
         )

@@ -1,5 +1,6 @@
 """Control commission wiring: a tracked consumer of `kalo.pensions.liquidations`, the outbox
-relay of its decisions, its HTTP API and page (uvicorn, in the same process), /metrics.
+relay of its decisions, its HTTP API and page (uvicorn, in the same process), /health and
+/ready on both its ports, /metrics on its metrics port.
 
 Everything is built when `run()` starts; importing this module builds nothing.
 """
@@ -24,23 +25,26 @@ from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from jinja2 import Environment, PackageLoader, select_autoescape
-from prometheus_client import start_http_server
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.envelope import Envelope
 from contracts.pensions import PensionLiquidated
 from services.common.db import connect, connect_pool
+from services.common.http_metrics import HttpMetricsMiddleware
 from services.common.kafka import topic
 from services.common.limits import RateLimiter
+from services.common.ops_http import start_ops_server
 from services.common.outage import Backoff, is_outage, retry_outages
 from services.common.outbox import Outbox, Relay
 from services.common.problems import RETRY_AFTER_S, install_error_handlers
+from services.common.ready import Readiness, assigned_check, kafka_check, pool_check
 from services.common.settings import Settings, get_settings
 from services.common.tracking import TrackedConsumer
 from services.control import handlers, metrics
 from services.control.adapters import PgStore, PgTx, WebSessions, controller_of, escalated_count
 from services.control.auth import ControllerCache
 from services.control.errors import ORJSONResponse, Problem, ProblemResponse
+from services.control.openapi import build as build_openapi
 from services.control.routes import router
 from services.control.web import SignIns, page_router, template_filters
 from services.rules import Ruleset, load_ruleset
@@ -78,26 +82,41 @@ def receiver(
     settings: Settings, ruleset: Ruleset, clock: Clock, relay: Relay
 ) -> Callable[[asyncpg.Connection, Sequence[Envelope[PensionLiquidated]]], Any]:
     """The tracked consumer's callback: the batch's liquidations, in its transaction."""
+    end_to_end = metrics.STREAM.end_to_end
 
     async def apply(conn: asyncpg.Connection, events: Sequence[Envelope[PensionLiquidated]]) -> None:
         tx = PgTx(conn, lambda name: topic(name, settings))
+        now = clock()
         received = await handlers.receive(
-            tx, events, ruleset=ruleset, now=clock(), auto_approve=settings.control_auto_approve
+            tx, events, ruleset=ruleset, now=now, auto_approve=settings.control_auto_approve
         )
+        filed = {e.data.claim_id: e.data.filed_at for e in events}
         for r in received:
             if not r.already_stored:
                 metrics.LIQUIDATIONS.labels(r.status).inc()
                 for code in r.flags:
                     metrics.FLAGS.labels(code).inc()
+                filed_at = filed.get(r.claim_id)
+                # Decided on arrival (approved automatically, or rejected by the liquidation).
+                if r.status != "pending" and filed_at is not None and end_to_end is not None:
+                    end_to_end.observe(max((now - filed_at).total_seconds(), 0.0))
         relay.wake()
 
     return apply
 
 
 def create_app(
-    settings: Settings, *, pool: asyncpg.Pool, relay: Relay, ruleset: Ruleset, clock: Clock = now_utc
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool,
+    relay: Relay,
+    ruleset: Ruleset,
+    clock: Clock = now_utc,
+    readiness: Readiness | None = None,
 ) -> FastAPI:
-    """The HTTP side: API (/v1), page (/), health. Built by `run()` once the pool exists."""
+    """The HTTP side: API (/v1), page (/), /health, /ready. Built by `run()` once the pool
+    exists. `readiness`: what /ready checks (default: PostgreSQL through the pool)."""
+    readiness = readiness or Readiness({"postgres": pool_check(lambda: pool)})
     app = FastAPI(
         title="Kalo control commission",
         version="1",
@@ -151,18 +170,27 @@ def create_app(
         return ProblemResponse(body.body(request.url.path), status_code=422)
 
     install_error_handlers(app)
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics.HTTP, routes=app.router.routes)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = build_openapi(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/health", include_in_schema=False)
     async def health() -> ORJSONResponse:
-        try:
-            async with pool.acquire(timeout=3) as conn:
-                await conn.fetchval("SELECT 1", timeout=3)
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-            doc = {"status": "degraded", "postgres": f"down: {exc!r}"[:300], "relay_leader": relay.leading}
-            return ORJSONResponse(doc, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
-        return ORJSONResponse({"status": "ok", "postgres": "up", "relay_leader": relay.leading})
+        """Alive: the process answers (nothing else is asked)."""
+        return ORJSONResponse({"status": "ok", "relay_leader": relay.leading})
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready() -> ORJSONResponse:
+        """200 when PostgreSQL and Kafka answer and the consumer has partitions; otherwise
+        503 naming what is not ready (with Retry-After)."""
+        status, body = await readiness.report()
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status != 200 else None
+        return ORJSONResponse(body, status_code=status, headers=headers)
 
     return app
 
@@ -187,16 +215,20 @@ async def _connect_pool(settings: Settings, stopping: asyncio.Event) -> asyncpg.
     )
 
 
-async def _watch_escalations(pool: asyncpg.Pool, clock: Clock, stopping: asyncio.Event) -> None:
-    """The escalated and pending gauges, every few seconds."""
+async def _watch_escalations(store: PgStore, relay: Relay, clock: Clock, stopping: asyncio.Event) -> None:
+    """Every few seconds: escalate the liquidations past the legal delay (each once, with its
+    audit event), and set the escalated and pending gauges."""
+    pool = store.pool
     while not stopping.is_set():
         try:
+            if await handlers.escalate(store, now=clock()):
+                relay.wake()
             metrics.ESCALATED.set(await escalated_count(pool, clock()))
             metrics.PENDING.set(
                 await pool.fetchval("SELECT count(*) FROM control.liquidations WHERE status = 'pending'")
             )
         except Exception as exc:
-            log.warning("%s: gauges not updated: %r", NAME, exc)
+            log.warning("%s: escalations and gauges not updated: %r", NAME, exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), timeout=5)
 
@@ -209,10 +241,18 @@ def _exit_now() -> None:
 async def serve(settings: Settings | None = None, clock: Clock = now_utc) -> None:
     """Consume, relay and answer until SIGTERM; PostgreSQL or Kafka away pauses the work."""
     s = settings or get_settings()
-    start_http_server(s.control_metrics_port, addr=s.metrics_host)
     stopping = asyncio.Event()
     consumer: TrackedConsumer | None = None
     server: _Server | None = None
+    pool: asyncpg.Pool | None = None
+    readiness = Readiness(
+        {
+            "postgres": pool_check(lambda: pool),
+            "kafka": kafka_check(s),
+            "consumer": assigned_check(lambda: consumer.consumer if consumer else None),
+        }
+    )
+    ops = await start_ops_server(s.metrics_host, s.control_metrics_port, readiness)
 
     def on_signal() -> None:
         if not stopping.is_set():
@@ -228,7 +268,6 @@ async def serve(settings: Settings | None = None, clock: Clock = now_utc) -> Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    pool: asyncpg.Pool | None = None
     relay: Relay | None = None
     try:
         pool = await _connect_pool(s, stopping)
@@ -241,17 +280,23 @@ async def serve(settings: Settings | None = None, clock: Clock = now_utc) -> Non
             decode=decode,
             apply=receiver(s, ruleset, clock, relay),
             settings=s,
+            metrics=metrics.STREAM,
             max_records=500,
         )
-        app = create_app(s, pool=pool, relay=relay, ruleset=ruleset, clock=clock)
+        app = create_app(s, pool=pool, relay=relay, ruleset=ruleset, clock=clock, readiness=readiness)
         config = uvicorn.Config(
-            app, host=s.control_host, port=s.control_port, log_level="info", access_log=False, lifespan="off"
+            app,
+            host=s.control_host,
+            port=s.control_port,
+            log_config=None,  # `kalo run` set logging up; uvicorn's own would replace it
+            access_log=False,
+            lifespan="off",
         )
         server = _Server(config)
         if stopping.is_set():
             return
         relay.start()
-        watcher = asyncio.create_task(_watch_escalations(pool, clock, stopping))
+        watcher = asyncio.create_task(_watch_escalations(app.state.store, relay, clock, stopping))
         web = asyncio.create_task(server.serve(), name="control-http")
         web.add_done_callback(lambda _task: None if stopping.is_set() else consumer.stop())
         try:
@@ -274,9 +319,10 @@ async def serve(settings: Settings | None = None, clock: Clock = now_utc) -> Non
                 await asyncio.wait_for(pool.close(), timeout=1)
             except Exception:
                 pool.terminate()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ops.cleanup(), timeout=1)
 
 
 def run() -> None:
     """`kalo run control`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(serve())

@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request
+from fastapi.security import APIKeyCookie, HTTPBearer
 
 from services.common.hashing import api_key_hash
 from services.common.limits import RateLimiter
@@ -15,6 +16,21 @@ from services.control.errors import Problem
 from services.control.handlers import Controller
 
 SESSION_COOKIE = "kalo_control_session"
+# The schemes, declared on the routes (services.control.routes) so that the OpenAPI document
+# names them and /docs has an Authorize button; the key is read by `bearer_key`, the cookie
+# by the sign-ins, and the errors stay ours (401, 403 problems).
+API_KEY = HTTPBearer(
+    scheme_name="bearerApiKey",
+    bearerFormat="API key",
+    description="a controller's API key (`kalo keys add controller`), as `Authorization: Bearer <key>`",
+    auto_error=False,
+)
+SIGNED_IN = APIKeyCookie(
+    name=SESSION_COOKIE,
+    scheme_name="sessionCookie",
+    description="the controllers' page's sign-in (reading only)",
+    auto_error=False,
+)
 Lookup = Callable[[str], Awaitable[tuple[str, str | None] | None]]
 
 

@@ -1,15 +1,17 @@
 """A career as a chart: server-rendered SVG, no JavaScript.
 
-One bar per month (the bases of the month added, as the rules count them), imported months
-apart from assessed ones when the snapshot says which were imported, and the reference
-salary's window shaded. The SVG carries a title and a description for screen readers; the
-page gives the same figures as a table.
+One bar per month (the bases of the month added, as the rules count them), filled by where
+the month comes from when the snapshot says so (its `career_sources`): assessed months solid,
+imported months hatched in another colour, months with rows of each hatched over the assessed
+colour — told apart by pattern as well as colour, and named in a legend. The reference
+salary's window is shaded. The SVG carries a title and a description for screen readers
+(and each bar a title); the page gives the same figures as a table.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from html import escape
 from typing import Any
@@ -17,7 +19,23 @@ from typing import Any
 WIDTH, HEIGHT = 760, 240
 LEFT, RIGHT, TOP, BOTTOM = 64, 12, 16, 36
 PERIOD = re.compile(r"[0-9]{4}-[0-9]{2}")
-ASSESSED, IMPORTED, WINDOW = "#1f5f8b", "#c77d1a", "#fde9b3"
+ASSESSED, IMPORTED, WINDOW, UNKNOWN = "#1f5f8b", "#c77d1a", "#fde9b3", "#6b6b6b"
+# Per source: (the bar's fill, the legend's label).
+FILLS = {
+    "assessed": (ASSESSED, "assessed months (declarations)"),
+    "imported": ("url(#chart-imported)", "imported months (before Kalo)"),
+    "both": ("url(#chart-both)", "months assessed and imported"),
+    "unknown": (UNKNOWN, "months (source not recorded)"),
+}
+# Hatching: imported months are not told apart by colour alone.
+PATTERNS = (
+    '<defs><pattern id="chart-imported" width="6" height="6" patternUnits="userSpaceOnUse" '
+    f'patternTransform="rotate(45)"><rect width="6" height="6" fill="{IMPORTED}"/>'
+    '<line x1="0" y1="0" x2="0" y2="6" stroke="#fff" stroke-width="2"/></pattern>'
+    '<pattern id="chart-both" width="6" height="6" patternUnits="userSpaceOnUse" '
+    f'patternTransform="rotate(45)"><rect width="6" height="6" fill="{ASSESSED}"/>'
+    f'<line x1="0" y1="0" x2="0" y2="6" stroke="{IMPORTED}" stroke-width="3"/></pattern></defs>'
+)
 
 
 def _month(period: str) -> date:
@@ -55,10 +73,12 @@ def _ticks(top: int) -> list[int]:
 def career_svg(
     career: Sequence[Sequence[Any]],
     *,
-    imported: Collection[str] = (),
+    sources: Mapping[str, str] | None = None,
     window: tuple[date, date] | None = None,
     title: str = "Career: pension base per month",
 ) -> str:
+    """The chart of a career ((period, base) entries). `sources`: period → assessed, imported
+    or both (contracts.pensions.month_sources); None when the snapshot does not say."""
     bases = monthly_bases(career)
     if not bases:
         return (
@@ -79,11 +99,17 @@ def career_svg(
     def y(v: int) -> float:
         return TOP + plot_h - v * plot_h / top
 
-    counted = sum(1 for b in bases.values() if b > 0)
-    n_imported = sum(1 for p, b in bases.items() if p in imported and b > 0)
+    kinds = {p: _kind(p, sources) for p, b in bases.items() if b > 0}
+    counts = {kind: sum(1 for k in kinds.values() if k == kind) for kind in FILLS}
     desc = (
-        f"{counted} counted months from {first:%Y-%m} to {last:%Y-%m}, highest base {max(bases.values()):,} F"
-        + (f"; {n_imported} imported months" if imported else "")
+        f"{len(kinds)} counted months from {first:%Y-%m} to {last:%Y-%m}, "
+        f"highest base {max(bases.values()):,} F"
+        + (
+            f"; {counts['assessed']} assessed from declarations, {counts['imported']} imported from "
+            f"before Kalo, {counts['both']} with rows of each"
+            if sources is not None
+            else "; where the months come from is not recorded"
+        )
         + (f"; reference window {window[0]:%Y-%m} to {window[1]:%Y-%m} shaded" if window else "")
     )
     parts = [
@@ -91,6 +117,7 @@ def career_svg(
         f'viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" class="career-chart">',
         f'<title id="chart-title">{escape(title)}</title>',
         f'<desc id="chart-desc">{escape(desc)}</desc>',
+        PATTERNS,
     ]
     if window:
         wx = x(window[0])
@@ -116,31 +143,35 @@ def career_svg(
                 f'font-size="11">{year}</text>'
             )
     bar_w = max(slot * 0.85, 0.6)
-    for period, base in bases.items():
-        if base <= 0:
-            continue
+    for period, kind in kinds.items():
+        base = bases[period]
         d = _month(period)
-        kind = "imported" if period in imported else "assessed"
-        colour = IMPORTED if kind == "imported" else ASSESSED
         parts.append(
             f'<rect class="{kind}" x="{x(d):.2f}" y="{y(base):.1f}" width="{bar_w:.2f}" '
-            f'height="{TOP + plot_h - y(base):.1f}" fill="{colour}">'
+            f'height="{TOP + plot_h - y(base):.1f}" fill="{FILLS[kind][0]}">'
             f"<title>{period}: {base:,} F ({kind})</title></rect>"
         )
     parts.append(
         f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" stroke="#333"/>'
     )
-    legend = [("assessed months", ASSESSED)]
-    if imported:
-        legend.append(("imported months", IMPORTED))
+    # The legend names what is drawn: each kind of month present, and the window.
+    legend = [(f"legend-{kind}", *FILLS[kind][::-1]) for kind in FILLS if counts[kind]]
     if window:
-        legend.append(("reference window", WINDOW))
-    lx = LEFT
-    for label, colour in legend:
+        legend.append(("legend-window", "reference window", WINDOW))
+    parts.append('<g class="legend">')
+    lx = 8
+    for css, label, fill in legend:
         parts.append(
-            f'<rect x="{lx}" y="{HEIGHT - 12}" width="10" height="10" fill="{colour}" stroke="#999"/>'
-            f'<text x="{lx + 14}" y="{HEIGHT - 3}" font-size="11">{label}</text>'
+            f'<g class="{css}"><rect x="{lx}" y="{HEIGHT - 12}" width="10" height="10" fill="{fill}" '
+            f'stroke="#999"/><text x="{lx + 14}" y="{HEIGHT - 3}" font-size="11">{label}</text></g>'
         )
-        lx += 24 + 7 * len(label)
-    parts.append("</svg>")
+        lx += 26 + round(6.2 * len(label))
+    parts.append("</g></svg>")
     return "".join(parts)
+
+
+def _kind(period: str, sources: Mapping[str, str] | None) -> str:
+    if sources is None:
+        return "unknown"
+    kind = sources.get(period, "unknown")
+    return kind if kind in FILLS else "unknown"

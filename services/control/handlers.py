@@ -116,6 +116,11 @@ class Tx(Protocol):
         """Escalated first (pending past `escalate_at` at `now`), then oldest first."""
         ...
 
+    async def escalate(self, now: datetime, limit: int) -> Sequence[Row]:
+        """Record as escalated (once: at most `limit` now) the liquidations pending past their
+        `escalate_at` at `now` that were not yet; return them."""
+        ...
+
     async def open_session(self, session: Mapping[str, Any]) -> None:
         """Raises Refused(sessions_one_open_per_controller) when one is open already."""
         ...
@@ -218,6 +223,7 @@ async def receive(
             "filed_by": filed_by(data.claim),
             "claim": dict(data.claim),
             "career": [list(entry) for entry in data.career],
+            "career_sources": None if data.career_sources is None else [list(r) for r in data.career_sources],
             "liquidation": dict(data.liquidation),
             "recomputed": recomputed,
             "career_as_of": _as_of(data),
@@ -411,6 +417,45 @@ async def decide(
     return Decided(claim_id, after["status"], [decision_view(d) for d in decisions])
 
 
+# --- escalations ----------------------------------------------------------------------------
+
+
+async def escalate(store: Store, *, now: datetime, limit: int = 500) -> list[str]:
+    """Escalate the liquidations pending past the legal delay to answer (RULES.md §4): each is
+    recorded as escalated once, with its audit event in the same transaction. Returns their
+    claim ids (at most `limit`: the rest on the next call)."""
+    async with store.transaction() as tx:
+        rows = await tx.escalate(now, limit)
+        await tx.enqueue([_escalation_audited(row, now) for row in rows])
+    return [row["claim_id"] for row in rows]
+
+
+def _escalation_audited(liquidation: Row, now: datetime) -> Outgoing:
+    """The audit record of an escalation: the liquidation waiting (input) and the ESCALATED
+    flag it now carries (output), decided by the control itself with the delay of its ruleset."""
+    cause = uuid.UUID(str(liquidation["event_id"]))
+    flag = escalation_flag(liquidation["received_at"], liquidation["escalate_at"])
+    event_id, value = audit_event(
+        action="control.escalated",
+        subject=liquidation["claim_id"],
+        actor="control",
+        input_bytes=orjson.dumps(liquidation["liquidation"], option=orjson.OPT_SORT_KEYS),
+        output_bytes=orjson.dumps(flag, option=orjson.OPT_SORT_KEYS),
+        producer=PRODUCER,
+        ruleset=liquidation["ruleset"],
+        details={
+            "status": liquidation["status"],
+            "received_at": _iso(liquidation["received_at"]),
+            "escalate_at": _iso(liquidation["escalate_at"]),
+            "flags": [f["code"] for f in liquidation["flags"]],
+        },
+        causation_id=cause,
+        event_id=derived_id(cause, "audit.control.escalated"),
+        occurred_at=now,
+    )
+    return Outgoing(event_id, AUDIT, liquidation["claim_id"], value)
+
+
 # --- reading --------------------------------------------------------------------------------
 
 
@@ -488,6 +533,7 @@ async def liquidation_detail(
         "filed_by_label": row["claim"].get("filed_by_label"),
         "claim": row["claim"],
         "career": row["career"],
+        "career_sources": row.get("career_sources"),
         "career_as_of": row.get("career_as_of"),
         "liquidation": row["liquidation"],
         "recomputed": row["recomputed"],
@@ -571,9 +617,36 @@ async def close_session(
         # to every decision the log held when they were closed.
         head = await tx.latest_audit_head()
         await tx.close_session(session_id, closed_at=now, minutes=text, sha256=sha, audit_tree_head=head)
+        await tx.enqueue([_closing_audited(session, doc, sha, head, now)])
         row = await tx.session(session_id)
     assert row is not None
     return session_view(row)
+
+
+def _closing_audited(
+    session: Row, doc: Mapping[str, Any], sha: str, head: str | None, now: datetime
+) -> Outgoing:
+    """The audit record of a session's closing: who closed it (the controller's key hash), the
+    minutes (input: the SHA-256 of their canonical JSON) and their seal as kept (output)."""
+    seal = minutes_doc.seal_of(sha, head)
+    subject = str(session["id"])
+    event_id, value = audit_event(
+        action="control.session_closed",
+        subject=subject,
+        actor=str(session["controller"]),
+        input_sha256=sha,
+        output_bytes=orjson.dumps(seal, option=orjson.OPT_SORT_KEYS),
+        producer=PRODUCER,
+        details={
+            "opened_at": _iso(session["opened_at"]),
+            "closed_at": _iso(now),
+            "claims": [item["claim_id"] for item in doc["liquidations"]],
+            "totals": doc["totals"],
+        },
+        event_id=derived_id(subject, "audit.control.session_closed"),
+        occurred_at=now,
+    )
+    return Outgoing(event_id, AUDIT, subject, value)
 
 
 async def session_minutes(store: Store, session_id: uuid.UUID) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from prometheus_client import Counter, Gauge
 
+from services.common.http_metrics import http_metrics
+from services.common.metrics import stream_metrics
+
 LIQUIDATIONS = Counter(
     "kalo_control_liquidations_total",
     "Liquidations received by the control, by status on arrival (approved: automatically)",
@@ -23,3 +26,5 @@ OUTBOX_PENDING = Gauge("kalo_control_outbox_pending", "Control messages not yet 
 OUTBOX_PUBLISHED = Counter(
     "kalo_control_outbox_published_total", "Control messages published to Kafka by the relay"
 )
+STREAM = stream_metrics("control", end_to_end="from the claim's receipt to the control's decision")
+HTTP = http_metrics("control")

@@ -106,14 +106,16 @@ def seal(doc: Mapping[str, Any]) -> tuple[str, str]:
 
 def sealed(text: str, sha256: str, audit_tree_head: str | None = None) -> dict[str, Any]:
     """The minutes kept at closing, with their seal."""
+    return {"minutes": orjson.loads(text), "seal": seal_of(sha256, audit_tree_head)}
+
+
+def seal_of(sha256: str, audit_tree_head: str | None) -> dict[str, Any]:
+    """The seal of minutes: the SHA-256 of their canonical JSON and the audit log's head."""
     return {
-        "minutes": orjson.loads(text),
-        "seal": {
-            "algorithm": "SHA-256",
-            "canonical": CANONICAL,
-            "sha256": sha256,
-            "audit_tree_head": audit_tree_head,
-        },
+        "algorithm": "SHA-256",
+        "canonical": CANONICAL,
+        "sha256": sha256,
+        "audit_tree_head": audit_tree_head,
     }
 
 

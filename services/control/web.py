@@ -21,6 +21,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
+from contracts.pensions import month_sources
 from services.common.hashing import sha256_hex
 from services.common.settings import Settings
 from services.control import handlers
@@ -200,10 +201,16 @@ async def _open_session(request: Request, signed_in: SignedIn) -> dict[str, Any]
     return await handlers.current_session(request.app.state.store, signed_in.controller)
 
 
-def imported_periods(doc: dict[str, Any]) -> set[str]:
-    """The months of the snapshot that were imported (not assessed), when it says so."""
-    found = doc["claim"].get("imported_periods") or doc["liquidation"].get("imported_periods") or ()
-    return {str(p) for p in found}
+def career_sources(doc: dict[str, Any]) -> dict[str, str] | None:
+    """Period → assessed, imported or both, as the liquidation's snapshot says (None: a
+    liquidation made before it said so, or runs that do not fit its career)."""
+    runs = doc.get("career_sources")
+    if runs is None:
+        return None
+    try:
+        return month_sources(doc["career"], runs)
+    except (ValueError, TypeError, IndexError):  # stored as received: the contract checked it
+        return None
 
 
 async def _detail_page(
@@ -225,8 +232,8 @@ async def _detail_page(
         return _render(request, "not_found.html", 404, user=signed_in, what=f"claim {claim_id}")
     mine = any(d["controller"] == signed_in.controller.key_id for d in doc["decisions"])
     window = reference_window(doc["claim"], [e[:2] for e in doc["career"]], state.ruleset)
-    imported = imported_periods(doc)
-    chart = Markup(career_svg(doc["career"], imported=imported, window=window))  # every text escaped there
+    sources = career_sources(doc)
+    chart = Markup(career_svg(doc["career"], sources=sources, window=window))  # every text escaped there
     return _render(
         request,
         "liquidation.html",
@@ -235,7 +242,7 @@ async def _detail_page(
         doc=doc,
         chart=chart,
         error=error,
-        imported=imported,
+        sources=sources,
         done=done,
         reason=reason,
         decided_by_me=mine,

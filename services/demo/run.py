@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -69,6 +70,14 @@ def sample(tag: str, period: str, employers: int) -> list[dict[str, Any]]:
     return docs
 
 
+# stage, done, total (None: not known)
+Progress = Callable[[str, int, int | None], None]
+
+
+def _silent(stage: str, done: int, total: int | None) -> None:
+    return None
+
+
 async def run_demo(
     settings: Settings,
     *,
@@ -76,7 +85,10 @@ async def run_demo(
     timeout_s: float,
     retiring: int = 300,
     control_wait_s: float = 10.0,
+    progress: Progress | None = None,
 ) -> Outcome:
+    """The demo; `progress(stage, done, total)` as it goes (the CLI's bars)."""
+    report = progress or _silent
     tag = uuid.uuid4().hex[:6]
     now = datetime.now(UTC)
     period = last_month(now)
@@ -87,29 +99,32 @@ async def run_demo(
     conn = await pool.acquire()
     try:
         keys = {}
-        for d in docs:
+        for n, d in enumerate(docs, 1):
             e = d["employer"]
             keys[e["id"]] = await add_employer(
                 conn, employer_id=e["id"], regime=e["regime"], risk_class=e["risk_class"], filing=e["filing"]
             )
+            report("employers registered", n, len(docs))
         url = f"http://127.0.0.1:{settings.gateway_port}"
         started = time.monotonic()
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-            ids = await _submit_all(client, docs, keys)
+            ids = await _submit_all(client, docs, keys, report)
             out.submitted_s = time.monotonic() - started
-            out.pending = await _wait_drained(conn, ids, timeout_s)
+            out.pending = await _wait_drained(conn, ids, timeout_s, report)
             out.drained_s = time.monotonic() - started
             if not out.pending:
                 ids.append(await _correct_one(client, conn, docs, ids, keys, out))
-                out.pending = await _wait_drained(conn, ids[-1:], timeout_s)
+                out.pending = await _wait_drained(conn, ids[-1:], timeout_s, report, "correction decided")
         lines = {i: len(d["lines"]) for i, d in zip(ids, docs, strict=False)}
         if out.correction:
             lines[ids[-1]] = lines[out.correction["replaces"]]
         await _collect(conn, lines, out)
         if retiring and not out.pending:
+            report("pensions: careers, claims, liquidations, control", 0, None)
             out.pensions = await _pensions(
                 settings, conn, tag, docs, ids, period, retiring, timeout_s, control_wait_s
             )
+            report("pensions: careers, claims, liquidations, control", 1, 1)
     finally:
         await pool.release(conn)
         await pool.close()
@@ -117,9 +132,10 @@ async def run_demo(
 
 
 async def _submit_all(
-    client: httpx.AsyncClient, docs: list[dict[str, Any]], keys: dict[str, str]
+    client: httpx.AsyncClient, docs: list[dict[str, Any]], keys: dict[str, str], report: Progress
 ) -> list[str]:
     gate = asyncio.Semaphore(CONCURRENCY)
+    submitted = 0
 
     async def submit(doc: dict[str, Any]) -> str:
         async with gate:
@@ -130,6 +146,9 @@ async def _submit_all(
             )
         if r.status_code != 202:
             raise RuntimeError(f"the gateway answered {r.status_code}: {r.text[:300]}")
+        nonlocal submitted
+        submitted += 1
+        report("declarations submitted", submitted, len(docs))
         return str(r.json()["declaration_id"])
 
     return list(await asyncio.gather(*(submit(d) for d in docs)))
@@ -180,7 +199,13 @@ async def _dues(conn: asyncpg.Connection, employer_id: str) -> dict[str, int]:
     return {r["fund"]: int(r["amount"]) for r in rows}
 
 
-async def _wait_drained(conn: asyncpg.Connection, ids: list[str], timeout_s: float) -> int:
+async def _wait_drained(
+    conn: asyncpg.Connection,
+    ids: list[str],
+    timeout_s: float,
+    report: Progress,
+    stage: str = "declarations decided",
+) -> int:
     deadline = time.monotonic() + timeout_s
     while True:
         pending = int(
@@ -189,6 +214,7 @@ async def _wait_drained(conn: asyncpg.Connection, ids: list[str], timeout_s: flo
                 ids,
             )
         )
+        report(stage, len(ids) - pending, len(ids))
         if pending == 0 or time.monotonic() > deadline:
             return pending
         await asyncio.sleep(0.25)

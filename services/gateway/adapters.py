@@ -36,35 +36,9 @@ class PgStore:
         message: bytes,
         audit: Outgoing | None = None,
     ) -> Row:
-        if audit is not None:
-            # Still one statement, one round trip: the receipt's audit event goes to the outbox
-            # with it, in the same transaction, only when the receipt is created.
-            row = await self.db.fetchrow(
-                """WITH s AS (SELECT * FROM gateway_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)),
-                        a AS (INSERT INTO outbox (event_id, topic, key, value)
-                              SELECT $12, $13, convert_to($14, 'UTF8'), $15 FROM s WHERE s.outcome = 'created'
-                              RETURNING 1)
-                   SELECT s.*, (SELECT count(*) FROM a) AS audited FROM s""",
-                declaration_id,
-                employer_id,
-                period,
-                replaces,
-                payload_sha256,
-                idempotency_key,
-                line_count,
-                received_at,
-                event_id,
-                topic,
-                message,
-                audit.event_id,
-                audit.topic,
-                audit.key,
-                audit.value,
-            )
-            assert row is not None
-            return row
+        call = "gateway_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         row = await self.db.fetchrow(
-            "SELECT * FROM gateway_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            f"SELECT * FROM {call}" if audit is None else _audited(call, 12),
             declaration_id,
             employer_id,
             period,
@@ -76,6 +50,7 @@ class PgStore:
             event_id,
             topic,
             message,
+            *_audit_args(audit),
         )
         assert row is not None  # the function always returns one row
         return row
@@ -147,10 +122,11 @@ class PgStore:
         event_id: uuid.UUID,
         topic: str,
         message: bytes,
+        audit: Outgoing | None = None,
     ) -> Row:
+        call = "gateway_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         row = await self.db.fetchrow(
-            "SELECT * FROM gateway_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
-            " $16)",
+            f"SELECT * FROM {call}" if audit is None else _audited(call, 17),
             claim_id,
             claim.worker_id,
             claim.regime,
@@ -167,6 +143,7 @@ class PgStore:
             event_id,
             topic,
             message,
+            *_audit_args(audit),
         )
         assert row is not None
         return row
@@ -207,10 +184,12 @@ class PgStore:
         received_at: datetime,
         topic: str,
         messages: list[tuple[uuid.UUID, str, bytes]],
+        audit: Outgoing | None = None,
     ) -> Row:
         event_ids, keys, values = (list(c) for c in zip(*messages, strict=True))
+        call = "gateway_import_careers($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         row = await self.db.fetchrow(
-            "SELECT * FROM gateway_import_careers($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            f"SELECT * FROM {call}" if audit is None else _audited(call, 12),
             import_id,
             payload_sha256,
             idempotency_key,
@@ -222,6 +201,7 @@ class PgStore:
             event_ids,
             keys,
             values,
+            *_audit_args(audit),
         )
         assert row is not None
         return row
@@ -233,3 +213,19 @@ class PgStore:
                FROM career_import_receipts r WHERE r.import_id = $1""",
             import_id,
         )
+
+
+def _audited(call: str, first: int) -> str:
+    """One statement, one round trip: the receipt function's call, and its audit event written
+    to the outbox in the same transaction only when the receipt is created (parameters
+    `first`… `first + 3`: the event's id, topic, key and value)."""
+    e, t, k, v = (f"${first + i}" for i in range(4))
+    return f"""WITH s AS (SELECT * FROM {call}),
+                    a AS (INSERT INTO outbox (event_id, topic, key, value)
+                          SELECT {e}, {t}, convert_to({k}, 'UTF8'), {v} FROM s WHERE s.outcome = 'created'
+                          RETURNING 1)
+               SELECT s.*, (SELECT count(*) FROM a) AS audited FROM s"""
+
+
+def _audit_args(audit: Outgoing | None) -> tuple[Any, ...]:
+    return () if audit is None else (audit.event_id, audit.topic, audit.key, audit.value)

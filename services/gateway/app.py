@@ -10,26 +10,28 @@ from http import HTTPStatus
 from typing import Any
 
 import asyncpg
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.db import connect_pool
+from services.common.http_metrics import HttpMetricsMiddleware
 from services.common.limits import RateLimiter
-from services.common.metrics import GATEWAY_PROBLEMS
+from services.common.logs import RequestIds, logging_config
 from services.common.outage import is_outage
 from services.common.problems import RETRY_AFTER_S, install_error_handlers
+from services.common.ready import Readiness, kafka_check, pool_check
 from services.common.settings import Settings, get_settings
 from services.gateway.adapters import PgStore
 from services.gateway.auth import PrincipalCache
 from services.gateway.errors import Problem
+from services.gateway.metrics import HTTP, PROBLEMS
+from services.gateway.openapi import build as build_openapi
 from services.gateway.relay import Relay
 from services.gateway.responses import ORJSONResponse, ProblemResponse
 from services.gateway.routes import BODY_MEDIA_TYPES, router
-from services.gateway.schemas import ClaimIn, DeclarationIn
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ class NoNul:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"].lower()):
             problem = Problem(400, "Bad request", "the path or the query contains a NUL character")
-            GATEWAY_PROBLEMS.labels("400").inc()
+            PROBLEMS.labels("400").inc()
             await ProblemResponse(problem.body(scope["path"].replace("\x00", "")), status_code=400)(
                 scope, receive, send
             )
@@ -77,7 +79,7 @@ class MediaTypes:
                     f"this endpoint reads {' or '.join(wanted)}, not {shown}",
                     accepted=list(wanted),
                 )
-                GATEWAY_PROBLEMS.labels("415").inc()
+                PROBLEMS.labels("415").inc()
                 await ProblemResponse(problem.body(scope["path"]), status_code=415)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -116,7 +118,7 @@ class BodyLimit:
         )
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
-        GATEWAY_PROBLEMS.labels("413").inc()
+        PROBLEMS.labels("413").inc()
         response = ProblemResponse(self._problem().body(scope["path"]), status_code=413)
         await response(scope, lambda: _empty(), send)  # type: ignore[arg-type]
 
@@ -177,23 +179,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.principals = PrincipalCache()
     app.include_router(router)
-    app.mount("/metrics", make_asgi_app())
     app.add_middleware(BodyLimit, limit=settings.gateway_max_body_bytes)
     app.add_middleware(MediaTypes, accepted=BODY_MEDIA_TYPES)
     app.add_middleware(NoNul)
+    app.add_middleware(HttpMetricsMiddleware, metrics=HTTP, routes=app.router.routes)
+    app.add_middleware(RequestIds)  # outermost: every line of a request carries its id
+    readiness = Readiness(
+        {"postgres": pool_check(lambda: getattr(app.state, "pool", None)), "kafka": kafka_check(settings)},
+        informative=frozenset({"kafka"}),  # receipts wait in the outbox while Kafka is away
+    )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus' text format, at /metrics itself (no redirect to /metrics/)."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.exception_handler(Problem)
     async def problem(request: Request, exc: Problem) -> ProblemResponse:
-        GATEWAY_PROBLEMS.labels(str(exc.status)).inc()
+        PROBLEMS.labels(str(exc.status)).inc()
         return ProblemResponse(exc.body(request.url.path), status_code=exc.status, headers=exc.headers_out())
 
-    install_error_handlers(app, count=lambda status: GATEWAY_PROBLEMS.labels(str(status)).inc())
+    install_error_handlers(app, count=lambda status: PROBLEMS.labels(str(status)).inc())
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
         # Unknown routes, wrong methods, unparsable forms: problem+json like every other error.
         title = HTTPStatus(exc.status_code).phrase
-        GATEWAY_PROBLEMS.labels(str(exc.status_code)).inc()
+        PROBLEMS.labels(str(exc.status_code)).inc()
         body = Problem(exc.status_code, title, str(exc.detail)).body(request.url.path)
         return ProblemResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
@@ -210,35 +222,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for e in exc.errors()
         ]
         body = Problem(422, "Invalid request", f"{len(errors)} error(s)", errors=errors)
-        GATEWAY_PROBLEMS.labels("422").inc()
+        PROBLEMS.labels("422").inc()
         return ProblemResponse(body.body(request.url.path), status_code=422)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> ORJSONResponse:
-        """200 when PostgreSQL answers; otherwise 503 naming what is down (with Retry-After)."""
-        relay = app.state.relay
-        try:
-            async with app.state.pool.acquire(timeout=3) as conn:
-                await conn.fetchval("SELECT 1", timeout=3)
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-            doc = {"status": "degraded", "postgres": f"down: {exc!r}"[:300], "relay_leader": relay.leading}
-            return ORJSONResponse(doc, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
-        return ORJSONResponse({"status": "ok", "postgres": "up", "relay_leader": relay.leading})
+        """Alive: the process answers (nothing else is asked; /ready asks PostgreSQL and Kafka)."""
+        return ORJSONResponse({"status": "ok", "relay_leader": app.state.relay.leading})
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready() -> ORJSONResponse:
+        """200 when PostgreSQL and Kafka answer; otherwise 503 naming what is not ready (with
+        Retry-After). Receipts need PostgreSQL only; Kafka away delays their publication."""
+        status, body = await readiness.report()
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status != 200 else None
+        return ORJSONResponse(body, status_code=status, headers=headers)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            doc = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
-            # The JSON body is parsed by the route itself (one pass, exact errors); publish its models.
-            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-            for model in (DeclarationIn, ClaimIn):
-                models = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                schemas.update(models.pop("$defs", {}))
-                schemas[model.__name__] = models
-            app.openapi_schema = doc
+            app.openapi_schema = build_openapi(app)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -257,7 +259,7 @@ def run(settings: Settings | None = None) -> None:
         workers=s.gateway_workers,
         host=s.gateway_host,
         port=s.gateway_port,
-        log_level="info",
+        log_config=logging_config("gateway", s),  # the workers' processes log as this one
         access_log=False,
         timeout_graceful_shutdown=5,  # SIGTERM ends the gateway within seconds
     )

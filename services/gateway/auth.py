@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.common.hashing import api_key_hash
@@ -22,7 +23,15 @@ from services.gateway.registry import Principal, principal_for
 # Staff roles that may read any employer's declarations and account.
 READ_ANY = ("backoffice", "auditor")
 
-bearer = HTTPBearer(auto_error=False, description="the API key issued by `kalo employers add`")
+# A dependency of every route (through `authenticate`), so that the OpenAPI document declares
+# the scheme on each operation and /docs has an Authorize button; errors stay ours (401 problem).
+bearer = HTTPBearer(
+    scheme_name="bearerApiKey",
+    bearerFormat="API key",
+    description="the API key issued by `kalo employers add` (staff: `kalo keys add`), sent as "
+    "`Authorization: Bearer <key>`",
+    auto_error=False,
+)
 
 
 class PrincipalCache:
@@ -46,8 +55,9 @@ class PrincipalCache:
         self._entries[key_hash] = (time.monotonic() + self.ttl_s, principal)
 
 
-async def authenticate(request: Request) -> Principal:
-    creds: HTTPAuthorizationCredentials | None = await bearer(request)
+async def authenticate(
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> Principal:
     if creds is None:
         raise Problem(401, "Unauthorized", "send your API key as 'Authorization: Bearer <key>'")
     key_hash = api_key_hash(creds.credentials)

@@ -6,6 +6,7 @@ implements the port on PostgreSQL, and unit tests run the handlers on an in-memo
 
 from __future__ import annotations
 
+import logging
 import operator
 import uuid
 from collections.abc import Mapping
@@ -19,12 +20,15 @@ from contracts.audit import audit_event
 from contracts.declarations import LINE_FIELDS, DeclarationSubmitted
 from contracts.envelope import derived_id, wrap
 from contracts.pensions import CareerImported, PensionClaimFiled
+from services.common import logs
 from services.common.csv_safe import to_csv
 from services.gateway.auth import READ_ANY, require
 from services.gateway.errors import Problem, conflict, forbidden, not_found
 from services.gateway.registry import Principal, key_id_of
 from services.gateway.report import business_report, difference, report_table
 from services.gateway.schemas import CareerImportReceipt, ClaimIn, ClaimReceipt, DeclarationIn, Receipt
+
+log = logging.getLogger(__name__)
 
 SUBMITTED = "kalo.declarations.submitted"
 Row = Mapping[str, Any]
@@ -96,15 +100,15 @@ def receipt_audit(
 ) -> Outgoing:
     """The audit event of a receipt: who submitted (the key's id, never the key), the body's
     SHA-256 (the input) and the submitted message's (the output)."""
-    audit_id, value = audit_event(
-        action="declaration.received",
-        subject=declaration_id,
-        actor=principal.key_id or f"employer:{decl.employer.id}",
-        input_sha256=payload_sha256,
+    return _received(
+        "declaration.received",
+        declaration_id,
+        principal.key_id or f"employer:{decl.employer.id}",
+        payload_sha256=payload_sha256,
         output_bytes=message,
-        producer="gateway",
         causation_id=event_id,
-        occurred_at=now,
+        now=now,
+        topic=topic,
         details={
             "employer_id": decl.employer.id,
             "period": decl.period,
@@ -112,7 +116,34 @@ def receipt_audit(
             "replaces": decl.replaces,
         },
     )
-    return Outgoing(audit_id, topic, declaration_id, value)
+
+
+def _received(
+    action: str,
+    subject: str,
+    actor: str,
+    *,
+    payload_sha256: str,
+    output_bytes: bytes,
+    causation_id: uuid.UUID | None,
+    now: datetime,
+    topic: str,
+    details: dict[str, Any],
+) -> Outgoing:
+    """The audit event of a receipt (declaration, claim, careers import), keyed by its subject:
+    written to the outbox with the receipt, so it is published once the receipt is."""
+    audit_id, value = audit_event(
+        action=action,
+        subject=subject,
+        actor=actor,
+        input_sha256=payload_sha256,
+        output_bytes=output_bytes,
+        producer="gateway",
+        causation_id=causation_id,
+        occurred_at=now,
+        details=details,
+    )
+    return Outgoing(audit_id, topic, subject, value)
 
 
 def receipt_of(row: Mapping[str, Any], prefix: str = "") -> Receipt:
@@ -194,6 +225,7 @@ async def submit_declaration(
         raise forbidden(f"this API key cannot submit declarations for employer {employer_id!r}")
     declaration_id = new_declaration_id(now)
     event_id, message = submitted_message(declaration_id, decl, payload_sha256, now)
+    logs.bind(correlation_id=declaration_id, employer_id=employer_id)
     if max_message_bytes is not None and len(message) > max_message_bytes:
         # Receipted means decided: a message the topic cannot carry is refused here.
         raise Problem(
@@ -230,7 +262,10 @@ async def submit_declaration(
     )
     outcome, other = row["outcome"], row["other"]
     if outcome in ("created", "existing"):
-        return receipt_of({**row, "employer_id": employer_id}, prefix="r_"), outcome == "created"
+        receipt = receipt_of({**row, "employer_id": employer_id}, prefix="r_")
+        logs.bind(correlation_id=receipt.declaration_id)  # a repeat answers the earlier one
+        log.debug("declaration %s: %s, %d lines", receipt.declaration_id, outcome, len(decl.lines))
+        return receipt, outcome == "created"
     raise _refusal(outcome, other, decl)
 
 
@@ -270,6 +305,7 @@ def _refusal(outcome: str, other: str, decl: DeclarationIn) -> Problem:
 
 async def get_declaration(store: Store, principal: Principal, declaration_id: str) -> dict[str, Any]:
     """Receipt, status, business report and, for a correction, the difference it makes."""
+    logs.bind(correlation_id=declaration_id)
     require(principal, *READ_ANY, "employer")
     row = await store.declaration(declaration_id)
     if row is None:
@@ -289,6 +325,7 @@ async def get_declaration(store: Store, principal: Principal, declaration_id: st
 
 async def declaration_report_csv(store: Store, principal: Principal, declaration_id: str) -> str:
     """The business report as CSV, safe to open in a spreadsheet."""
+    logs.bind(correlation_id=declaration_id)
     require(principal, *READ_ANY, "employer")
     row = await store.report(declaration_id)
     if row is None:
@@ -430,8 +467,10 @@ class Pensions(Protocol):
         event_id: uuid.UUID,
         topic: str,
         message: bytes,
+        audit: Outgoing | None = None,
     ) -> Row:
-        """The receipt and its outbox message in one transaction; the row of `gateway_claim`."""
+        """The receipt and its outbox message in one transaction; the row of `gateway_claim`.
+        `audit`: the receipt's audit event, written to the outbox with it when it is created."""
         ...
 
     async def claim(self, claim_id: str) -> Row | None:
@@ -454,8 +493,10 @@ class Pensions(Protocol):
         received_at: datetime,
         topic: str,
         messages: list[tuple[uuid.UUID, str, bytes]],
+        audit: Outgoing | None = None,
     ) -> Row:
-        """The import's receipt and one outbox message per worker (event id, key, value)."""
+        """The import's receipt and one outbox message per worker (event id, key, value);
+        `audit`: the receipt's audit event, written to the outbox with it when it is created."""
         ...
 
     async def career_import(self, import_id: str) -> Row | None:
@@ -516,12 +557,33 @@ async def file_claim(
     idempotency_key: str | None,
     now: datetime,
     topic: str,
+    audit_topic: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Write the claim's receipt and its outbox message in one transaction. Returns the receipt
-    and whether it is new (False: the same claim again)."""
+    """Write the claim's receipt and its outbox message (and, given `audit_topic`, its audit
+    event) in one transaction. Returns the receipt and whether it is new (False: the same
+    claim again)."""
     require(principal, "backoffice")
     claim_id = new_claim_id(now)
     event_id, message = claim_message(claim_id, claim, principal, payload_sha256, now)
+    logs.bind(correlation_id=claim_id)
+    audit = None
+    if audit_topic is not None:
+        audit = _received(
+            "claim.received",
+            claim_id,
+            principal.key_id or "gateway",
+            payload_sha256=payload_sha256,
+            output_bytes=message,
+            causation_id=event_id,
+            now=now,
+            topic=audit_topic,
+            details={
+                "worker_id": claim.worker_id,
+                "regime": claim.regime,
+                "effective_date": claim.effective_date,
+                "replaces": claim.replaces,
+            },
+        )
     row = await store.file_claim(
         claim_id=claim_id,
         claim=claim,
@@ -533,10 +595,14 @@ async def file_claim(
         event_id=event_id,
         topic=topic,
         message=message,
+        audit=audit,
     )
     outcome, other = row["outcome"], row["other"]
     if outcome in ("created", "existing"):
-        return claim_receipt(row, prefix="r_"), outcome == "created"
+        receipt = claim_receipt(row, prefix="r_")
+        logs.bind(correlation_id=receipt["claim_id"])
+        log.debug("claim %s: %s", receipt["claim_id"], outcome)
+        return receipt, outcome == "created"
     if outcome == "idempotency_conflict":
         raise conflict(
             f"this Idempotency-Key was already used for {other} with another body; "
@@ -566,6 +632,7 @@ async def file_claim(
 
 
 async def get_claim(store: Pensions, principal: Principal, claim_id: str) -> dict[str, Any]:
+    logs.bind(correlation_id=claim_id)
     """The claim's receipt, status, liquidation (RULES.md §5), flags and every decision."""
     require(principal, *CLAIM_READERS)
     row = await store.claim(claim_id)
@@ -687,10 +754,27 @@ async def import_careers(
     idempotency_key: str | None,
     now: datetime,
     topic: str,
+    audit_topic: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Receipt the file and queue one message per worker for the ledger, in one transaction."""
+    """Receipt the file and queue one message per worker for the ledger (and, given
+    `audit_topic`, the receipt's audit event), in one transaction."""
     require(principal, "backoffice")
     import_id = new_import_id(now)
+    messages = import_messages(import_id, rows, principal, now)
+    audit = None
+    if audit_topic is not None:
+        audit = _received(
+            "careers.import_received",
+            import_id,
+            principal.key_id or "gateway",
+            payload_sha256=payload_sha256,
+            # The output: the messages queued, one JSON document a line, in order.
+            output_bytes=b"\n".join(value for _, _, value in messages),
+            causation_id=None,
+            now=now,
+            topic=audit_topic,
+            details={"rows": len(rows), "workers": len(messages)},
+        )
     row = await store.import_careers(
         import_id=import_id,
         payload_sha256=payload_sha256,
@@ -700,7 +784,8 @@ async def import_careers(
         row_count=len(rows),
         received_at=now,
         topic=topic,
-        messages=import_messages(import_id, rows, principal, now),
+        messages=messages,
+        audit=audit,
     )
     if row["outcome"] == "idempotency_conflict":
         raise conflict(

@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaProducer
 
 from services.common import outbox as common
 from services.common.db import connect
-from services.common.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
 from services.common.settings import Settings
+from services.gateway.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
 
 # pg_try_advisory_lock key of the relay leader (advisory locks are per database).
 RELAY_LOCK = 7_206_004

@@ -11,12 +11,12 @@ from pydantic import ValidationError
 
 from services.common.hashing import sha256_hex
 from services.common.kafka import topic
-from services.common.metrics import RECEIPT_SECONDS, RECEIPTS
 from services.gateway import handlers
 from services.gateway.auth import authenticate, require
 from services.gateway.career_csv import parse_careers
 from services.gateway.csv_upload import parse_lines, parse_number, shown
 from services.gateway.errors import Problem
+from services.gateway.metrics import RECEIPT_SECONDS, RECEIPTS
 from services.gateway.registry import Principal, registered_employer
 from services.gateway.responses import ORJSONResponse
 from services.gateway.schemas import (
@@ -47,25 +47,65 @@ Caller = Annotated[Principal, Depends(authenticate)]
 IdempotencyKey = Annotated[
     str | None,
     Header(
+        alias="Idempotency-Key",
         max_length=128,
-        description="same key and body: the same receipt; same key, other body: 409",
+        description="same key and body: the same receipt (202, `Idempotent-Replayed: true`); "
+        "same key, other body: 409",
     ),
 ]
 
+# When each problem happens (every one is application/problem+json, see services.gateway.openapi).
+PROBLEMS: dict[int, str] = {
+    400: "Malformed: a NUL character in the path or the query, a body that is not JSON, a file that is "
+    "not UTF-8",
+    401: "No API key, or an unknown or revoked one",
+    403: "The key's role or employer may not do this",
+    404: "No such resource (or not registered)",
+    409: "Conflict: the Idempotency-Key was used with another body, or the month (the claim) is "
+    "already filed or corrected; the problem names the other one",
+    413: "The body is over the size limit, or has too many lines or rows",
+    415: "The body is not in the media type this endpoint reads",
+    422: "Invalid content: `errors` lists every bad field, line (and CSV row and column)",
+    429: "Too many requests for this key, or too many failed keys from this address: retry after "
+    "`Retry-After` seconds",
+    503: "PostgreSQL or Kafka is away for a moment (nothing was stored): send the same request again "
+    "after `Retry-After` seconds",
+}
+RETRY_AFTER = {"$ref": "#/components/headers/Retry-After"}  # defined by services.common.openapi
+# What any route may answer: a NUL in the path or query (400, app.NoNul), no or a bad key (401),
+# a value PostgreSQL cannot store (422), the rate limits (429), an outage (503).
+EVERY_ROUTE = (400, 401, 422, 429, 503)
+
 
 def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ProblemDoc, "content": {"application/problem+json": {}}} for code in codes}
+    return {code: {"model": ProblemDoc, "description": PROBLEMS[code]} for code in sorted(set(codes))}
 
 
-SUBMIT_ERRORS = _problems(400, 401, 403, 409, 413, 415, 422, 429)
-READ_ERRORS = _problems(401, 403, 404, 422, 429)
+# A body: over the size limit (413, app.BodyLimit), in another media type (415, app.MediaTypes).
+SUBMIT_ERRORS = _problems(*EVERY_ROUTE, 403, 409, 413, 415)
+READ_ERRORS = _problems(*EVERY_ROUTE, 403, 404)
+LIST_ERRORS = _problems(*EVERY_ROUTE, 403)
+# A receipt: 202 for a new submission and for a repeat of it (same key and body), which says so.
+RECEIPT = {
+    202: {
+        "description": "Received: the receipt (a repeat of an earlier submission gets the same one)",
+        "headers": {
+            "Idempotent-Replayed": {
+                "description": "`true` when this is the receipt of an earlier identical submission",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        },
+    }
+}
 
 
 @router.post(
     "/declarations",
+    operation_id="submitDeclarationJson",
+    tags=["declarations"],
     status_code=202,
     response_model=Receipt,
-    responses=SUBMIT_ERRORS,
+    responses={**RECEIPT, **SUBMIT_ERRORS},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -75,6 +115,9 @@ READ_ERRORS = _problems(401, 403, 404, 422, 429)
     summary="Submit a monthly declaration (JSON)",
 )
 async def submit_json(request: Request, caller: Caller, idempotency_key: IdempotencyKey = None) -> Response:
+    """The body is a `DeclarationIn`. The receipt (202) says the declaration is received, not
+    accepted: the assessment decides shortly after, and GET /v1/declarations/{declaration_id}
+    shows the outcome and the business report."""
     body = await request.body()
     try:
         decl = DeclarationIn.model_validate_json(body)
@@ -85,9 +128,11 @@ async def submit_json(request: Request, caller: Caller, idempotency_key: Idempot
 
 @router.post(
     "/declarations/upload",
+    operation_id="submitDeclarationCsv",
+    tags=["declarations"],
     status_code=202,
     response_model=Receipt,
-    responses=SUBMIT_ERRORS,
+    responses={**RECEIPT, **SUBMIT_ERRORS},
     summary="Submit a monthly declaration (CSV file)",
     description=(
         "multipart/form-data with `file` (UTF-8 CSV, comma or semicolon, a header row; "
@@ -178,25 +223,47 @@ def _receipt(request: Request, receipt: dict[str, Any], created: bool) -> Respon
 
 @router.get(
     "/declarations/{declaration_id}",
+    operation_id="getDeclaration",
+    tags=["declarations"],
     response_model=DeclarationView,
     responses=READ_ERRORS,
     summary="Status, business report and, for a correction, its difference",
 )
 async def get_declaration(declaration_id: str, request: Request, caller: Caller) -> Response:
+    """`received` until the assessment has decided, then `accepted` or `rejected` with every
+    line's outcome and error codes; an employer reads only its own declarations."""
     doc = await handlers.get_declaration(request.app.state.store, caller, declaration_id)
     return ORJSONResponse(doc)
 
 
 @router.get(
     "/declarations/{declaration_id}/report.csv",
+    operation_id="getDeclarationReportCsv",
+    tags=["declarations"],
     response_class=Response,
     responses={
-        200: {"content": {"text/csv": {}}, "description": "the business report as CSV"},
-        **_problems(401, 403, 404, 409, 429),
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "The business report as CSV",
+            "headers": {
+                "Content-Disposition": {
+                    "description": "`attachment`, the file named after the declaration",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        **_problems(*EVERY_ROUTE, 403, 404),
+        409: {
+            "model": ProblemDoc,
+            "description": "Received but not assessed yet: retry after `Retry-After` seconds",
+            "headers": {"Retry-After": RETRY_AFTER},
+        },
     },
     summary="The business report as CSV (cells a spreadsheet would run as formulas are neutralised)",
 )
 async def declaration_report_csv(declaration_id: str, request: Request, caller: Caller) -> Response:
+    """The business report of GET /v1/declarations/{declaration_id} as a file; 409 with
+    `Retry-After` until the declaration is assessed."""
     text = await handlers.declaration_report_csv(request.app.state.store, caller, declaration_id)
     return Response(
         text,
@@ -211,8 +278,10 @@ def _safe_name(text: str) -> str:
 
 @router.get(
     "/declarations",
+    operation_id="listDeclarations",
+    tags=["declarations"],
     response_model=DeclarationList,
-    responses=READ_ERRORS,
+    responses=LIST_ERRORS,
     summary="The caller's declarations (staff: any employer's), newest first",
 )
 async def list_declarations(
@@ -223,6 +292,7 @@ async def list_declarations(
     status: Annotated[str | None, Query(pattern="^(received|accepted|rejected)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
+    """Filtered by period, status and (staff) employer; at most `limit` items."""
     doc = await handlers.list_declarations(
         request.app.state.store, caller, period=period, employer_id=employer, status=status, limit=limit
     )
@@ -231,11 +301,15 @@ async def list_declarations(
 
 @router.get(
     "/employers/{employer_id:path}/account",
+    operation_id="getEmployerAccount",
+    tags=["accounts"],
     response_model=Account,
     responses=READ_ERRORS,
     summary="What is due per period and fund: due dates, surcharges, corrections",
 )
 async def employer_account(employer_id: str, request: Request, caller: Caller) -> Response:
+    """Per period: the declaration in force, the dues per fund, the due date, the surcharge and
+    the corrections; an employer reads only its own account."""
     doc = await handlers.employer_account(request.app.state.store, caller, employer_id)
     return ORJSONResponse(doc)
 
@@ -245,9 +319,11 @@ async def employer_account(employer_id: str, request: Request, caller: Caller) -
 
 @router.post(
     "/pension-claims",
+    operation_id="filePensionClaim",
+    tags=["pensions"],
     status_code=202,
     response_model=ClaimReceipt,
-    responses=SUBMIT_ERRORS,
+    responses={**RECEIPT, **SUBMIT_ERRORS},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -276,24 +352,31 @@ async def file_claim(request: Request, caller: Caller, idempotency_key: Idempote
         idempotency_key=idempotency_key,
         now=datetime.now(UTC),
         topic=topic(handlers.CLAIMS, request.app.state.settings),
+        audit_topic=topic("kalo.audit", request.app.state.settings),
     )
     return _receipt(request, receipt, created)
 
 
 @router.get(
     "/pension-claims/{claim_id}",
+    operation_id="getPensionClaim",
+    tags=["pensions"],
     response_model=ClaimView,
     responses=READ_ERRORS,
     summary="A claim's status, liquidation, flags and every decision with who and when",
 )
 async def get_claim(claim_id: str, request: Request, caller: Caller) -> Response:
+    """Back offices, auditors and controllers: the claim as filed, its state, the liquidation once
+    computed, the control's flags and decisions."""
     return ORJSONResponse(await handlers.get_claim(request.app.state.store, caller, claim_id))
 
 
 @router.get(
     "/pension-claims",
+    operation_id="listPensionClaims",
+    tags=["pensions"],
     response_model=ClaimList,
-    responses=READ_ERRORS,
+    responses=LIST_ERRORS,
     summary="Claims, newest first, by status and worker",
 )
 async def list_claims(
@@ -305,6 +388,7 @@ async def list_claims(
     worker: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
+    """Back offices, auditors and controllers; at most `limit` items."""
     doc = await handlers.list_claims(
         request.app.state.store, caller, status=status, worker_id=worker, limit=limit
     )
@@ -313,9 +397,11 @@ async def list_claims(
 
 @router.post(
     "/careers/import",
+    operation_id="importCareers",
+    tags=["careers"],
     status_code=202,
     response_model=CareerImportReceipt,
-    responses=SUBMIT_ERRORS,
+    responses={**RECEIPT, **SUBMIT_ERRORS},
     summary="Import careers from before Kalo (CSV file; back office)",
     description=(
         "multipart/form-data with `file`: UTF-8 CSV, comma or semicolon, a header row with "
@@ -341,15 +427,20 @@ async def import_careers(
         idempotency_key=idempotency_key,
         now=datetime.now(UTC),
         topic=topic(handlers.CAREERS_IMPORTED, request.app.state.settings),
+        audit_topic=topic("kalo.audit", request.app.state.settings),
     )
     return _receipt(request, receipt, created)
 
 
 @router.get(
     "/careers/imports/{import_id}",
+    operation_id="getCareerImport",
+    tags=["careers"],
     response_model=CareerImportReceipt,
     responses=READ_ERRORS,
     summary="A careers import: rows, workers, and how many workers the ledger has applied",
 )
 async def get_career_import(import_id: str, request: Request, caller: Caller) -> Response:
+    """Back offices and auditors: the import's receipt and `applied_workers`, the workers the
+    ledger has applied so far (all of them once it has caught up)."""
     return ORJSONResponse(await handlers.get_career_import(request.app.state.store, caller, import_id))

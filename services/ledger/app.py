@@ -1,5 +1,5 @@
 """Ledger wiring: a tracked consumer of assessed and rejected declarations, careers imported,
-liquidations and decisions; /metrics, rebuild."""
+liquidations and decisions; /metrics, /health, /ready; rebuild."""
 
 from __future__ import annotations
 
@@ -10,19 +10,22 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import uvloop
-from prometheus_client import start_http_server
 
 from services.common import db
 from services.common.gc_tuning import tune_gc
 from services.common.kafka import topic
+from services.common.ops_http import start_ops_server
 from services.common.outage import Backoff, is_outage, retry_outages
+from services.common.ready import NotReady, Readiness, assigned_check, kafka_check, pool_check
 from services.common.settings import Settings, get_settings
 from services.common.tracking import TrackedConsumer
 from services.ledger.handlers import decode
+from services.ledger.metrics import STREAM
 from services.ledger.projections import apply_events
 from services.ledger.rebuild import LEDGER_LOCK, create_copy, diff, reset_projections
 
@@ -51,6 +54,7 @@ def _consumer(s: Settings, pool: asyncpg.Pool, gate: LedgerLock | None = None) -
         decode=decode,
         apply=apply_events,
         settings=s,
+        metrics=STREAM,
         gate=gate.wait_held if gate else None,
     )
 
@@ -137,9 +141,24 @@ async def run(settings: Settings | None = None) -> None:
     """Consume until SIGTERM. PostgreSQL or Kafka away (at start or later) pauses the ledger;
     it resumes by itself. SIGTERM ends it within seconds, whatever is away."""
     s = settings or get_settings()
-    start_http_server(s.ledger_metrics_port, addr=s.metrics_host)
     stopping = asyncio.Event()
     consumer: TrackedConsumer | None = None
+    pool: asyncpg.Pool | None = None
+    lock = LedgerLock(s, stopping)
+
+    async def lock_held() -> None:
+        if not lock.held.is_set():
+            raise NotReady("the ledger's shared lock is not held")
+
+    readiness = Readiness(
+        {
+            "postgres": pool_check(lambda: pool),
+            "kafka": kafka_check(s),
+            "consumer": assigned_check(lambda: consumer.consumer if consumer else None),
+            "lock": lock_held,
+        }
+    )
+    ops = await start_ops_server(s.metrics_host, s.ledger_metrics_port, readiness)
 
     def on_sigterm() -> None:  # finish the batch, leave the group, close cleanly
         if not stopping.is_set():
@@ -151,8 +170,6 @@ async def run(settings: Settings | None = None) -> None:
             consumer.stop()
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
-    lock = LedgerLock(s, stopping)
-    pool: asyncpg.Pool | None = None
     keeper: asyncio.Task[None] | None = None
     try:
         # Held for the life of the process: a rebuild waits for every ledger to stop.
@@ -176,9 +193,16 @@ async def run(settings: Settings | None = None) -> None:
                 await asyncio.wait_for(pool.close(), timeout=1)
             except Exception:
                 pool.terminate()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ops.cleanup(), timeout=1)
 
 
-async def rebuild(settings: Settings | None = None) -> dict[str, int]:
+# What a rebuild reports as it goes: stage, records applied, records to apply.
+Progress = Callable[[str, int, int | None], None]
+REPLAYING = "replaying the ledger's topics"
+
+
+async def rebuild(settings: Settings | None = None, progress: Progress | None = None) -> dict[str, int]:
     """Empty the projections and replay the ledger's topics from the beginning: as the
     ledger's role, which may touch nothing but the ledger's schema."""
     s = settings or get_settings()
@@ -186,7 +210,7 @@ async def rebuild(settings: Settings | None = None) -> dict[str, int]:
     try:
         async with pool.acquire() as conn, conn.transaction():
             await reset_projections(conn, NAME)
-        records = await _consumer(s, pool).replay_to_end()
+        records = await _consumer(s, pool).replay_to_end(_reporting(progress))
         counts = {"records": records}
         for table in (
             "declaration_outcomes",
@@ -205,12 +229,19 @@ async def rebuild(settings: Settings | None = None) -> dict[str, int]:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     tune_gc()  # full collections walked every live object every few thousand events
     uvloop.run(run())  # the event loop's own cost per batch, as the stream processors (faust_runtime)
 
 
-async def rebuild_into(schema: str, settings: Settings | None = None) -> dict[str, Any]:
+def _reporting(progress: Progress | None) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(REPLAYING, done, total)
+
+
+async def rebuild_into(
+    schema: str, settings: Settings | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
     """Replay the ledger's topics from the beginning into empty copies of its tables in a new
     schema (the live projections are not touched; the ledger may keep running), then diff
     them row by row against the live projections."""
@@ -221,7 +252,7 @@ async def rebuild_into(schema: str, settings: Settings | None = None) -> dict[st
         # As the admin: the ledger's role may create no schema (an auditor's or operator's task).
         pool = await db.connect_pool(s.dsn, min_size=1, max_size=4, server_settings={"search_path": schema})
         try:
-            records = await _consumer(s, pool).replay_to_end()
+            records = await _consumer(s, pool).replay_to_end(_reporting(progress))
         finally:
             await pool.close()
         tables_diff = await diff(conn, live, schema, tables)

@@ -71,7 +71,7 @@ def decode(record: ConsumerRecord) -> Decoded:
     data = doc.get("data")
     if kind == PensionLiquidated.TYPE and isinstance(data, dict) and type(data.get("career")) is list:
         # The career snapshot is the control's to read; the ledger keeps its size only.
-        envelope = model.model_validate({**doc, "data": {**data, "career": []}})
+        envelope = model.model_validate({**doc, "data": {**data, "career": [], "career_sources": None}})
         return Decoded(envelope, months=len(data["career"]))
     if kind != DeclarationAssessed.TYPE or not isinstance(data, dict) or "lines" not in data:
         envelope = model.model_validate(doc)
@@ -164,6 +164,19 @@ def latest_per_month(events: list[Decoded]) -> list[Decoded]:
         if key not in latest or e.data.submitted_at >= latest[key].data.submitted_at:
             latest[key] = e
     return list(latest.values())
+
+
+def late_charges(events: list[Decoded]) -> dict[tuple[str, str], tuple[int, int]]:
+    """The most months late and the highest surcharge of each employer-month in this batch: a
+    corrective keeps the original's surcharge even when both arrive in one batch (the newest
+    alone would carry the corrective's)."""
+    worst: dict[tuple[str, str], tuple[int, int]] = {}
+    for e in events:
+        d = e.data
+        key = (d.employer_id, d.period)
+        late, surcharge = worst.get(key, (0, 0))
+        worst[key] = (max(late, d.months_late), max(surcharge, d.surcharge))
+    return worst
 
 
 def imported_rows(events: list[Decoded]) -> list[tuple[str, str, str, int, str, Any]]:

@@ -10,8 +10,16 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.common import metrics
-from services.ledger.handlers import Batch, Decoded, decision_row, imported_rows, latest_per_month, split
+from services.ledger.handlers import (
+    Batch,
+    Decoded,
+    decision_row,
+    imported_rows,
+    late_charges,
+    latest_per_month,
+    split,
+)
+from services.ledger.metrics import STREAM
 
 # The ledger's record of each decision (the gateway reads it joined to its receipt). An
 # outcome is written once: a replayed event finds its row and changes nothing.
@@ -229,12 +237,16 @@ async def apply_declarations(conn: asyncpg.Connection, batch: Batch) -> None:
     }
     fresh = [e for e in batch.assessed if e.data.declaration_id in applied]
     now = datetime.now(UTC)
+    end_to_end = STREAM.end_to_end
+    assert end_to_end is not None
     for e in (*fresh, *(r for r in batch.rejected if r.data.declaration_id in applied)):
-        metrics.END_TO_END.labels("ledger").observe(max((now - e.data.submitted_at).total_seconds(), 0.0))
-    await _apply_accounts_and_careers(conn, latest_per_month(fresh))
+        end_to_end.observe(max((now - e.data.submitted_at).total_seconds(), 0.0))
+    await _apply_accounts_and_careers(conn, latest_per_month(fresh), late_charges(fresh))
 
 
-async def _apply_accounts_and_careers(conn: asyncpg.Connection, events: list[Decoded]) -> None:
+async def _apply_accounts_and_careers(
+    conn: asyncpg.Connection, events: list[Decoded], worst: dict[tuple[str, str], tuple[int, int]]
+) -> None:
     if not events:
         return
     periods = [
@@ -244,9 +256,9 @@ async def _apply_accounts_and_careers(conn: asyncpg.Connection, events: list[Dec
             d.declaration_id,
             d.submitted_at,
             d.due_date,
-            d.months_late,
+            worst[(d.employer_id, d.period)][0],  # the most months late of the batch
             d.totals.total,
-            d.surcharge,
+            worst[(d.employer_id, d.period)][1],  # and the highest surcharge
         )
         for d in (e.data for e in events)
     ]

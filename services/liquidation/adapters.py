@@ -11,6 +11,7 @@ from services.common.kafka import topic
 from services.common.outputs import KafkaSender
 from services.common.settings import Settings
 from services.liquidation.handlers import NO_ROWS, CareerRows, Rows, Snapshot
+from services.liquidation.metrics import STREAM
 
 SERVICE = "liquidation"
 # The topics the ledger writes careers from.
@@ -58,4 +59,4 @@ class PgCareers:
 
 class KafkaDeadLetters(outputs.KafkaDeadLetters):
     def __init__(self, sender: KafkaSender) -> None:
-        super().__init__(sender, SERVICE)
+        super().__init__(sender, SERVICE, STREAM)

@@ -12,7 +12,6 @@ from typing import Any
 
 import faust
 
-from services.common import metrics
 from services.common.db import connect_pool
 from services.common.faust_runtime import (
     Outputs,
@@ -24,7 +23,7 @@ from services.common.faust_runtime import (
 )
 from services.common.kafka import topic
 from services.common.settings import Settings, get_settings
-from services.liquidation import handlers
+from services.liquidation import handlers, metrics
 from services.liquidation.adapters import SERVICE, KafkaDeadLetters, KafkaSender, PgCareers
 from services.rules import Ruleset, load_ruleset
 
@@ -66,13 +65,13 @@ def create_app(settings: Settings | None = None, ruleset: Ruleset | None = None)
         )
         observe(outcomes)
         took = time.perf_counter() - started
-        metrics.PROCESSING.labels(SERVICE).observe(took)
+        metrics.STREAM.batch.observe(took)
         log.info("%d claims liquidated in %.3f s", len(messages), took)
 
     source = topic("kalo.pensions.claims", s)
     install_batch_agent(app, source, batch=s.liquidation_batch, consumed=_message, process=process)
-    install_lag_gauge(app, SERVICE)
-    install_pages(app)
+    install_lag_gauge(app, metrics.STREAM)
+    install_pages(app, SERVICE, s)
     app.conf.kalo_settings = s  # type: ignore[attr-defined]
     return app
 
@@ -85,12 +84,12 @@ def observe(outcomes: list[handlers.Outcome]) -> None:
     """Metrics of a batch, added once per label."""
     decisions: Counter[tuple[str, str]] = Counter()
     now = datetime.now(UTC)
+    end_to_end = metrics.STREAM.end_to_end
+    assert end_to_end is not None
     for outcome in outcomes:
         decisions[(outcome.regime, outcome.decision)] += 1
         if outcome.filed_at is not None:
-            metrics.END_TO_END.labels("liquidated").observe(
-                max((now - outcome.filed_at).total_seconds(), 0.0)
-            )
+            end_to_end.observe(max((now - outcome.filed_at).total_seconds(), 0.0))
     for (regime, decision), n in decisions.items():
         metrics.LIQUIDATIONS.labels(regime, decision).inc(n)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, KeysView, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
@@ -25,7 +25,8 @@ import orjson
 
 from contracts.audit import AuditRecorded
 from contracts.envelope import Envelope, Payload, envelope_json
-from contracts.pensions import PensionClaimFiled, PensionLiquidated
+from contracts.pensions import PensionClaimFiled, PensionLiquidated, source_runs
+from services.common import logs
 from services.common.batches import check_sizes, decoded_or_parked, together_or_one_by_one
 from services.common.hashing import sha256_hex
 from services.rules import Claim, Ruleset, liquidate
@@ -72,6 +73,8 @@ class Career:
     months: list[tuple[str, int]]
     assessed_rows: int = 0
     imported_rows: int = 0
+    # Where the months come from, as runs (contracts.pensions.source_runs).
+    sources: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,8 @@ class Snapshot:
 def merge_career(rows: CareerRows) -> Career:
     """The whole career: assessed and imported months together, an imported row left out where
     Kalo assessed the same employer's same month (Kalo's own record wins); then, as RULES.md
-    §3 counts them, one entry per month with the bases of its employers added."""
+    §3 counts them, one entry per month with the bases of its employers added, and where each
+    month comes from (assessed, imported, or both)."""
     a, i = rows.assessed, rows.imported
     periods, employers, bases = i.periods, i.employers, i.bases
     overlap = set(a.periods).intersection(periods) if a.periods else ()
@@ -98,9 +102,26 @@ def merge_career(rows: CareerRows) -> Career:
         imported = len(kept)
         periods, bases = [p for p, _, _ in kept], [b for _, _, b in kept]
     months = _by_month(periods, bases)
-    for period, base in _by_month(a.periods, a.bases).items():
+    assessed = _by_month(a.periods, a.bases)
+    sources = _sources(months.keys(), assessed.keys())
+    for period, base in assessed.items():
         months[period] = months.get(period, 0) + base
-    return Career(sorted(months.items()), len(a.periods), imported)
+    return Career(sorted(months.items()), len(a.periods), imported, sources)
+
+
+def _sources(imported: KeysView[str], assessed: KeysView[str]) -> list[tuple[str, str, str]]:
+    """The runs of where the months come from. Most careers are history imported up to the
+    month before Kalo's first: two runs, found from the ends alone."""
+    if not imported or not assessed:
+        only = imported or assessed
+        kind = "imported" if imported else "assessed"
+        return [(min(only), max(only), kind)] if only else []
+    if max(imported) < min(assessed):
+        return [(min(imported), max(imported), "imported"), (min(assessed), max(assessed), "assessed")]
+    kinds = {p: "imported" for p in imported}
+    for p in assessed:
+        kinds[p] = "both" if p in kinds else "assessed"
+    return source_runs(sorted(kinds.items()))
 
 
 def _by_month(periods: Sequence[str], bases: Sequence[int]) -> dict[str, int]:
@@ -223,6 +244,7 @@ def liquidate_filed(
             "liquidation": liquidation,
             "as_of": as_of,
             "filed_at": d.filed_at,
+            "career_sources": career.sources,
         },
         option=orjson.OPT_UTC_Z,
     )
@@ -253,6 +275,7 @@ def liquidate_filed(
     audit = {
         "action": PensionLiquidated.TYPE,
         "subject": d.claim_id,
+        "actor": PRODUCER,  # the liquidation decided, by the rules
         "ruleset": ruleset.id,
         # The claim as received and the liquidation as sent (its payload, career and point
         # included): an auditor re-derives the one from the other.
@@ -310,17 +333,19 @@ async def _liquidate_together(
     snapshot = await careers.read(sorted(_workers(env for _, env in decoded)))
     outcomes = []
     for message, env in decoded:
-        try:
-            career = merge_career(snapshot.careers.get(env.data.worker_id, NO_ROWS))
-            outcome = liquidate_filed(env, message.value, career, snapshot, ruleset)
-            check_sizes(outcome.messages, max_output_bytes)
-        except Exception as exc:  # a bug: the rules decide every claim the contract lets through
-            log.exception("liquidation of %s failed", env.data.claim_id)
-            await dead_letters.park(message, exc)
-            continue
-        for out in outcome.messages:
-            await sender.send(out.topic, out.key, out.value)
-        outcomes.append(outcome)
+        with logs.handling(env):  # its ids on every line logged meanwhile
+            try:
+                career = merge_career(snapshot.careers.get(env.data.worker_id, NO_ROWS))
+                outcome = liquidate_filed(env, message.value, career, snapshot, ruleset)
+                check_sizes(outcome.messages, max_output_bytes)
+            except Exception as exc:  # a bug: the rules decide every claim the contract lets through
+                log.exception("liquidation of %s failed", env.data.claim_id)
+                await dead_letters.park(message, exc)
+                continue
+            for out in outcome.messages:
+                await sender.send(out.topic, out.key, out.value)
+            log.debug("claim %s: %s", env.data.claim_id, outcome.decision)
+            outcomes.append(outcome)
     return outcomes
 
 

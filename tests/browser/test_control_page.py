@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -21,6 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from contracts.pensions import CareerAsOf
 from services.common.hashing import api_key_hash
 from services.control import minutes
 from services.gateway.registry import add_staff_key
@@ -97,8 +99,25 @@ async def test_two_controllers_approve_a_flagged_liquidation_and_download_the_mi
         alice = await add_staff_key(conn, role="controller", label="Awa Traoré")
         bob = await add_staff_key(conn, role="controller", label="Bakary Keïta")
         filer = await add_staff_key(conn, role="backoffice", label="INPS Bamako")
+        # CB-SPIKE's career: 276 months imported from before Kalo, then 24 assessed.
+        sources = [(SPIKE[0][0], SPIKE[275][0], "imported"), (SPIKE[276][0], SPIKE[-1][0], "assessed")]
         events = [
-            liquidated("CB-SPIKE", SPIKE, worker_id="WB-1", filed_by=api_key_hash(filer)),
+            liquidated(
+                "CB-SPIKE",
+                SPIKE,
+                worker_id="WB-1",
+                filed_by=api_key_hash(filer),
+                sources=sources,
+                as_of=CareerAsOf(
+                    read_at=datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
+                    ledger_offsets={
+                        "kalo.declarations.assessed": {"0": 24},
+                        "kalo.careers.imported": {"0": 1},
+                    },
+                    assessed_rows=24,
+                    imported_rows=276,
+                ),
+            ),
             liquidated("CB-LATE", SPIKE, worker_id="WB-2", filed_by=api_key_hash(filer)),
             liquidated("CB-PLAIN", PLAIN, worker_id="WB-3", filed_by=api_key_hash(filer)),
         ]
@@ -143,7 +162,21 @@ async def test_two_controllers_approve_a_flagged_liquidation_and_download_the_mi
         wait_until(first, lambda d: d.find_elements(By.ID, "comparison"))
         chart = first.find_element(By.CSS_SELECTOR, "svg.career-chart")
         assert chart.find_elements(By.CSS_SELECTOR, "rect.window")
-        assert len(chart.find_elements(By.CSS_SELECTOR, "rect.assessed")) == 300
+        # Imported months apart from assessed ones: their own fill, named in the legend.
+        assert len(chart.find_elements(By.CSS_SELECTOR, "rect.imported")) == 276
+        assert len(chart.find_elements(By.CSS_SELECTOR, "rect.assessed")) == 24
+        legend = chart.find_element(By.CSS_SELECTOR, "g.legend").text
+        assert "imported months (before Kalo)" in legend and "assessed months (declarations)" in legend
+        fills = {
+            chart.find_element(By.CSS_SELECTOR, f"rect.{kind}").get_attribute("fill")
+            for kind in ("imported", "assessed")
+        }
+        assert len(fills) == 2
+        desc = chart.find_element(By.TAG_NAME, "desc").get_attribute("textContent")
+        assert "24 assessed from declarations, 276 imported from before Kalo" in desc
+        caption = first.find_element(By.CSS_SELECTOR, "figure.chart figcaption").text
+        assert "Read 2026-11-30 09:00 UTC: 24 month(s) × employer assessed" in caption, caption
+        assert "276 imported from before Kalo" in caption
         assert "SALARY_SPIKE" in first.find_element(By.ID, "flags").text
         comparison = first.find_element(By.ID, "comparison").text
         assert "monthly_pension" in comparison and "(differs)" not in comparison

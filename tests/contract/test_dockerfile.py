@@ -62,3 +62,40 @@ def test_the_build_stage_copies_what_the_wheel_is_built_from() -> None:
     assert {"pyproject.toml", "README.md", "contracts", "services", "deploy/postgres"} <= set(sources)
     for source in sources:
         assert (ROOT / source).exists(), source
+
+
+def test_the_image_runs_as_a_user_that_is_not_root() -> None:
+    runtime = stages()[-1]
+    users = [line.split()[1] for line in runtime if line.upper().startswith("USER ")]
+    assert users, "no USER: the services would run as root"
+    assert users[-1] not in ("root", "0", "0:0")
+    runs = " ".join(line for line in runtime if line.upper().startswith("RUN "))
+    assert "useradd" in runs and users[-1] in runs
+
+
+def test_the_image_has_a_healthcheck_on_ready() -> None:
+    runtime = stages()[-1]
+    [check] = [line for line in runtime if line.upper().startswith("HEALTHCHECK ")]
+    assert "urllib.request.urlopen" in check and "KALO_READY_URL" in check
+    env = " ".join(line for line in runtime if line.upper().startswith("ENV "))
+    assert "KALO_READY_URL=http://127.0.0.1:8080/ready" in env
+
+
+def test_the_build_context_leaves_out_local_state_and_secrets() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip()[:1] not in ("", "#")
+    }
+    assert {
+        ".venv",
+        ".git",
+        "deploy/local/.state",
+        "deploy/local/.kafka",
+        "**/__pycache__",
+        ".env",
+        "tests",
+    } <= ignored
+    # Nothing the build stage copies is ignored.
+    for source in [*build_stage_sources(), "requirements.lock"]:
+        assert source not in ignored and not any(source.startswith(f"{i}/") for i in ignored), source

@@ -22,6 +22,7 @@ import pytest
 import pytest_asyncio
 
 from services.common.settings import Settings
+from tests.support.promtool import promtool  # noqa: F401 - a fixture, for the tests that run promtool
 from tests.support.sandbox import sandbox
 
 ROOT = Path(__file__).resolve().parents[2]

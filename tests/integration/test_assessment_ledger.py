@@ -325,7 +325,7 @@ async def test_two_workers_share_partitions_and_totals_stay_right(
             counts[name] = sum(
                 float(line.split()[-1])
                 for line in text.splitlines()
-                if line.startswith("kalo_declarations_total{")
+                if line.startswith("kalo_assessment_declarations_total{")
             )
     assert all(c > 0 for c in counts.values()), f"each worker assessed some declarations: {counts}"
     # A rebalance while both join may have a few batches assessed twice: same event ids,

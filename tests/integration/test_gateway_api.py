@@ -422,9 +422,16 @@ async def test_body_size_and_rate_limits(services: Stack, db: Any) -> None:
             # Another key has its own budget.
             _, other = await register_employer(db)
             assert (await c.get("/v1/declarations", headers=auth(other))).status_code == 200
-            metrics = (await c.get("/metrics/")).text
+            scrape = await c.get("/metrics", follow_redirects=False)
+            assert scrape.status_code == 200, scrape.headers  # at /metrics itself, no redirect
+            metrics = scrape.text
             assert 'kalo_gateway_problems_total{status="413"} 3.0' in metrics
             assert 'kalo_gateway_problems_total{status="429"}' in metrics
+            # The HTTP request metrics count the answers of the middlewares too, by route.
+            assert (
+                'kalo_gateway_http_requests_total{handler="/v1/declarations",method="GET",status="429"}'
+                in metrics
+            )
     finally:
         services.stop("gateway-limits")
 

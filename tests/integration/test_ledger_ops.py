@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from tests.integration.test_assessment_ledger import (
     register,
     wait_applied,
 )
+from tests.support.terminal import run_in_pty
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -205,6 +207,54 @@ async def _wait_letter(stack: Stack, value: bytes, offset: int | None = None) ->
             if base64.b64decode(e["data"]["value_b64"]) == value and offset in (None, e["data"]["offset"]):
                 return e
     raise TimeoutError("the poison never reached kalo.dlq")
+
+
+async def test_dlq_replay_of_many_sends_each_back_and_prints_only_what_it_did(flowing) -> None:
+    stack, _, docs = flowing
+    poisons = [b"\xff many " + uuid.uuid4().hex.encode() for _ in range(3)]
+    for poison in poisons:
+        await send(stack, "kalo.declarations.submitted", docs[0]["employer"]["id"], poison)
+    letters = [await _wait_letter(stack, poison) for poison in poisons]
+    ids = [letter["id"] for letter in letters]
+
+    unknown = kalo(stack, "dlq", "replay", ids[0], str(uuid.uuid4()))
+    assert unknown.returncode == 1 and "no dead letter" in unknown.stdout
+    assert "replayed" not in unknown.stdout  # every id checked before any is sent
+
+    replayed = kalo(stack, "dlq", "replay", *ids)  # piped: no bar, one line per letter
+    assert replayed.returncode == 0, replayed.stderr
+    lines = replayed.stdout.splitlines()
+    assert [line.split()[1] for line in lines] == ids and "\x1b" not in replayed.stdout
+    for poison, line in zip(poisons, lines, strict=True):
+        offset = int(line.rsplit(" offset ", 1)[1])
+        again = await _wait_letter(stack, poison, offset=offset)  # back on its topic, parked again
+        assert again["data"]["value_size"] == len(poison)
+
+
+async def test_rebuild_shows_its_progress_on_a_terminal_only(flowing) -> None:
+    stack, conn, _ = flowing
+    try:
+        # Exit 1 would say the rebuild differs from the live rows: a diff, not what this checks.
+        piped = kalo(stack, "ledger", "rebuild", "--into", "ledger_piped")
+        assert piped.returncode in (0, 1), piped.stderr[-3000:]
+        assert piped.stdout.startswith("rebuilt ") and "\x1b" not in piped.stdout
+        assert "replaying" not in piped.stdout
+        records = int(piped.stdout.split()[1].replace(",", ""))
+
+        status, screen = run_in_pty(
+            [sys.executable, "-m", "services.cli", "ledger", "rebuild", "--into", "ledger_tty"],
+            env=stack.env,
+            cwd=ROOT,
+        )
+        assert status == piped.returncode, screen[-3000:]
+        assert "\x1b[" in screen  # drawn as on a terminal (colours, the bar erased at the end)
+        screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+        assert "replaying the ledger's topics" in screen, screen[-3000:]
+        assert f"{records}/{records}" in screen  # the bar's last count: every record replayed
+        assert f"rebuilt {records:,} records" in screen
+    finally:
+        for schema in ("ledger_piped", "ledger_tty"):
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 async def test_rebuild_into_a_schema_beside_the_live_projections_and_diff(flowing) -> None:

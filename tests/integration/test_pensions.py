@@ -33,6 +33,7 @@ from tests.integration.helpers import (
     consume_until,
     declaration,
     inps_line,
+    read_all,
     register_employer,
     wait_status,
 )
@@ -174,9 +175,26 @@ async def test_declarations_and_imported_history_liquidate_as_the_rules_say(
     offsets = data["as_of"]["ledger_offsets"]
     assert set(offsets) == {"kalo.declarations.assessed", "kalo.careers.imported"}
     assert sum(offsets["kalo.declarations.assessed"].values()) >= 3
-    audit = await consume_until(services.settings, "kalo.audit", lambda e: e["data"]["subject"] == claim_id)
-    assert audit["data"]["action"] == "pension.liquidated" and audit["data"]["ruleset"] == RULESET.id
+    # The history imported, then the months Kalo assessed (2026-07's imported row left out).
+    assert data["career_sources"] == [
+        [history[0], history[-1], "imported"],
+        ["2026-07", "2026-09", "assessed"],
+    ]
+    audit = await consume_until(
+        services.settings,
+        "kalo.audit",
+        lambda e: e["data"]["subject"] == claim_id and e["data"]["action"] == "pension.liquidated",
+    )
+    assert audit["data"]["ruleset"] == RULESET.id and audit["data"]["actor"] == "liquidation"
     assert audit["id"] == str(derived_id(event["causation_id"], "audit.recorded"))
+    # Its receipt is audited once (the same claim again is not a new receipt), by the key's id.
+    received = [
+        e
+        for e in await read_all(services.settings, "kalo.audit", seconds=1)
+        if e["data"]["subject"] == claim_id and e["data"]["action"] == "claim.received"
+    ]
+    assert [e["data"]["actor"] for e in received] == [api_key_hash(key)]
+    assert received[0]["data"]["input_sha256"] == filed["payload_sha256"]
 
 
 async def test_claims_the_door_refuses_name_the_field(services: Stack, db: asyncpg.Connection) -> None:

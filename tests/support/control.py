@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from contracts.envelope import Envelope, wrap
-from contracts.pensions import PensionLiquidated
+from contracts.pensions import CareerAsOf, PensionLiquidated
 from services.common import kafka
 from services.common.hashing import api_key_hash
 from services.common.settings import Settings
@@ -44,9 +44,12 @@ def liquidated(
     effective_date: str = "2026-12-01",
     filed_by: str | None = FILER,
     tamper: Mapping[str, Any] | None = None,
+    sources: Sequence[tuple[str, str, str]] | None = None,
+    as_of: CareerAsOf | None = None,
 ) -> Envelope[PensionLiquidated]:
     """A `pension.liquidated` event computed by services/rules (`liquidate_claim`), in the
-    shape of contracts/pensions.py."""
+    shape of contracts/pensions.py; `sources`: its career_sources (None: as liquidations made
+    before they were carried)."""
     claim = {
         "claim_id": claim_id,
         "worker_id": worker_id or f"W-{claim_id}",
@@ -69,6 +72,8 @@ def liquidated(
         claim=claim,
         career=[(p, b) for p, b in snapshot],
         liquidation=liquidation,
+        career_sources=None if sources is None else list(sources),
+        as_of=as_of,
     )
     return wrap(
         data,

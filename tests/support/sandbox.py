@@ -64,6 +64,7 @@ async def sandbox(
         "KALO_LEDGER_METRICS_PORT": str(free_port()),
         "KALO_CONTROL_METRICS_PORT": str(free_port()),
         "KALO_CONTROL_PORT": str(free_port()),
+        "KALO_AUDIT_METRICS_PORT": str(free_port()),
         "KALO_DATA_DIR": str(data_dir),
         **overrides,
     }

@@ -72,6 +72,7 @@ def test_an_accepted_declaration_emits_assessment_amo_registration_and_audit() -
     assert events["kalo.workers.registrations"].data.worker_ids == ["W1"]
     audit = events["kalo.audit"].data
     assert audit.action == "declaration.assessed" and audit.subject == "D1"
+    assert audit.actor == "assessment"
     assert audit.ruleset == assessed.ruleset == RULESET.id
     assessed_bytes = next(m.value for m in outcome.messages if m.topic == "kalo.declarations.assessed")
     payload = orjson.dumps(orjson.loads(assessed_bytes)["data"])

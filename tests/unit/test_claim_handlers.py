@@ -4,6 +4,7 @@ revisions, Idempotency-Key, roles, the status document — without PostgreSQL.""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from contracts.audit import AuditRecorded
 from contracts.envelope import Envelope
 from contracts.pensions import CareerImported, PensionClaimFiled
 from services.gateway import handlers
@@ -36,6 +38,7 @@ class FakePensions:
         self.liquidations: dict[str, dict[str, Any]] = {}
         self.decisions: dict[str, list[dict[str, Any]]] = {}
         self.imports: dict[str, dict[str, Any]] = {}
+        self.audits: list[Any] = []  # the receipts' audit events (handlers.Outgoing)
 
     def status(self, claim_id: str) -> str:
         liquidation = self.liquidations.get(claim_id)
@@ -126,6 +129,8 @@ class FakePensions:
         }
         self.claims_[row["claim_id"]] = row
         self.outbox.append((a["topic"], a["message"]))
+        if a.get("audit") is not None:  # only with the receipt it records, as gateway_claim does
+            self.audits.append(a["audit"])
         return answer("created", row)
 
     async def claim(self, claim_id: str) -> dict[str, Any] | None:
@@ -160,6 +165,8 @@ class FakePensions:
         for event_id, key, value in a["messages"]:
             self.outbox.append((a["topic"], value))
             assert isinstance(event_id, uuid.UUID) and isinstance(key, str)
+        if a.get("audit") is not None:
+            self.audits.append(a["audit"])
         return {
             "outcome": "created",
             "other": None,
@@ -196,8 +203,22 @@ async def file(
     sha: str = "s1",
 ) -> tuple[dict[str, Any], bool]:
     return await handlers.file_claim(
-        store, who, claim, payload_sha256=sha, idempotency_key=key, now=NOW, topic="p.kalo.pensions.claims"
+        store,
+        who,
+        claim,
+        payload_sha256=sha,
+        idempotency_key=key,
+        now=NOW,
+        topic="p.kalo.pensions.claims",
+        audit_topic="p.kalo.audit",
     )
+
+
+def audited(outgoing: handlers.Outgoing) -> AuditRecorded:
+    event = Envelope[AuditRecorded].model_validate_json(outgoing.value)
+    assert event.id == outgoing.event_id and outgoing.topic == "p.kalo.audit"
+    assert outgoing.key == event.data.subject and event.producer == "gateway"
+    return event.data
 
 
 async def test_a_claim_is_receipted_with_its_outbox_message_naming_the_key_never_holding_it() -> None:
@@ -211,6 +232,31 @@ async def test_a_claim_is_receipted_with_its_outbox_message_naming_the_key_never
     assert event.data.claim_id == receipt["claim_id"] and event.correlation_id == receipt["claim_id"]
     assert (event.data.filed_by, event.data.filed_by_label) == ("0123456789abcdef", "INPS back office")
     assert event.data.birth_date == date(1966, 3, 10) and event.data.payload_sha256 == "s1"
+
+
+async def test_a_new_claim_receipt_is_audited_once_naming_the_key_id_never_the_key() -> None:
+    store = FakePensions()
+    receipt, _ = await file(store, body(), key="k", sha="ab" * 32)
+    await file(store, body(), key="k", sha="ab" * 32)  # the same claim again: no second receipt
+    assert len(store.audits) == 1
+    record = audited(store.audits[0])
+    assert (record.action, record.subject, record.actor) == (
+        "claim.received",
+        receipt["claim_id"],
+        "0123456789abcdef",
+    )
+    assert record.input_sha256 == "ab" * 32  # the body received
+    assert record.output_sha256 == hashlib.sha256(store.outbox[0][1]).hexdigest()  # the claim sent
+    assert record.details == {
+        "worker_id": "W1",
+        "regime": "INPS",
+        "effective_date": "2026-12-01",
+        "replaces": None,
+    }
+    again, _ = await handlers.file_claim(
+        FakePensions(), BACKOFFICE, body(), payload_sha256="ab" * 32, idempotency_key=None, now=NOW, topic="t"
+    )
+    assert again["status"] == "received"  # without an audit topic: the receipt alone
 
 
 async def test_idempotency_key_same_body_same_receipt_other_body_409() -> None:
@@ -320,9 +366,27 @@ async def test_a_careers_import_is_one_message_per_worker_with_stable_ids() -> N
     store = FakePensions()
     rows = [("W1", "2001-01", "E1", 100), ("W2", "2001-01", "E1", 200), ("W1", "2001-02", "E2", 300)]
     receipt, created = await handlers.import_careers(
-        store, BACKOFFICE, rows, payload_sha256="f1", idempotency_key=None, now=NOW, topic="t"
+        store,
+        BACKOFFICE,
+        rows,
+        payload_sha256="f1",
+        idempotency_key=None,
+        now=NOW,
+        topic="t",
+        audit_topic="p.kalo.audit",
     )
     assert created and (receipt["rows"], receipt["workers"]) == (3, 2)
+    [audit] = store.audits
+    record = audited(audit)
+    assert (record.action, record.subject, record.actor) == (
+        "careers.import_received",
+        receipt["import_id"],
+        "0123456789abcdef",
+    )
+    assert record.input_sha256 == "f1" and record.details == {"rows": 3, "workers": 2}
+    # The output: the messages queued, one a line, in order.
+    lines = b"\n".join(v for _, v in store.outbox)
+    assert record.output_sha256 == hashlib.sha256(lines).hexdigest()
     events = [Envelope[CareerImported].model_validate_json(v) for _, v in store.outbox]
     assert [(e.data.worker_id, e.data.entries) for e in events] == [
         ("W1", [("2001-01", "E1", 100), ("2001-02", "E2", 300)]),

@@ -5,6 +5,7 @@ counted against what the liquidation needs."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from contracts.pensions import PensionLiquidated
 from services.common.hashing import api_key_hash
 from services.control import handlers, minutes
 from services.control.handlers import Controller, NotFound, Outgoing, Refused
+from services.rules import escalation_flag
 from tests.support.control import FILER, PLAIN, RULESET, SPIKE, liquidated
 
 NOW = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
@@ -97,6 +99,16 @@ class FakeTx:
         rows.sort(key=lambda r: (not escalated(r), r["status"] != "pending", r["received_at"], r["claim_id"]))
         return [dict(r) for r in rows[:limit]]
 
+    async def escalate(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        due = sorted(
+            (r for r in self.s.liquidations.values() if r["status"] == "pending" and r["escalate_at"] < now),
+            key=lambda r: (r["escalate_at"], r["claim_id"]),
+        )
+        due = [r for r in due if r["claim_id"] not in self.s.escalated][:limit]
+        for r in due:
+            self.s.escalated[r["claim_id"]] = now
+        return [dict(r) for r in due]
+
     async def open_session(self, session: Mapping[str, Any]) -> None:
         if any(
             s["controller"] == session["controller"] and s["closed_at"] is None
@@ -162,6 +174,7 @@ class FakeStore:
         self.audit_head: str | None = None  # the audit log's latest signed head, as the store reads it
         self.sessions: dict[uuid.UUID, dict[str, Any]] = {}
         self.reviews: dict[tuple[uuid.UUID, str], datetime] = {}
+        self.escalated: dict[str, datetime] = {}
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[FakeTx]:
@@ -340,6 +353,31 @@ async def test_a_liquidation_pending_past_thirty_days_is_escalated_and_listed_fi
         await handlers.list_liquidations(store, status="lost", now=NOW, limit=10)
 
 
+async def test_an_escalation_is_recorded_once_with_its_audit_event() -> None:
+    store = FakeStore()
+    await receive(store, liquidated("C-OLD", SPIKE, worker_id="W1"), now=NOW - timedelta(days=31))
+    await receive(store, liquidated("C-RECENT", SPIKE, worker_id="W3"), now=NOW - timedelta(days=2))
+    await receive(store, liquidated("C-DONE", PLAIN, worker_id="W4"), now=NOW - timedelta(days=60))
+    before = len(store.messages(handlers.AUDIT))
+    assert await handlers.escalate(store, now=NOW) == ["C-OLD"]  # not the recent, not the approved
+    assert await handlers.escalate(store, now=NOW + timedelta(minutes=1)) == []  # once
+    [audit] = store.messages(handlers.AUDIT)[before:]
+    row = store.liquidations["C-OLD"]
+    data = audit["data"]
+    assert (data["action"], data["subject"], data["actor"]) == ("control.escalated", "C-OLD", "control")
+    assert data["ruleset"] == RULESET.id and audit["causation_id"] == str(row["event_id"])
+    liquidation_bytes = orjson.dumps(row["liquidation"], option=orjson.OPT_SORT_KEYS)
+    assert data["input_sha256"] == hashlib.sha256(liquidation_bytes).hexdigest()
+    flag = escalation_flag(row["received_at"], row["escalate_at"])
+    assert (
+        data["output_sha256"] == hashlib.sha256(orjson.dumps(flag, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    )
+    assert data["details"]["flags"] == ["SALARY_SPIKE"] and data["details"]["status"] == "pending"
+    # The same escalation emitted again (a crash before the commit) has the same id.
+    assert audit["id"] == str(handlers._escalation_audited(row, NOW + timedelta(hours=1)).event_id)
+    assert await handlers.escalate(store, now=NOW + timedelta(days=29)) == ["C-RECENT"]
+
+
 async def test_the_detail_puts_the_recomputation_beside_the_liquidation() -> None:
     store = FakeStore()
     await receive(store, liquidated("C-4", PLAIN, tamper={"monthly_pension": 100_001}))
@@ -395,6 +433,14 @@ async def test_a_session_minutes_list_what_was_reviewed_and_decided_sealed() -> 
     with pytest.raises(Refused) as sealed:
         await handlers.close_session(store, ALICE, sid, now=NOW)
     assert sealed.value.rule == "sessions_sealed"
+    # The closing is audited once: by the controller who closed it, the minutes in, the seal out.
+    [closing] = [a for a in store.messages(handlers.AUDIT) if a["data"]["action"] == "control.session_closed"]
+    data = closing["data"]
+    assert (data["subject"], data["actor"]) == (str(sid), ALICE.key_hash)
+    assert data["input_sha256"] == closed["minutes_sha256"] == doc["seal"]["sha256"]
+    seal_bytes = orjson.dumps(doc["seal"], option=orjson.OPT_SORT_KEYS)
+    assert data["output_sha256"] == hashlib.sha256(seal_bytes).hexdigest()
+    assert data["details"]["claims"] == ["C-6", "C-2"] and data["details"]["totals"] == m["totals"]
 
 
 def test_the_minutes_render_as_pdf() -> None:

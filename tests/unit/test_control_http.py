@@ -46,8 +46,12 @@ async def test_postgresql_away_is_a_503_with_retry_after() -> None:
         r = await c.get("/v1/liquidations", headers={"Authorization": "Bearer kalo_cont_x"})
         assert r.status_code == 503 and r.headers["retry-after"] == "2"
         assert r.headers["content-type"] == "application/problem+json"
-        health = await c.get("/health")
-        assert health.status_code == 503 and health.json()["status"] == "degraded"
+        health = await c.get("/health")  # alive: asks nothing of PostgreSQL
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        ready = await c.get("/ready")
+        assert ready.status_code == 503 and ready.headers["retry-after"] == "2"
+        assert ready.json()["not_ready"] == ["postgres"]
+        assert ready.json()["checks"]["postgres"].startswith("down: ConnectionRefusedError")
 
 
 async def test_no_key_is_a_401_and_a_bug_a_500_with_an_incident() -> None:

@@ -12,9 +12,11 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts.envelope import Envelope, derived_id, wrap
-from contracts.pensions import PensionClaimFiled, PensionLiquidated
+from contracts.pensions import PensionClaimFiled, PensionLiquidated, month_sources, source_runs
 from services.liquidation.handlers import (
     Career,
     CareerRows,
@@ -145,6 +147,9 @@ async def test_each_claim_is_liquidated_by_the_rules_on_its_career_as_of_the_bat
         career = merge_career(CAREERS[event["data"]["worker_id"]])
         assert event["data"]["liquidation"] == rules_say(message, career)
         assert event["data"]["career"] == [list(m) for m in career.months]
+        assert event["data"]["career_sources"] == [list(r) for r in career.sources]
+        sources = month_sources(event["data"]["career"], event["data"]["career_sources"])
+        assert list(sources) == [p for p, _ in career.months]
         assert event["data"]["as_of"]["ledger_offsets"] == OFFSETS
         assert event["data"]["as_of"]["read_at"] == "2026-11-30T09:00:00Z"
         assert event["data"]["claim"]["filed_by"] == "0123456789abcdef"
@@ -156,10 +161,16 @@ async def test_each_claim_is_liquidated_by_the_rules_on_its_career_as_of_the_bat
         99_250,
     )
     assert liquidated[0]["data"]["as_of"]["imported_rows"] == 298
+    # Imported history, then the months Kalo assessed (the one imported there left out).
+    assert liquidated[0]["data"]["career_sources"] == [
+        [SEVEN[0][0], SEVEN[-4][0], "imported"],
+        [SEVEN[-3][0], SEVEN[-1][0], "assessed"],
+    ]
     assert liquidated[1]["data"]["liquidation"]["lump_sum"] == 960_000  # example 10
     assert [(o.claim_id, o.decision) for o in outcomes] == [("C-1", "pension"), ("C-2", "lump_sum")]
     audit = outputs(sender, "kalo.audit")
     assert [a["data"]["subject"] for a in audit] == ["C-1", "C-2"]
+    assert {a["data"]["actor"] for a in audit} == {"liquidation"}
     payload = sender.sent[0][2].split(b',"data":', 1)[1][:-1]
     assert audit[0]["data"]["output_sha256"] == hashlib.sha256(payload).hexdigest()
     assert audit[0]["data"]["input_sha256"] == hashlib.sha256(batch[0].value).hexdigest()
@@ -235,17 +246,55 @@ def test_the_career_adds_employers_per_month_and_kalo_s_month_wins_over_an_impor
         CareerRows(
             assessed=rows([("2026-10", "E1", 300), ("2026-10", "E2", 50), ("2026-09", "E1", 100)]),
             imported=rows(
-                [("2026-10", "E1", 999), ("2026-08", "E1", 70), ("2026-08", "E9", 30), ("2001-01", "OLD", 0)]
+                [
+                    ("2026-10", "E1", 999),
+                    ("2026-08", "E1", 70),
+                    ("2026-08", "E9", 30),
+                    ("2001-01", "OLD", 0),
+                    ("2026-09", "E5", 10),  # another employer's month: imported beside assessed
+                ]
             ),
         )
     )
+    # 2026-10's imported row is Kalo's month (left out): that month is assessed only.
     assert career == Career(
-        [("2001-01", 0), ("2026-08", 100), ("2026-09", 100), ("2026-10", 350)],
+        [("2001-01", 0), ("2026-08", 100), ("2026-09", 110), ("2026-10", 350)],
         assessed_rows=3,
-        imported_rows=3,
+        imported_rows=4,
+        sources=[
+            ("2001-01", "2026-08", "imported"),
+            ("2026-09", "2026-09", "both"),
+            ("2026-10", "2026-10", "assessed"),
+        ],
     )
     assert merge_career(CareerRows()) == Career([])
     assert merge_career(CareerRows(imported=rows([("2001-02", "A", 5), ("2001-01", "A", 7)]))).months == [
         ("2001-01", 7),
         ("2001-02", 5),
     ]
+
+
+MONTHS = [f"{2000 + k // 12}-{k % 12 + 1:02d}" for k in range(60)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(MONTHS), st.sampled_from(["A", "B"])), unique=True),
+    st.lists(st.tuples(st.sampled_from(MONTHS), st.sampled_from(["A", "C"])), unique=True),
+)
+def test_each_month_s_source_is_where_its_counted_rows_come_from(
+    imported: list[tuple[str, str]], assessed: list[tuple[str, str]]
+) -> None:
+    career = merge_career(
+        CareerRows(
+            assessed=rows([(p, e, 10) for p, e in assessed]),
+            imported=rows([(p, e, 5) for p, e in imported]),
+        )
+    )
+    kalo = set(assessed)
+    from_history = {p for p, e in imported if (p, e) not in kalo}  # Kalo's own month wins
+    from_kalo = {p for p, _ in assessed}
+    kinds = {(True, True): "both", (True, False): "imported", (False, True): "assessed"}
+    per_month = [(p, kinds[p in from_history, p in from_kalo]) for p, _ in career.months]
+    assert career.sources == source_runs(per_month)
+    assert month_sources(career.months, career.sources) == dict(per_month)

@@ -10,8 +10,10 @@ from typing import Any
 
 import orjson
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import REGISTRY
 
 from services.common import tracking
+from services.common.metrics import stream_metrics
 from services.common.outage import Backoff
 from services.common.settings import Settings
 
@@ -90,6 +92,7 @@ def consumer(db: FakeDb, monkeypatch: Any) -> tuple[tracking.TrackedConsumer, Fa
         decode=lambda r: r.value.decode(),
         apply=apply,  # type: ignore[arg-type]
         settings=Settings(topic_prefix="u."),
+        metrics=stream_metrics("unittracked"),
     )
     return tc, producer
 
@@ -97,7 +100,12 @@ def consumer(db: FakeDb, monkeypatch: Any) -> tuple[tracking.TrackedConsumer, Fa
 async def test_a_bad_record_goes_to_the_dlq_and_the_others_are_written(monkeypatch: Any) -> None:
     db = FakeDb()
     tc, producer = consumer(db, monkeypatch)
+    parked = REGISTRY.get_sample_value("kalo_unittracked_dlq_messages_total", {"topic": "t"}) or 0
+    batches = REGISTRY.get_sample_value("kalo_unittracked_batch_seconds_count") or 0
     await tc.process([record(10, "a"), record(11, "b\x00"), record(12, "c")], commit=False)
+    # Counted in the families of the consumer's own service.
+    assert REGISTRY.get_sample_value("kalo_unittracked_dlq_messages_total", {"topic": "t"}) == parked + 1
+    assert REGISTRY.get_sample_value("kalo_unittracked_batch_seconds_count") == batches + 1
     assert db.rows == ["a", "c"]
     assert db.offsets == {("t", 0): 13}  # past the bad record: the partition flows
     letters = [s for s in producer.sent if s[0] == "u.kalo.dlq"]

@@ -4,7 +4,8 @@ the log's key and publishes them. Nothing is built at import.
 
 It is the control commission's store but runs as a process of its own, as the PostgreSQL
 role `kalo_audit` that may only INSERT into schema `audit`: the signing key lives in this
-process only, which serves no HTTP, and a bug or a break-in in the controllers' web service
+process only, which serves no HTTP API (only /metrics, /health and /ready on its metrics
+port), and a bug or a break-in in the controllers' web service
 can neither append to the log nor sign a head.
 """
 
@@ -23,14 +24,17 @@ from pathlib import Path
 
 import asyncpg
 from aiokafka.structs import ConsumerRecord
-from prometheus_client import start_http_server
 
 from services.common import kafka
 from services.common.db import connect_pool
+from services.common.ops_http import start_ops_server
 from services.common.outage import Backoff, is_outage, retry_outages
+from services.common.ready import Readiness, assigned_check, kafka_check, pool_check
 from services.common.settings import Settings, get_settings
 from services.common.tracking import TrackedConsumer
+from services.control.audit import metrics
 from services.control.audit.adapters import HeadPublisher, PgLogTx, Positions
+from services.control.audit.chain import ChainCheck
 from services.control.audit.handlers import AuditLog
 from services.control.audit.heads import Signer
 from services.control.audit.records import Entry, decode
@@ -64,21 +68,35 @@ class AuditStore:
             decode=_decode,
             apply=self.apply,
             settings=settings,
+            metrics=metrics.STREAM,
             offsets=Positions(),
         )
+        self.chain = ChainCheck()
         self.heads_producer = kafka.producer(settings)
         self.publisher = HeadPublisher(settings, self.heads_producer, Path(settings.heads_file))
 
     async def apply(self, conn: asyncpg.Connection, entries: Sequence[Entry]) -> None:
         async with self.lock:
-            await self.log.append(PgLogTx(conn), entries, _now_ms())
+            before = self.log.frontier.size
+            heads = await self.log.append(PgLogTx(conn), entries, _now_ms())
+            metrics.RECORDS.inc(max(self.log.frontier.size - before, 0))
+            metrics.HEADS_SIGNED.inc(len(heads))
+            metrics.TREE_SIZE.set(self.log.frontier.size)
 
     async def tick(self, *, force: bool = False) -> None:
-        """Sign a head if one is due, then publish every committed head not yet out."""
+        """Sign a head if one is due, publish every committed head not yet out, and check
+        the chain up to the latest head (kalo_audit_chain_ok)."""
         async with self.lock, self.pool.acquire() as conn:
             async with conn.transaction():
-                await self.log.tick(PgLogTx(conn), _now_ms(), force=force)
+                head = await self.log.tick(PgLogTx(conn), _now_ms(), force=force)
+            if head is not None:
+                metrics.HEADS_SIGNED.inc()
             await self.publisher.publish(conn)
+            ok = await self.chain.check(conn)
+            if ok is not None:
+                metrics.CHAIN_OK.set(1 if ok else 0)
+                if not ok:
+                    log.error("%s: the stored records no longer give the root of the latest head", NAME)
 
     async def ticking(self, stopping: asyncio.Event) -> None:
         backoff = Backoff(0.5, 5.0)
@@ -106,9 +124,17 @@ async def run(settings: Settings | None = None) -> None:
     if not s.audit_signing_key:
         raise SystemExit("KALO_AUDIT_SIGNING_KEY is not set: make a key with `kalo audit keygen FILE`")
     signer = Signer.from_file(s.audit_signing_key)
-    start_http_server(s.audit_metrics_port, addr=s.metrics_host)
     stopping = asyncio.Event()
     store: AuditStore | None = None
+    opened: list[asyncpg.Pool] = []  # the pool, once connected
+    readiness = Readiness(
+        {
+            "postgres": pool_check(lambda: opened[0] if opened else None),
+            "kafka": kafka_check(s),
+            "consumer": assigned_check(lambda: store.consumer.consumer if store else None),
+        }
+    )
+    ops = await start_ops_server(s.metrics_host, s.audit_metrics_port, readiness)
 
     def on_sigterm() -> None:
         if not stopping.is_set():
@@ -128,11 +154,14 @@ async def run(settings: Settings | None = None) -> None:
         backoff=Backoff(0.5, 5.0),
         logger=log,
     )
+    opened.append(pool)
     ticker: asyncio.Task[None] | None = None
     try:
         store = AuditStore(s, pool, signer)
         async with pool.acquire() as conn, conn.transaction():
             await store.log._locked(PgLogTx(conn))  # refuses to start over an altered log
+        metrics.TREE_SIZE.set(store.log.frontier.size)
+        metrics.CHAIN_OK.set(1)  # the load checked the latest head against every record
         await retry_outages(store.heads_producer.start, what=f"{NAME}: Kafka", stop=stopping, logger=log)
         await retry_outages(store.publisher.start, what=f"{NAME}: heads", stop=stopping, logger=log)
         ticker = asyncio.create_task(store.ticking(stopping), name="audit-heads")
@@ -152,6 +181,8 @@ async def run(settings: Settings | None = None) -> None:
             await asyncio.wait_for(pool.close(), timeout=1)
         except Exception:
             pool.terminate()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ops.cleanup(), timeout=1)
 
 
 def writer_dsn(s: Settings) -> str:
@@ -160,5 +191,4 @@ def writer_dsn(s: Settings) -> str:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(run())

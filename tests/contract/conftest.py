@@ -1,0 +1,3 @@
+from tests.support.promtool import promtool
+
+__all__ = ["promtool"]

@@ -19,8 +19,10 @@ from contextlib import contextmanager
 from typing import Any, Literal, Protocol, TextIO
 
 import structlog
-from structlog.contextvars import bind_contextvars, bound_contextvars, merge_contextvars
+from structlog.contextvars import bind_contextvars, bound_contextvars, merge_contextvars, reset_contextvars
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from contracts.envelope import Envelope
 
 Format = Literal["json", "text"]
 REDACTED = "[redacted]"
@@ -178,7 +180,9 @@ def is_json(config: MutableMapping[str, Any]) -> bool:
 def ids_of(event: Any) -> dict[str, str]:
     """The correlation id (declaration, claim) and causation id (the event's own id) of an
     envelope, or of an item holding one as `.envelope`; nothing for anything else."""
-    envelope = getattr(event, "envelope", event)
+    # An envelope itself first: a missing attribute of a pydantic model raises inside
+    # getattr, which cost more than the rest of this function (once per event handled).
+    envelope = event if isinstance(event, Envelope) else getattr(event, "envelope", event)
     ids: dict[str, str] = {}
     correlation = getattr(envelope, "correlation_id", None)
     event_id = getattr(envelope, "id", None)
@@ -192,8 +196,13 @@ def ids_of(event: Any) -> dict[str, str]:
 @contextmanager
 def handling(event: Any = None, **ids: Any) -> Iterator[None]:
     """While an event is handled: its ids (and any given) on every line logged."""
-    with bound_contextvars(**ids_of(event), **{k: v for k, v in ids.items() if v is not None}):
+    # bind then reset by tokens: bound_contextvars copies the whole context twice, which
+    # cost 9 of the 15 µs this took per event (handled in every stream processor's loop).
+    tokens = bind_contextvars(**ids_of(event), **{k: v for k, v in ids.items() if v is not None})
+    try:
         yield
+    finally:
+        reset_contextvars(**tokens)
 
 
 def bind(**ids: Any) -> None:

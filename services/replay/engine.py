@@ -39,6 +39,7 @@ from aiokafka import TopicPartition
 
 from contracts.declarations import ASSESSED_LINE_FIELDS, ITEM_COLUMNS, capped_errors
 from services.common import kafka
+from services.common.gc_tuning import tune_gc
 from services.common.rulesets import read_rulesets
 from services.common.settings import Settings
 from services.rules import Ruleset, RulesetMismatch, assess_declaration_compact, liquidate_claim, load_tree
@@ -420,6 +421,7 @@ async def replay(settings: Settings, options: Options, progress: Progress | None
     """Replay the range; with `options.workers` > 1, in as many processes, each taking the
     partitions p % n == i (the machine's cores re-derive side by side)."""
     started = time.perf_counter()
+    tune_gc()
     workers = max(1, options.workers)
     if workers > 1 and not await _keyed_alike(settings, options):
         workers = 1
@@ -454,6 +456,7 @@ def _run_part(settings: dict[str, Any], options: Options, part: tuple[int, int])
         if _QUEUE is not None:
             _QUEUE.put((stage, part[0], done, total))
 
+    tune_gc()  # millions of short-lived parsed values: see services/common/gc_tuning
     where = os.environ.get("KALO_REPLAY_PROFILE")  # a cProfile of each process into DIR
     if not where:
         return asyncio.run(replay_part(Settings(**settings), options, part, progress))

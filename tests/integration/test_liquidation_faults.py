@@ -172,14 +172,17 @@ async def test_liquidation_and_control_sigkilled_under_load_end_every_claim_once
     stack.start("control", supervised=True)
     claims, careers = population(CLAIMS)
     await load_careers(conn, careers)  # in bulk, as the ledger holds careers
-    await produce_claims(stack, claims)  # in bulk, all at once
     # What the rules say, computed beside the flow (the services start meanwhile).
     expected = asyncio.create_task(asyncio.to_thread(rules_say, claims, careers))
-    kills: dict[str, list[int]] = {"liquidation": [], "control": []}
-    for _ in range(2):  # in turns: each dies while the other still has work
-        kills["liquidation"].append(await kill_mid_flow(stack, "liquidation", lambda: liquidated(conn), 150))
-        kills["control"].append(await kill_mid_flow(stack, "control", lambda: controlled(conn), 100))
-    assert kills["liquidation"][-1] < CLAIMS and kills["control"][-1] < CLAIMS, f"mid-flow: {kills}"
+    # The claims come in four waves, each produced at once; in each wave one of the two dies
+    # (in turns) while it still has work: a wave is more than it can finish before its kill.
+    kills: dict[str, list[tuple[int, int]]] = {"liquidation": [], "control": []}
+    wave = CLAIMS // 4
+    for i, (service, progress) in enumerate([("liquidation", liquidated), ("control", controlled)] * 2):
+        await produce_claims(stack, claims[i * wave : (i + 1) * wave])
+        done = await kill_mid_flow(stack, service, lambda p=progress: p(conn), wave // 5)
+        kills[service].append((done, (i + 1) * wave))
+    assert all(done < flowing for k in kills.values() for done, flowing in k), f"mid-flow: {kills}"
     deadline = time.monotonic() + 180
     while min(done := (await liquidated(conn), await controlled(conn))) < CLAIMS:
         assert time.monotonic() < deadline, (

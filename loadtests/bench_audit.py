@@ -98,6 +98,7 @@ async def bench(
             await register_employers(conn, docs)
             services = Services.__new__(Services)
             services.sb, services.logs, services.procs, services.metrics_ports = sb, tmp / "logs", {}, {}
+            services.spies, services.ledger_ports = [], {}
             services.start("audit", "audit")
             for i in range(assessment_workers):
                 from tests.support.sandbox import free_port

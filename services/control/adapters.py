@@ -63,25 +63,31 @@ class PgTx:
         row = await self.conn.fetchrow("SELECT * FROM control.liquidations WHERE claim_id = $1", claim_id)
         return dict(row) if row else None
 
-    async def worker_has_approved(self, worker_id: str, other_than: str) -> bool:
-        return bool(
-            await self.conn.fetchval(
-                """SELECT EXISTS (SELECT FROM control.liquidations
-                   WHERE worker_id = $1 AND status = 'approved' AND claim_id <> $2)""",
-                worker_id,
-                other_than,
-            )
+    async def stored_claims(self, claim_ids: Sequence[str]) -> set[str]:
+        rows = await self.conn.fetch(
+            "SELECT claim_id FROM control.liquidations WHERE claim_id = ANY($1::text[])", list(claim_ids)
         )
+        return {r["claim_id"] for r in rows}
 
-    async def add_liquidation(self, row: Mapping[str, Any]) -> bool:
+    async def approved_claims(self, worker_ids: Sequence[str]) -> dict[str, set[str]]:
+        rows = await self.conn.fetch(
+            """SELECT worker_id, claim_id FROM control.liquidations
+               WHERE worker_id = ANY($1::text[]) AND status = 'approved'""",
+            list(worker_ids),
+        )
+        out: dict[str, set[str]] = {}
+        for r in rows:
+            out.setdefault(r["worker_id"], set()).add(r["claim_id"])
+        return out
+
+    async def add_liquidations(self, rows: Sequence[Mapping[str, Any]]) -> None:
         columns = ", ".join(_LIQUIDATION_COLUMNS)
         marks = ", ".join(f"${i}" for i in range(1, len(_LIQUIDATION_COLUMNS) + 1))
-        done = await self.conn.fetchval(
+        await self.conn.executemany(
             f"""INSERT INTO control.liquidations ({columns}) VALUES ({marks})
-                ON CONFLICT (claim_id) DO NOTHING RETURNING true""",
-            *(row[c] for c in _LIQUIDATION_COLUMNS),
+                ON CONFLICT (claim_id) DO NOTHING""",
+            [tuple(row[c] for c in _LIQUIDATION_COLUMNS) for row in rows],
         )
-        return bool(done)
 
     async def add_decision(self, decision: Mapping[str, Any]) -> dict[str, Any]:
         try:

@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from contracts.envelope import Envelope
 from contracts.pensions import PensionLiquidated
 from services.common.db import connect, connect_pool
+from services.common.gc_tuning import tune_gc
 from services.common.http_metrics import HttpMetricsMiddleware
 from services.common.kafka import topic
 from services.common.limits import RateLimiter
@@ -70,12 +71,15 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+LIQUIDATED = Envelope[PensionLiquidated]  # the parametrised model, looked up once
+
+
 def decode(record: ConsumerRecord) -> Envelope[PensionLiquidated]:
     doc = orjson.loads(record.value)
     kind = doc.get("type") if isinstance(doc, dict) else None
     if kind != PensionLiquidated.TYPE:
         raise ValueError(f"unexpected event type {kind!r} on {record.topic}")
-    return Envelope[PensionLiquidated].model_validate(doc)
+    return LIQUIDATED.model_validate(doc)
 
 
 def receiver(
@@ -325,4 +329,5 @@ async def serve(settings: Settings | None = None, clock: Clock = now_utc) -> Non
 
 def run() -> None:
     """`kalo run control`."""
+    tune_gc()  # each liquidation parses a 35-year career: see services/common/gc_tuning
     asyncio.run(serve())

@@ -31,11 +31,9 @@ from services.rules import (
     Ruleset,
     auto_approval_allowed,
     compared_fields,
-    control_flags,
+    control_review,
     escalation_deadline,
     escalation_flag,
-    read_claim,
-    recompute,
 )
 
 PRODUCER = "kalo-control"
@@ -93,12 +91,16 @@ class Tx(Protocol):
 
     async def liquidation(self, claim_id: str) -> Row | None: ...
 
-    async def worker_has_approved(self, worker_id: str, other_than: str) -> bool:
-        """Whether the worker already has an approved liquidation (another claim)."""
+    async def stored_claims(self, claim_ids: Sequence[str]) -> set[str]:
+        """Those of the claims whose liquidation is already stored."""
         ...
 
-    async def add_liquidation(self, row: Mapping[str, Any]) -> bool:
-        """Store a liquidation; False if the claim is already stored (nothing written)."""
+    async def approved_claims(self, worker_ids: Sequence[str]) -> dict[str, set[str]]:
+        """The claims of each of the workers whose liquidation is approved."""
+        ...
+
+    async def add_liquidations(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Store liquidations not stored yet (a claim already stored is left as it is)."""
         ...
 
     async def add_decision(self, decision: Mapping[str, Any]) -> Row:
@@ -174,14 +176,12 @@ def _flags_and_recomputation(
 ) -> tuple[list[dict[str, str]], dict[str, Any]]:
     career = [[period, base] for period, base in data.career]
     try:
-        flags = control_flags(
+        return control_review(
             data.claim, career, data.liquidation, ruleset, already_approved=already_approved
         )
-        recomputed = recompute(read_claim(data.claim, career=career), ruleset)
     except InvalidInput as exc:  # a claim the rules cannot read: no amount can be checked
         message = f"the claim cannot be re-computed: {exc}"
         return [{"code": "RECOMPUTE_MISMATCH", "message": message}], {"error": str(exc)}
-    return flags, recomputed
 
 
 async def receive(
@@ -196,17 +196,22 @@ async def receive(
     automatic approval is on (the setting and the dated parameter), record the rejected
     ones as rejected, leave the others to the controllers. A liquidation already stored
     (a redelivery) is left as it is. In order: a claim sees the approvals of the claims
-    before it (DUPLICATE_CLAIM)."""
+    before it, in the store and earlier in the batch (DUPLICATE_CLAIM). The store is read
+    and written once per batch, not per liquidation."""
+    stored = await tx.stored_claims([e.data.claim_id for e in events])
+    approved = await tx.approved_claims(list({e.data.worker_id for e in events}))
     out: list[Received] = []
+    rows: list[dict[str, Any]] = []
+    messages: list[Outgoing] = []
     for envelope in events:
         data = envelope.data
-        if await tx.liquidation(data.claim_id) is not None:
+        if data.claim_id in stored:
             out.append(Received(data.claim_id, "", already_stored=True))
             continue
         outcome = data.liquidation.get("decision")
         if outcome not in OUTCOMES:
             raise ValueError(f"liquidation {data.claim_id}: unknown decision {outcome!r}")
-        approved_before = await tx.worker_has_approved(data.worker_id, data.claim_id)
+        approved_before = bool(approved.get(data.worker_id, set()) - {data.claim_id})
         flags, recomputed = _flags_and_recomputation(data, ruleset, approved_before)
         if outcome == "rejected":
             status, decided_by = "rejected", "liquidation"
@@ -239,11 +244,15 @@ async def receive(
             "escalate_at": escalation_deadline(now, ruleset),
             "decided_at": None if status == "pending" else now,
         }
-        if not await tx.add_liquidation(row):
-            out.append(Received(data.claim_id, "", already_stored=True))
-            continue
-        await tx.enqueue(announce(row, [], now))
+        stored.add(data.claim_id)  # a copy later in the batch is a redelivery
+        if status == "approved":
+            approved.setdefault(data.worker_id, set()).add(data.claim_id)
+        rows.append(row)
+        messages.extend(announce(row, [], now))
         out.append(Received(data.claim_id, status, tuple(f["code"] for f in flags)))
+    if rows:
+        await tx.add_liquidations(rows)
+        await tx.enqueue(messages)
     return out
 
 

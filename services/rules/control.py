@@ -59,9 +59,24 @@ def control_flags(
     liquidation was computed from (objects `{period, base}` or `[period, base]` pairs), and
     `already_approved` whether the worker already has an approved pension.
     """
+    flags, _ = control_review(claim, career, liquidation, ruleset, already_approved=already_approved)
+    return flags
+
+
+def control_review(
+    claim: Mapping[str, Any],
+    career: Sequence[Any],
+    liquidation: Mapping[str, Any],
+    ruleset: Ruleset,
+    *,
+    already_approved: bool,
+) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """`control_flags` and the independent re-computation they compared the liquidation
+    with, from one reading of the claim and its career (the control keeps both)."""
     parsed = read_claim(claim, career=list(career))
+    expected = recompute(parsed, ruleset)
     flags: list[dict[str, str]] = []
-    mismatch = _mismatch(parsed, liquidation, ruleset)
+    mismatch = _mismatch(expected, liquidation, ruleset)
     if mismatch:
         flags.append({"code": RECOMPUTE_MISMATCH, "message": mismatch})
     if liquidation.get("decision") in ("pension", "lump_sum"):
@@ -78,7 +93,7 @@ def control_flags(
                 "message": f"worker {parsed.worker_id} already has an approved pension",
             }
         )
-    return flags
+    return flags, expected
 
 
 def auto_approval_allowed(ruleset: Ruleset, at: date) -> bool:
@@ -126,8 +141,7 @@ def reference_window(
     return (recent[0], recent[-1]) if recent else None
 
 
-def _mismatch(claim: Claim, liquidation: Mapping[str, Any], ruleset: Ruleset) -> str | None:
-    expected = recompute(claim, ruleset)
+def _mismatch(expected: Mapping[str, Any], liquidation: Mapping[str, Any], ruleset: Ruleset) -> str | None:
     differences = []
     produced_by = liquidation.get("ruleset")
     if produced_by != ruleset.id:

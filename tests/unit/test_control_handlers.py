@@ -40,19 +40,23 @@ class FakeTx:
         row = self.s.liquidations.get(claim_id)
         return dict(row) if row else None
 
-    async def worker_has_approved(self, worker_id: str, other_than: str) -> bool:
-        return any(
-            r["worker_id"] == worker_id and r["status"] == "approved" and r["claim_id"] != other_than
-            for r in self.s.liquidations.values()
-        )
+    async def stored_claims(self, claim_ids: Sequence[str]) -> set[str]:
+        return {c for c in claim_ids if c in self.s.liquidations}
 
-    async def add_liquidation(self, row: Mapping[str, Any]) -> bool:
-        if row["claim_id"] in self.s.liquidations:
-            return False
-        assert row["approvals_needed"] == (1 if not row["flags"] else 2)
-        assert row["decided_by"] != "auto" or not row["flags"]
-        self.s.liquidations[row["claim_id"]] = dict(row)
-        return True
+    async def approved_claims(self, worker_ids: Sequence[str]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for r in self.s.liquidations.values():
+            if r["worker_id"] in worker_ids and r["status"] == "approved":
+                out.setdefault(r["worker_id"], set()).add(r["claim_id"])
+        return out
+
+    async def add_liquidations(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        for row in rows:
+            if row["claim_id"] in self.s.liquidations:
+                continue
+            assert row["approvals_needed"] == (1 if not row["flags"] else 2)
+            assert row["decided_by"] != "auto" or not row["flags"]
+            self.s.liquidations[row["claim_id"]] = dict(row)
 
     async def add_decision(self, decision: Mapping[str, Any]) -> dict[str, Any]:
         liq = self.s.liquidations[decision["claim_id"]]

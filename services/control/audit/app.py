@@ -27,6 +27,7 @@ from aiokafka.structs import ConsumerRecord
 
 from services.common import kafka
 from services.common.db import connect_pool
+from services.common.gc_tuning import tune_gc
 from services.common.ops_http import start_ops_server
 from services.common.outage import Backoff, is_outage, retry_outages
 from services.common.ready import Readiness, assigned_check, kafka_check, pool_check
@@ -191,4 +192,5 @@ def writer_dsn(s: Settings) -> str:
 
 
 def main() -> None:
+    tune_gc()  # a month's records decoded and hashed: see services/common/gc_tuning
     asyncio.run(run())

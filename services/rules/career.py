@@ -25,22 +25,22 @@ def read_career(entries: object, path: str = "career") -> list[tuple[date, int]]
         raise InvalidInput(f"{path} must be an array")
     out = []
     for i, entry in enumerate(entries):
-        where = f"{path}[{i}]"
         period_raw: Any
         base: Any
-        if isinstance(entry, Mapping):
+        if isinstance(entry, list | tuple) and len(entry) == 2:
+            period_raw, base = entry
+        elif isinstance(entry, Mapping):
             if "period" not in entry or "base" not in entry:
+                where = f"{path}[{i}]"
                 raise InvalidInput(f"missing required field {where}.period or {where}.base")
             period_raw, base = entry["period"], entry["base"]
-        elif isinstance(entry, list | tuple) and len(entry) == 2:
-            period_raw, base = entry
         else:
-            raise InvalidInput(f"{where} must be an object with period and base")
+            raise InvalidInput(f"{path}[{i}] must be an object with period and base")
         period = parse_period(period_raw)
         if period is None:
-            raise InvalidInput(f"{where}.period is not YYYY-MM: {period_raw!r}")
+            raise InvalidInput(f"{path}[{i}].period is not YYYY-MM: {period_raw!r}")
         if type(base) is not int or base < 0:
-            raise InvalidInput(f"{where}.base must be a non-negative integer, not {base!r}")
+            raise InvalidInput(f"{path}[{i}].base must be a non-negative integer, not {base!r}")
         out.append((period, base))
     return out
 

@@ -183,6 +183,15 @@ async def test_the_database_itself_refuses_what_the_four_eyes_forbid(
                 "decided_at = now() WHERE claim_id = 'CI-DB'"
             )
         assert shortcut.value.constraint_name == "liquidations_four_eyes"
+        # What it was received with never changes: its career snapshot (json) included.
+        with pytest.raises(asyncpg.CheckViolationError) as rewritten:
+            await conn.execute(
+                "UPDATE control.liquidations SET career = '[[\"2000-01\", 1]]' WHERE claim_id = 'CI-DB'"
+            )
+        assert rewritten.value.constraint_name == "liquidations_kept_as_received"
+        await conn.execute(
+            "UPDATE control.liquidations SET career = career::text::json WHERE claim_id = 'CI-DB'"
+        )  # the same text: nothing changed, nothing refused
         await conn.execute(insert, "c-1", "approve", None)
         with pytest.raises(asyncpg.UniqueViolationError) as twice:
             await conn.execute(insert, "c-1", "approve", None)

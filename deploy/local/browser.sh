@@ -14,7 +14,7 @@ ensure() {
     return 0
   fi
   log "installing Chromium and its driver from Debian"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  apt_install chromium chromium-driver
   [[ -x "$CHROMIUM" && -x "$CHROMEDRIVER" ]] || { log "Chromium not found at $CHROMIUM / $CHROMEDRIVER"; return 1; }
 }
 

@@ -16,6 +16,11 @@ mkdir -p "$STATE_DIR"
 
 log() { printf '[kalo-local] %s\n' "$*" >&2; }
 
+# apt_install [APT-GET OPTIONS] PACKAGE...: Debian's packages, quietly (the setup's one way in).
+apt_install() {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 # wait_for DESCRIPTION SECONDS COMMAND...: retry COMMAND every half second.
 wait_for() {
   local what="$1" seconds="$2"; shift 2

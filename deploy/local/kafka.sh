@@ -8,7 +8,7 @@ PID_FILE="$KAFKA_DIR/kafka.pid"
 ensure_java() {
   if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
     log "installing Java 17 and Maven from Debian"
-    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null
+    apt_install openjdk-17-jre-headless maven
   fi
 }
 

@@ -18,8 +18,8 @@ recent_enough() {
 ensure() {
   recent_enough && return 0
   log "installing Node.js and npm from the system's package sources"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null
-  command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  apt_install nodejs
+  command -v npm >/dev/null || apt_install npm
   recent_enough || { log "Node.js $MIN_NODE or later is needed, found $(node --version 2>/dev/null || echo none)"; return 1; }
 }
 

@@ -12,7 +12,7 @@ pg_bin() {
 ensure_postgres() {
   if [[ -z "$(pg_bin)" ]]; then
     log "installing PostgreSQL from Debian"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    apt_install postgresql
   fi
 }
 

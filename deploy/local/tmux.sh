@@ -13,7 +13,7 @@ ensure() {
     return 0
   fi
   log "installing tmux from Debian"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+  apt_install tmux
   [[ -x "$TMUX_BIN" ]] || { log "tmux not found at $TMUX_BIN"; return 1; }
 }
 

@@ -31,11 +31,17 @@ from typing import Annotated, Any
 import asyncpg
 import typer
 
-from loadtests.bench_month import SUBMITTED_AT, Services, _at, produce, register_employers, wait_until
+from loadtests.bench_month import (
+    SUBMITTED_AT,
+    Services,
+    month_messages,
+    produce,
+    register_employers,
+    wait_until,
+)
 from services.control.audit.heads import generate_key
 from services.demo.sample_month import NATIONAL_EMPLOYERS, generate_month
 from tests.support.sandbox import sandbox
-from tests.support.submitted import submitted_event
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,22 +76,7 @@ async def bench(
 ) -> dict[str, Any]:
     docs = list(generate_month("2026-10", SUBMITTED_AT, employers=employers))
     lines = sum(len(d["lines"]) for d in docs)
-    messages = [
-        (
-            d["employer"]["id"].encode(),
-            submitted_event(
-                declaration_id=d["declaration_id"],
-                employer=d["employer"],
-                period=d["period"],
-                lines=d["lines"],
-                submitted_at=_at(SUBMITTED_AT),
-                payload_sha256="0" * 64,
-            )
-            .model_dump_json()
-            .encode(),
-        )
-        for d in docs
-    ]
+    messages = month_messages(docs)
     print(f"month: {len(docs):,} declarations, {lines:,} lines", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="kalo-bench-audit-"))
     (tmp / "logs").mkdir()
@@ -96,14 +87,8 @@ async def bench(
         conn = await asyncpg.connect(sb.settings.dsn)
         try:
             await register_employers(conn, docs)
-            services = Services.__new__(Services)
-            services.sb, services.logs, services.procs, services.metrics_ports = sb, tmp / "logs", {}, {}
-            services.spies, services.ledger_ports = [], {}
+            services = Services(sb, tmp / "logs", assessment_workers, ledger_workers=0)
             services.start("audit", "audit")
-            for i in range(assessment_workers):
-                from tests.support.sandbox import free_port
-
-                services.start("assessment", f"assessment-{i}", KALO_ASSESSMENT_WEB_PORT=str(free_port()))
             try:
                 start = datetime.now(UTC) - timedelta(seconds=1)
                 t0 = time.monotonic()

@@ -65,6 +65,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+def month_messages(docs: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
+    """The month's declarations as the gateway's relay sends them: (key, submitted event)."""
+    return [
+        (
+            d["employer"]["id"].encode(),
+            submitted_event(
+                declaration_id=d["declaration_id"],
+                employer=d["employer"],
+                period=d["period"],
+                lines=d["lines"],
+                submitted_at=_at(SUBMITTED_AT),
+                payload_sha256="0" * 64,
+            )
+            .model_dump_json()
+            .encode(),
+        )
+        for d in docs
+    ]
+
+
 class Services:
     """The real worker processes of the sandbox."""
 
@@ -321,22 +341,7 @@ async def bench(
     docs = list(generate_month("2026-10", SUBMITTED_AT, employers=employers))
     lines = sum(len(d["lines"]) for d in docs)
     workers = len({line["worker_id"] for d in docs for line in d["lines"]})
-    messages = [
-        (
-            d["employer"]["id"].encode(),
-            submitted_event(
-                declaration_id=d["declaration_id"],
-                employer=d["employer"],
-                period=d["period"],
-                lines=d["lines"],
-                submitted_at=_at(SUBMITTED_AT),
-                payload_sha256="0" * 64,
-            )
-            .model_dump_json()
-            .encode(),
-        )
-        for d in docs
-    ]
+    messages = month_messages(docs)
     megabytes = sum(len(v) for _, v in messages) / 1e6
     largest = max(len(d["lines"]) for d in docs)
     print(

@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import sys
-import threading
 from collections.abc import Callable, Generator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +37,7 @@ from services.common.outbox import Outbox, Relay
 from services.common.problems import RETRY_AFTER_S, install_error_handlers
 from services.common.ready import Readiness, assigned_check, kafka_check, pool_check
 from services.common.settings import Settings, get_settings
+from services.common.shutdown import arm_stop_deadline, close_ops, close_pool
 from services.common.tracking import TrackedConsumer
 from services.control import handlers, metrics
 from services.control.adapters import PgStore, PgTx, WebSessions, controller_of, escalated_count
@@ -55,8 +53,6 @@ NAME = "kalo-control"
 TOPICS = ("kalo.pensions.liquidations",)
 # pg_try_advisory_lock key of the control outbox relay's leader (the gateway's is 7_206_004).
 RELAY_LOCK = 7_206_008
-# SIGTERM ends the process within this long, whatever is away.
-STOP_DEADLINE_S = 9.0
 OUTBOX = Outbox(
     table="control.outbox",
     lock=RELAY_LOCK,
@@ -237,11 +233,6 @@ async def _watch_escalations(store: PgStore, relay: Relay, clock: Clock, stoppin
             await asyncio.wait_for(stopping.wait(), timeout=5)
 
 
-def _exit_now() -> None:
-    print(f"{NAME}: not stopped {STOP_DEADLINE_S:.0f} s after SIGTERM; exiting", file=sys.stderr, flush=True)
-    os._exit(0)
-
-
 async def serve(settings: Settings | None = None, clock: Clock = now_utc) -> None:
     """Consume, relay and answer until SIGTERM; PostgreSQL or Kafka away pauses the work."""
     s = settings or get_settings()
@@ -259,10 +250,7 @@ async def serve(settings: Settings | None = None, clock: Clock = now_utc) -> Non
     ops = await start_ops_server(s.metrics_host, s.control_metrics_port, readiness)
 
     def on_signal() -> None:
-        if not stopping.is_set():
-            timer = threading.Timer(STOP_DEADLINE_S, _exit_now)
-            timer.daemon = True
-            timer.start()
+        arm_stop_deadline(NAME, stopping)
         stopping.set()
         if consumer is not None:
             consumer.stop()
@@ -318,13 +306,8 @@ async def serve(settings: Settings | None = None, clock: Clock = now_utc) -> Non
     finally:
         if relay is not None:
             await relay.stop()
-        if pool is not None:
-            try:
-                await asyncio.wait_for(pool.close(), timeout=1)
-            except Exception:
-                pool.terminate()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(ops.cleanup(), timeout=1)
+        await close_pool(pool)
+        await close_ops(ops)
 
 
 def run() -> None:

@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +20,7 @@ from services.common.ops_http import start_ops_server
 from services.common.outage import Backoff, is_outage, retry_outages
 from services.common.ready import NotReady, Readiness, assigned_check, kafka_check, pool_check
 from services.common.settings import Settings, get_settings
+from services.common.shutdown import arm_stop_deadline, close_ops, close_pool
 from services.common.tracking import TrackedConsumer
 from services.ledger.handlers import decode
 from services.ledger.metrics import STREAM
@@ -31,8 +29,6 @@ from services.ledger.rebuild import LEDGER_LOCK, create_copy, diff, reset_projec
 
 log = logging.getLogger(__name__)
 NAME = "kalo-ledger"
-# SIGTERM ends the process within this long, whatever is away (the batch is left to the next run).
-STOP_DEADLINE_S = 9.0
 TOPICS = (
     "kalo.declarations.assessed",
     "kalo.declarations.rejected",
@@ -122,11 +118,6 @@ class LedgerLock:
                 self._conn.terminate()
 
 
-def _exit_now() -> None:
-    print(f"{NAME}: not stopped {STOP_DEADLINE_S:.0f} s after SIGTERM; exiting", file=sys.stderr, flush=True)
-    os._exit(0)
-
-
 async def _connect_pool(s: Settings, stopping: asyncio.Event) -> asyncpg.Pool:
     return await retry_outages(
         lambda: db.connect_pool(service="ledger", settings=s, min_size=1, max_size=4, timeout=5),
@@ -161,10 +152,7 @@ async def run(settings: Settings | None = None) -> None:
     ops = await start_ops_server(s.metrics_host, s.ledger_metrics_port, readiness)
 
     def on_sigterm() -> None:  # finish the batch, leave the group, close cleanly
-        if not stopping.is_set():
-            timer = threading.Timer(STOP_DEADLINE_S, _exit_now)
-            timer.daemon = True  # a clean stop does not wait for it
-            timer.start()
+        arm_stop_deadline(NAME, stopping)
         stopping.set()
         if consumer is not None:
             consumer.stop()
@@ -188,13 +176,8 @@ async def run(settings: Settings | None = None) -> None:
         if keeper is not None:
             keeper.cancel()
         await lock.release()
-        if pool is not None:
-            try:
-                await asyncio.wait_for(pool.close(), timeout=1)
-            except Exception:
-                pool.terminate()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(ops.cleanup(), timeout=1)
+        await close_pool(pool)
+        await close_ops(ops)
 
 
 # What a rebuild reports as it goes: stage, records applied, records to apply.

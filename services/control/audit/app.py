@@ -14,10 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +29,7 @@ from services.common.ops_http import start_ops_server
 from services.common.outage import Backoff, is_outage, retry_outages
 from services.common.ready import Readiness, assigned_check, kafka_check, pool_check
 from services.common.settings import Settings, get_settings
+from services.common.shutdown import arm_stop_deadline, close_ops, close_pool
 from services.common.tracking import TrackedConsumer
 from services.control.audit import metrics
 from services.control.audit.adapters import HeadPublisher, PgLogTx, Positions
@@ -42,7 +40,6 @@ from services.control.audit.records import Entry, decode
 
 log = logging.getLogger(__name__)
 NAME = "kalo-audit"
-STOP_DEADLINE_S = 9.0
 TICK_S = 0.5
 
 
@@ -114,11 +111,6 @@ class AuditStore:
                 await backoff.sleep(stopping)
 
 
-def _exit_now() -> None:
-    print(f"{NAME}: not stopped {STOP_DEADLINE_S:.0f} s after SIGTERM; exiting", file=sys.stderr, flush=True)
-    os._exit(0)
-
-
 async def run(settings: Settings | None = None) -> None:
     """Consume until SIGTERM; at stop, sign a last head over what was appended."""
     s = settings or get_settings()
@@ -138,10 +130,7 @@ async def run(settings: Settings | None = None) -> None:
     ops = await start_ops_server(s.metrics_host, s.audit_metrics_port, readiness)
 
     def on_sigterm() -> None:
-        if not stopping.is_set():
-            timer = threading.Timer(STOP_DEADLINE_S, _exit_now)
-            timer.daemon = True
-            timer.start()
+        arm_stop_deadline(NAME, stopping)
         stopping.set()
         if store is not None:
             store.consumer.stop()
@@ -178,12 +167,8 @@ async def run(settings: Settings | None = None) -> None:
         if store is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(store.heads_producer.stop(), timeout=2)
-        try:
-            await asyncio.wait_for(pool.close(), timeout=1)
-        except Exception:
-            pool.terminate()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(ops.cleanup(), timeout=1)
+        await close_pool(pool)
+        await close_ops(ops)
 
 
 def writer_dsn(s: Settings) -> str:

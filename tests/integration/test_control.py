@@ -215,6 +215,37 @@ async def test_the_database_itself_refuses_what_the_four_eyes_forbid(
         await conn.close()
 
 
+async def test_hostile_liquidations_are_parked_or_flagged_and_the_partition_flows_on(
+    control: Stack, keys: dict[str, str], client: httpx.AsyncClient
+) -> None:
+    """Raw bytes are parked on the DLQ; a liquidation whose pension is past 64 bits is never
+    approved (the control's re-computation flags it for the controllers); the next
+    liquidation of the same partition is stored and approved."""
+    from services.common import kafka
+
+    worker = "W-HOSTILE"
+    huge = liquidated("CI-HUGE", PLAIN, worker_id=worker, tamper={"monthly_pension": 2**70})
+    good = liquidated("CI-AFTER-HUGE", PLAIN, worker_id=f"{worker}-2")
+    producer = kafka.producer(control.settings)
+    await producer.start()
+    try:
+        name = kafka.topic("kalo.pensions.liquidations", control.settings)
+        await producer.send_and_wait(name, b"\x00\xffnot json\n", key=worker.encode())
+        await producer.send_and_wait(name, huge.model_dump_json().encode(), key=worker.encode())
+        await producer.send_and_wait(name, good.model_dump_json().encode(), key=worker.encode())
+    finally:
+        await producer.stop()
+    await wait_for(client, keys["Alice"], "CI-AFTER-HUGE", "approved")
+    flagged = await wait_for(client, keys["Alice"], "CI-HUGE", "pending")
+    assert [f["code"] for f in flagged["flags"]] == ["RECOMPUTE_MISMATCH"]
+    deadline = time.monotonic() + 30
+    parked: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not parked:
+        letters = await read_all(control.settings, "kalo.dlq", seconds=1)
+        parked = [d for d in letters if d["data"].get("service") == "kalo-control"]
+    assert len(parked) == 1 and parked[0]["data"]["topic"].endswith("kalo.pensions.liquidations"), parked
+
+
 def test_sigterm_ends_the_control_service_within_ten_seconds(control: Stack) -> None:
     proc = control.procs["control"]
     started = time.monotonic()

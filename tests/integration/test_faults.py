@@ -413,6 +413,55 @@ async def test_faults_under_load_every_receipt_decided_once(outage_stack: tuple[
         assert (await http.get("/health")).status_code == 200
 
 
+async def test_pension_services_and_the_audit_store_wait_out_ten_seconds_without_postgres_or_kafka(
+    outage_stack: tuple[Pair, Stack], tmp_path: Path
+) -> None:
+    """The liquidation, the control commission and the audit store, each under its supervisor:
+    PostgreSQL away for ten seconds, then Kafka away for ten seconds. Nobody hangs: each is
+    ready again once they are back, and the PostgreSQL outage restarts none of them."""
+    from services.control.audit.heads import generate_key
+
+    pair, stack = outage_stack
+    key, _, _ = generate_key(tmp_path / "audit.key")
+    s = stack.settings
+    urls = {
+        "liquidation": f"http://127.0.0.1:{s.liquidation_web_port}/ready",
+        "control": f"http://127.0.0.1:{s.control_port}/ready",
+        "audit": f"http://127.0.0.1:{s.audit_metrics_port}/ready",
+    }
+    stack.start("liquidation", supervised=True)
+    stack.start("control", supervised=True)
+    stack.start("audit", supervised=True, KALO_AUDIT_SIGNING_KEY=str(key))
+
+    async def all_ready(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        async with httpx.AsyncClient(timeout=3) as client:
+            for name, url in urls.items():
+                while True:
+                    try:
+                        if (await client.get(url)).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert time.monotonic() < deadline, f"{name} not ready\n{stack.log_tail(name)}"
+                    await asyncio.sleep(0.3)
+
+    try:
+        await all_ready(90)
+        await pair.run("pg", "stop")
+        await asyncio.sleep(10)
+        await pair.run("pg", "start")
+        await all_ready(60)
+        assert {n: stack.restarts(n) for n in urls} == dict.fromkeys(urls, 0), stack.log_tail("control")
+        await pair.run("kafka", "stop")
+        await asyncio.sleep(10)
+        await pair.run("kafka", "start")
+        await all_ready(90)
+    finally:
+        for name in urls:
+            stack.stop(name)
+
+
 async def test_sigterm_ends_every_service_within_10_s_with_postgres_away(
     outage_stack: tuple[Pair, Stack],
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
@@ -92,6 +92,21 @@ async def wait_status(
         await asyncio.sleep(0.2)
 
 
+def _events(records: Iterable[Any]) -> list[dict[str, Any]]:
+    """The JSON events among `records`. The session's topics are shared by every test, and the
+    hostile ones write raw bytes to them on purpose (the services park those on the DLQ); a
+    reader looking for its own events steps over them."""
+    out: list[dict[str, Any]] = []
+    for record in records:
+        try:
+            event = orjson.loads(record.value)
+        except (orjson.JSONDecodeError, TypeError):
+            continue
+        if isinstance(event, dict) and isinstance(event.get("data"), dict):
+            out.append(event)
+    return out
+
+
 async def consume_until(
     settings: Settings, topic: str, predicate: Callable[[dict[str, Any]], bool], seconds: float = 60
 ) -> dict[str, Any]:
@@ -103,9 +118,12 @@ async def consume_until(
         while time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
-                for record in records:
-                    event = orjson.loads(record.value)
-                    if predicate(event):
+                for event in _events(records):
+                    try:
+                        matched = predicate(event)
+                    except (KeyError, TypeError, IndexError, AttributeError):
+                        continue  # a hostile test's event of the wrong shape
+                    if matched:
                         return event
         raise TimeoutError(f"no matching event on {topic} after {seconds}s")
     finally:
@@ -122,8 +140,8 @@ async def read_all(settings: Settings, topic: str, seconds: float = 3) -> list[d
         while time.monotonic() - quiet_since < seconds:
             batches = await consumer.getmany(timeout_ms=300)
             for records in batches.values():
-                for record in records:
-                    out.append(orjson.loads(record.value))
+                if records:
+                    out.extend(_events(records))
                     quiet_since = time.monotonic()
         return out
     finally:

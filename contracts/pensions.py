@@ -86,27 +86,46 @@ def source_runs(sources: Iterable[tuple[str, str]]) -> list[tuple[str, str, str]
     return [(first, last, source) for first, last, source in runs]
 
 
-def month_sources(career: Sequence[Sequence[Any]], runs: Sequence[Sequence[str]]) -> dict[str, str]:
-    """Period → source of each month of `career` ((period, base) pairs, oldest first), from
-    its runs. ValueError when the runs do not cover the career's entries exactly, in order."""
-    out: dict[str, str] = {}
+def _run_spans(career: Sequence[Sequence[Any]], runs: Sequence[Sequence[str]]) -> list[tuple[int, int, str]]:
+    """(first index, index past the last, source) of each run over `career`'s entries.
+    ValueError when the runs do not cover the career's entries exactly, in order. Checked at
+    the runs' ends (list.index, max over a slice) rather than month by month: it validates
+    every liquidation the control receives."""
+    periods = [entry[0] for entry in career]
+    spans: list[tuple[int, int, str]] = []
     k = 0
     for n, run in enumerate(runs):
         first, last, source = run
         if source not in CAREER_SOURCES:
             raise ValueError(f"career_sources[{n}]: {source!r} is not one of {', '.join(CAREER_SOURCES)}")
-        if k >= len(career) or career[k][0] != first:
+        if k >= len(periods) or periods[k] != first:
             raise ValueError(f"career_sources[{n}] starts at {first}, not at the career's next month")
-        while True:
-            period = str(career[k][0])
-            out[period] = source
-            k += 1
-            if period == last:
-                break
-            if k >= len(career) or str(career[k][0]) > last:
-                raise ValueError(f"career_sources[{n}] ends at {last}, not at a month of the career")
-    if k != len(career):
-        raise ValueError(f"career_sources cover {k} of the career's {len(career)} months")
+        try:
+            j = periods.index(last, k)
+        except ValueError:
+            j = -1
+        # The run ends at the first entry equal to `last`, with no later month before it.
+        if j < 0 or max(periods[k + 1 : j], default=last) > last:
+            raise ValueError(f"career_sources[{n}] ends at {last}, not at a month of the career")
+        spans.append((k, j + 1, source))
+        k = j + 1
+    if k != len(periods):
+        raise ValueError(f"career_sources cover {k} of the career's {len(periods)} months")
+    return spans
+
+
+def check_source_runs(career: Sequence[Sequence[Any]], runs: Sequence[Sequence[str]]) -> None:
+    """ValueError when the runs do not cover the career's entries exactly, in order."""
+    _run_spans(career, runs)
+
+
+def month_sources(career: Sequence[Sequence[Any]], runs: Sequence[Sequence[str]]) -> dict[str, str]:
+    """Period → source of each month of `career` ((period, base) pairs, oldest first), from
+    its runs. ValueError when the runs do not cover the career's entries exactly, in order."""
+    out: dict[str, str] = {}
+    for start, end, source in _run_spans(career, runs):
+        for entry in career[start:end]:
+            out[str(entry[0])] = source
     return out
 
 
@@ -138,7 +157,7 @@ class PensionLiquidated(Payload):
     @model_validator(mode="after")
     def _sources_cover_the_career(self) -> Self:
         if self.career_sources is not None:
-            month_sources(self.career, self.career_sources)
+            check_source_runs(self.career, self.career_sources)
         return self
 
 
@@ -201,6 +220,7 @@ __all__ = [
     "PensionApproved",
     "PensionClaimFiled",
     "PensionLiquidated",
+    "check_source_runs",
     "month_sources",
     "source_runs",
 ]

@@ -5,11 +5,13 @@
 
 In a sandbox on the running stack (fresh database and topic prefix) it loads the careers with
 COPY (the older 408 months of each worker imported from before Kalo, some of them from two
-employers, the last 12 assessed by Kalo), starts the real `kalo run liquidation` and
-`kalo run ledger` processes, produces every claim to `kalo.pensions.claims` and waits until
-the ledger holds every liquidation. It prints claims/s end to end, p50/p99 from the claim's
-produce to its liquidation read back from `kalo.pensions.liquidations`, the peak RSS and CPU
-of each process, and checks every liquidation against services/rules computed directly.
+employers, the last 12 assessed by Kalo), starts the real `kalo run liquidation`, `kalo run
+control` and `kalo run ledger` processes, produces every claim to `kalo.pensions.claims` and
+waits until the ledger holds every liquidation and the control commission has stored (and, on
+arrival, decided) every one. It prints claims/s liquidated and controlled, p50/p99 from the
+claim's produce to its decision and to its liquidation on `kalo.pensions.liquidations`, the
+peak RSS and CPU of each process, and checks every liquidation against services/rules computed
+directly (reading the topic back once the timing is over, so as not to take CPU from it).
 """
 
 from __future__ import annotations
@@ -145,8 +147,8 @@ async def produce(sb: Sandbox, batch: list[tuple[bytes, bytes]], rate: float) ->
 
 async def read_liquidations(
     sb: Sandbox, count: int, seconds: float
-) -> dict[str, tuple[float, dict[str, Any]]]:
-    """Every liquidation as it arrives: claim id → (time read, its data)."""
+) -> dict[str, tuple[float, float, dict[str, Any]]]:
+    """Every liquidation on the topic: claim id → (time read, its record's timestamp, its data)."""
     consumer = kafka.consumer(
         kafka.topic("kalo.pensions.liquidations", sb.settings), group_id=None, settings=sb.settings
     )
@@ -194,13 +196,10 @@ async def bench(
                 batch_messages = messages(claims)[1:]
                 cpu_before = services.cpu()
                 pg_before = await postgres_cpu(conn)
-                reader = asyncio.create_task(read_liquidations(sb, claims, 1800))
                 t0 = time.monotonic()
                 sent = await produce(sb, batch_messages, rate)
                 report["produce_s"] = time.monotonic() - t0
                 report["timed"] = len(sent)
-                got = await reader
-                t_topic = time.monotonic()
                 t_ledger = await wait_until(
                     conn, "SELECT count(*) FROM ledger.claim_liquidations", claims, services, 600
                 )
@@ -221,7 +220,9 @@ async def bench(
                 report["cpu_s"] = cpu
             finally:
                 services.stop()
-            report["topic_s"] = t_topic - t0
+            # Read back once everything is controlled, so that the reader's decoding of
+            # 20,000 careers does not take CPU from the services it measures.
+            got = await read_liquidations(sb, claims, 600)
             report["ledger_s"] = t_ledger - t0
             report["control_s"] = t_control - t0
             report["control_status"] = dict(Counter(r["status"] for r in controlled))
@@ -231,10 +232,7 @@ async def bench(
             to_decision = [decided[c] - s for c, s in sent.items() if c in decided]
             report["decision_p50_s"] = percentile(to_decision, 0.5)
             report["decision_p99_s"] = percentile(to_decision, 0.99)
-            latencies = [got[c][0] - s for c, s in sent.items() if c in got]
-            report["p50_s"] = percentile(latencies, 0.5)
-            report["p99_s"] = percentile(latencies, 0.99)
-            # To the liquidation's record on the topic (its broker timestamp): the service's own latency.
+            # To the liquidation's record on the topic (its record timestamp): the service's own latency.
             to_topic = [got[c][1] - s for c, s in sent.items() if c in got]
             report["topic_p50_s"] = percentile(to_topic, 0.5)
             report["topic_p99_s"] = percentile(to_topic, 0.99)
@@ -274,9 +272,6 @@ def main(
     n = r["timed"]  # the warm-up claim left out
     print(f"\n{r['claims']:,} claims over {r['months']}-month careers ({r['career_rows']:,} career rows)")
     print(f"  produced in {r['produce_s']:.1f} s" + (f" (offered at {rate:,.0f}/s)" if rate else ""))
-    print(
-        f"  on kalo.pensions.liquidations: {r['topic_s']:.1f} s, {n / r['topic_s']:,.0f} claims/s end to end"
-    )
     print(f"  in the ledger: {r['ledger_s']:.1f} s, {n / r['ledger_s']:,.0f} claims/s")
     print(
         f"  controlled (the control commission's decision on arrival): {r['control_s']:.1f} s, "
@@ -289,8 +284,7 @@ def main(
     )
     print(
         f"  latency claim produced -> liquidation on the topic: p50 {r['topic_p50_s']:.2f} s, "
-        f"p99 {r['topic_p99_s']:.2f} s (read back by a consumer: p50 {r['p50_s']:.2f} s, "
-        f"p99 {r['p99_s']:.2f} s)"
+        f"p99 {r['topic_p99_s']:.2f} s"
     )
     for name, mib in r["rss_mib"].items():
         print(f"  peak RSS {name}: {mib:,.0f} MiB")

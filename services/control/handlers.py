@@ -174,10 +174,9 @@ class Received:
 def _flags_and_recomputation(
     data: PensionLiquidated, ruleset: Ruleset, already_approved: bool
 ) -> tuple[list[dict[str, str]], dict[str, Any]]:
-    career = [[period, base] for period, base in data.career]
     try:
         return control_review(
-            data.claim, career, data.liquidation, ruleset, already_approved=already_approved
+            data.claim, data.career, data.liquidation, ruleset, already_approved=already_approved
         )
     except InvalidInput as exc:  # a claim the rules cannot read: no amount can be checked
         message = f"the claim cannot be re-computed: {exc}"
@@ -227,7 +226,7 @@ async def receive(
             "ruleset": data.ruleset,
             "filed_by": filed_by(data.claim),
             "claim": dict(data.claim),
-            "career": [list(entry) for entry in data.career],
+            "career": data.career,  # (period, base) pairs: stored as JSON arrays
             "career_sources": None if data.career_sources is None else [list(r) for r in data.career_sources],
             "liquidation": dict(data.liquidation),
             "recomputed": recomputed,

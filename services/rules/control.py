@@ -133,9 +133,7 @@ def reference_window(
         n = ruleset.integer(f"{prefix}.reference_months", parsed.effective_date)
     except (InvalidInput, NotInForce, KeyError, TypeError):
         return None
-    totals: dict[date, int] = {}
-    for period, base in parsed.career:
-        totals[period] = totals.get(period, 0) + base
+    totals = _month_totals(parsed.career)
     months = sorted(m for m, b in totals.items() if b > 0)
     recent = months[-n:] if n > 0 else []
     return (recent[0], recent[-1]) if recent else None
@@ -172,12 +170,20 @@ def _same_rate(got: object, want: object) -> bool:
         return False
 
 
+def _month_totals(career: Sequence[tuple[date, int]]) -> dict[date, int]:
+    """Each month's bases added (several employers in a month count once)."""
+    totals = dict(career)  # one entry per month, the usual case: built in C
+    if len(totals) != len(career):
+        totals = {}
+        for period, base in career:
+            totals[period] = totals.get(period, 0) + base
+    return totals
+
+
 def recompute(claim: Claim, ruleset: Ruleset) -> dict[str, Any]:
     """RULES.md §3 again, from the claim and its career, with fractions."""
     at, birth = claim.effective_date, claim.birth_date
-    totals: dict[date, int] = {}
-    for period, base in claim.career:
-        totals[period] = totals.get(period, 0) + base
+    totals = _month_totals(claim.career)
     months = sorted(m for m, b in totals.items() if b > 0)
     result: dict[str, Any] = {
         "decision": "rejected",
@@ -212,7 +218,7 @@ def recompute(claim: Claim, ruleset: Ruleset) -> dict[str, Any]:
             ages = param("age_by_grade")
         n = _int(param("reference_months"))
         recent = months[-n:] if n > 0 else []
-        reference = _half_up(Fraction(sum(totals[m] for m in recent), len(recent))) if recent else 0
+        reference = _half_up(Fraction(sum(map(totals.__getitem__, recent)), len(recent))) if recent else 0
         result["reference_salary"] = reference
         if claim.regime == "INPS":
             normal = _int(param("normal_age"))
@@ -269,9 +275,7 @@ def _salary_spike(claim: Claim, ruleset: Ruleset) -> str | None:
     recent_n = ruleset.integer("control.salary_spike.recent_months", at)
     prior_n = ruleset.integer("control.salary_spike.prior_months", at)
     ratio = _frac(ruleset.value("control.salary_spike.ratio", at))
-    totals: dict[date, int] = {}
-    for period, base in claim.career:
-        totals[period] = totals.get(period, 0) + base
+    totals = _month_totals(claim.career)
     bases = [totals[m] for m in sorted(totals) if totals[m] > 0]
     recent = bases[-recent_n:] if recent_n > 0 else []
     prior = bases[: len(bases) - len(recent)][-prior_n:] if prior_n > 0 else []

@@ -2,7 +2,11 @@
 cover the career exactly, checked by the contract; liquidations made before they were carried
 still read."""
 
+from typing import Any
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from contracts.envelope import Envelope
@@ -58,3 +62,49 @@ def test_the_contract_checks_the_runs_and_reads_liquidations_without_them() -> N
     bad = {**doc, "data": {**doc["data"], "career_sources": [[first, "2002-01", "imported"]]}}
     with pytest.raises(ValidationError, match="career_sources"):
         Envelope[PensionLiquidated].model_validate(bad)
+
+
+def _month_by_month(career: list[list[Any]], runs: list[tuple[str, str, str]]) -> dict[str, str]:
+    """The runs read one month at a time: the reference the checks at the runs' ends keep to."""
+    out: dict[str, str] = {}
+    k = 0
+    for first, last, source in runs:
+        if source not in ("assessed", "imported", "both") or k >= len(career) or career[k][0] != first:
+            raise ValueError
+        while True:
+            period = career[k][0]
+            out[period] = source
+            k += 1
+            if period == last:
+                break
+            if k >= len(career) or career[k][0] > last:
+                raise ValueError
+    if k != len(career):
+        raise ValueError
+    return out
+
+
+_periods = st.sampled_from(["2001-01", "2001-02", "2005-07", "2026-09", "2026-10", "2026-11"])
+
+
+@given(
+    st.lists(_periods, max_size=7),
+    st.lists(
+        st.tuples(_periods, _periods, st.sampled_from(["assessed", "imported", "both", "x"])), max_size=4
+    ),
+)
+def test_the_runs_are_checked_as_month_by_month_would(
+    periods: list[str], runs: list[tuple[str, str, str]]
+) -> None:
+    """Careers in any order (a hostile one need not be sorted), runs of any shape: refused or
+    read exactly as a month-by-month walk would."""
+    career: list[list[Any]] = [[p, 1] for p in periods]
+    try:
+        want: dict[str, str] | None = _month_by_month(career, runs)
+    except ValueError:
+        want = None
+    if want is None:
+        with pytest.raises(ValueError):
+            month_sources(career, runs)
+    else:
+        assert month_sources(career, runs) == want

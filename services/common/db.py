@@ -43,12 +43,24 @@ def migration_files() -> list[Path]:
     raise NoMigrations(f"no SQL migrations in {_PACKAGED} nor in {_CHECKOUT}")
 
 
+def _jsonb_bytes(value: Any) -> bytes:
+    return b"\x01" + orjson.dumps(value)  # jsonb's binary form: a version byte, then the text
+
+
+def _jsonb_value(data: bytes) -> Any:
+    return orjson.loads(memoryview(data)[1:])
+
+
 async def _json_codecs(conn: asyncpg.Connection) -> None:
-    # jsonb columns come back as Python objects, not strings.
-    for name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            name, encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"
-        )
+    # json and jsonb columns come back as Python objects, not strings. In the binary format
+    # the JSON orjson writes goes out as it is (no str made of it, then encoded again): a
+    # liquidation's 35-year career is 10 kB.
+    await conn.set_type_codec(
+        "json", encoder=orjson.dumps, decoder=orjson.loads, schema="pg_catalog", format="binary"
+    )
+    await conn.set_type_codec(
+        "jsonb", encoder=_jsonb_bytes, decoder=_jsonb_value, schema="pg_catalog", format="binary"
+    )
 
 
 def service_connection(service: str, settings: Settings | None = None) -> dict[str, Any]:
@@ -56,7 +68,13 @@ def service_connection(service: str, settings: Settings | None = None) -> dict[s
     s = settings or get_settings()
     return {
         "dsn": s.service_dsn(service),
-        "server_settings": {"search_path": SCHEMAS[service], "application_name": f"kalo-{service}"},
+        "server_settings": {
+            "search_path": SCHEMAS[service],
+            "application_name": f"kalo-{service}",
+            # Compiling a plan costs more than it saves on queries of tens of milliseconds (a
+            # batch's careers: 4 ms of JIT for a 65 ms read).
+            "jit": "off",
+        },
     }
 
 

@@ -15,7 +15,6 @@ liquidation with its reason code. Only bytes that are not a claim (or a bug) are
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Iterable, KeysView, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -127,13 +126,10 @@ def _sources(imported: KeysView[str], assessed: KeysView[str]) -> list[tuple[str
 def _by_month(periods: Sequence[str], bases: Sequence[int]) -> dict[str, int]:
     """Bases added per month (most months have one row: built in one pass, sums fixed after)."""
     months = dict(zip(periods, bases, strict=True))
-    if len(months) != len(periods):
-        shared = {p for p, n in Counter(periods).items() if n > 1}
-        for p in shared:
-            months[p] = 0
+    if len(months) != len(periods):  # a month of several employers: add them all up again
+        months = dict.fromkeys(months, 0)
         for p, b in zip(periods, bases, strict=True):
-            if p in shared:
-                months[p] += b
+            months[p] += b
     return months
 
 
@@ -186,14 +182,16 @@ def decode_claim(raw: bytes) -> Envelope[PensionClaimFiled]:
 
 def _dated(months: list[tuple[str, int]]) -> tuple[tuple[date, int], ...]:
     """(period, base) → (its first day, base); careers hold valid periods, a few hundred distinct."""
-    periods = [p for p, _ in months]
+    if not months:
+        return ()
+    periods, bases = zip(*months, strict=True)  # transposed in C
     try:
         days = list(map(_MONTHS.__getitem__, periods))
     except KeyError:
         for p in set(periods).difference(_MONTHS):
             _MONTHS[p] = date(int(p[:4]), int(p[5:7]), 1)
         days = list(map(_MONTHS.__getitem__, periods))
-    return tuple(zip(days, [b for _, b in months], strict=True))
+    return tuple(zip(days, bases, strict=True))
 
 
 def claim_document(d: PensionClaimFiled) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from loadtests.bench_month import Services, percentile, postgres_cpu, wait_until
 from services.common import kafka
 from services.rules import liquidate_claim, load_ruleset
 from services.rules.dates import add_months, period_text
-from tests.support.sandbox import Sandbox, sandbox
+from tests.support.sandbox import Sandbox, free_port, sandbox
 
 LAST = date(2026, 10, 1)  # the last month of every career
 EFFECTIVE = date(2026, 12, 1)
@@ -170,11 +170,11 @@ async def read_liquidations(
 
 
 async def bench(
-    claims: int, months: int, partitions: int, batch: int, rate: float, keep_logs: bool
+    claims: int, months: int, partitions: int, batch: int, rate: float, keep_logs: bool, controls: int = 1
 ) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="kalo-bench-claims-"))
     (tmp / "logs").mkdir()
-    report: dict[str, Any] = {"claims": claims, "months": months}
+    report: dict[str, Any] = {"claims": claims, "months": months, "controls": controls}
     async with sandbox(tmp / "data", partitions=partitions, KALO_LIQUIDATION_BATCH=str(batch)) as sb:
         conn = await asyncpg.connect(sb.settings.dsn)
         try:
@@ -187,7 +187,17 @@ async def bench(
             )
             services = Services(sb, tmp / "logs", 0)
             services.start("liquidation", "liquidation")
-            services.start("control", "control")  # controls each liquidation on arrival
+            for i in range(controls):  # each controls the liquidations of its partitions on arrival
+                name = "control" if i == 0 else f"control-{i}"
+                ports = (
+                    {}
+                    if i == 0
+                    else {
+                        "KALO_CONTROL_PORT": str(free_port()),
+                        "KALO_CONTROL_METRICS_PORT": str(free_port()),
+                    }
+                )
+                services.start("control", name, **ports)
             try:
                 warm = messages(1)
                 await produce(sb, warm, 0)
@@ -265,10 +275,11 @@ def main(
     partitions: Annotated[int, typer.Option(help="partitions per topic")] = 6,
     batch: Annotated[int, typer.Option(help="KALO_LIQUIDATION_BATCH")] = 500,
     rate: Annotated[float, typer.Option(help="claims/s offered (0: as fast as produced)")] = 0.0,
+    controls: Annotated[int, typer.Option(help="control processes (one consumer group)")] = 1,
     keep_logs: Annotated[bool, typer.Option(help="keep the workers' logs")] = False,
 ) -> None:
     """Liquidate the claims on the real stack and print the report."""
-    r = asyncio.run(bench(claims, months, partitions, batch, rate, keep_logs))
+    r = asyncio.run(bench(claims, months, partitions, batch, rate, keep_logs, controls))
     n = r["timed"]  # the warm-up claim left out
     print(f"\n{r['claims']:,} claims over {r['months']}-month careers ({r['career_rows']:,} career rows)")
     print(f"  produced in {r['produce_s']:.1f} s" + (f" (offered at {rate:,.0f}/s)" if rate else ""))

@@ -21,10 +21,19 @@ __all__ = ["SERVICE", "KafkaDeadLetters", "KafkaSender", "PgCareers"]
 
 # Per worker, its rows as three arrays (decoded far faster than a row per month and employer);
 # the handler merges them (services.liquidation.handlers.merge_career).
-_ROWS = """
+_ASSESSED = """
 SELECT worker_id, array_agg(period) AS periods, array_agg(employer_id) AS employers,
        array_agg(base) AS bases
-FROM {table} WHERE worker_id = ANY($1::text[]) GROUP BY worker_id
+FROM careers WHERE worker_id = ANY($1::text[]) GROUP BY worker_id
+"""
+# The employer of an imported row only matters in a month Kalo assessed too (Kalo's row of
+# that employer and month wins): before the batch's first assessed month it is left NULL. A
+# 35-year history then comes back without 400 employer strings to decode per worker.
+_IMPORTED = """
+SELECT worker_id, array_agg(period) AS periods,
+       array_agg(CASE WHEN period >= $2::text COLLATE "C" THEN employer_id END) AS employers,
+       array_agg(base) AS bases
+FROM career_imports WHERE worker_id = ANY($1::text[]) GROUP BY worker_id
 """
 _OFFSETS = "SELECT topic, partition, next_offset FROM ledger_offsets WHERE topic = ANY($1::text[])"
 
@@ -41,8 +50,9 @@ class PgCareers:
     async def read(self, worker_ids: list[str]) -> Snapshot:
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             read_at = await conn.fetchval("SELECT transaction_timestamp()")
-            assessed = await conn.fetch(_ROWS.format(table="careers"), worker_ids)
-            imported = await conn.fetch(_ROWS.format(table="career_imports"), worker_ids)
+            assessed = await conn.fetch(_ASSESSED, worker_ids)
+            first = min((min(r["periods"]) for r in assessed), default=None)
+            imported = await conn.fetch(_IMPORTED, worker_ids, first)
             offsets = await conn.fetch(_OFFSETS, list(self.physical))
         ledger_offsets: dict[str, dict[str, int]] = {name: {} for name in CAREER_TOPICS}
         for r in offsets:

@@ -50,7 +50,8 @@ class Rows:
     """Career rows of one worker, one per month and employer, as three parallel lists."""
 
     periods: Sequence[str] = ()
-    employers: Sequence[str] = ()
+    # None where it cannot matter: an imported row before any month Kalo assessed.
+    employers: Sequence[str | None] = ()
     bases: Sequence[int] = ()
 
 

@@ -44,6 +44,12 @@ EFFECTIVE = date(2026, 12, 1)
 ASSESSED = 12  # the career's last months, assessed by Kalo
 
 
+# Records of a topic a tracked consumer has applied (its next offsets, summed over partitions).
+_APPLIED = """
+SELECT coalesce(sum(next_offset), 0) FROM {schema}.consumer_offsets WHERE consumer = $1 AND topic = $2
+"""
+
+
 def career(worker: int, months: int) -> list[tuple[str, str, int]]:
     """Worker `worker`'s career, oldest first: (period, employer, base); deterministic."""
     start = add_months(LAST, 1 - months)
@@ -210,12 +216,27 @@ async def bench(
                 sent = await produce(sb, batch_messages, rate)
                 report["produce_s"] = time.monotonic() - t0
                 report["timed"] = len(sent)
+                # Polled on the consumers' tracking records (a few rows), not by counting the
+                # tables' rows ten times a second while they are written; counted once after.
+                liquidations = kafka.topic("kalo.pensions.liquidations", sb.settings)
                 t_ledger = await wait_until(
-                    conn, "SELECT count(*) FROM ledger.claim_liquidations", claims, services, 600
+                    conn, _APPLIED.format(schema="ledger"), claims, services, 600, "kalo-ledger", liquidations
                 )
                 t_control = await wait_until(
-                    conn, "SELECT count(*) FROM control.liquidations", claims, services, 600
+                    conn,
+                    _APPLIED.format(schema="control"),
+                    claims,
+                    services,
+                    600,
+                    "kalo-control",
+                    liquidations,
                 )
+                stored = await conn.fetchval(
+                    "SELECT (SELECT count(*) FROM ledger.claim_liquidations)"
+                    " + (SELECT count(*) FROM control.liquidations)"
+                )
+                if stored != 2 * claims:
+                    raise RuntimeError(f"{stored} rows in the ledger and the control, not {2 * claims}")
                 controlled = await conn.fetch(
                     "SELECT claim_id, status, extract(epoch FROM coalesce(decided_at, received_at)) AS at"
                     " FROM control.liquidations"

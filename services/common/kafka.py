@@ -126,7 +126,9 @@ class BatchSender:
         count = self._partitions[name] = len(await self.producer.partitions_for(name))
         return count
 
-    async def send(self, name: str, key: bytes, value: bytes) -> None:
+    async def send(
+        self, name: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
         count = self._partitions.get(name) or await self._partition_count(name)
         h = self._hashes.get(key)
         if h is None:
@@ -134,12 +136,14 @@ class BatchSender:
         partition = h % count
         tp = (name, partition)
         batch = self._open.get(tp)
-        if batch is not None and batch.append(timestamp=None, key=key, value=value) is not None:
-            return
-        if batch is not None:  # full: send it, start another
+        extra = headers or []
+        if batch is not None:
+            if batch.append(timestamp=None, key=key, value=value, headers=extra) is not None:
+                return
+            # full: send it, start another
             self._futures.append(await self.producer.send_batch(batch, name, partition=partition))
         batch = self._open[tp] = self.producer.create_batch()
-        batch.append(timestamp=None, key=key, value=value)  # a fresh batch takes any record
+        batch.append(timestamp=None, key=key, value=value, headers=extra)  # a fresh batch takes any record
 
     async def flush(self) -> None:
         for (name, partition), batch in self._open.items():

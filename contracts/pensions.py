@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from operator import itemgetter
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
@@ -91,7 +92,7 @@ def _run_spans(career: Sequence[Sequence[Any]], runs: Sequence[Sequence[str]]) -
     ValueError when the runs do not cover the career's entries exactly, in order. Checked at
     the runs' ends (list.index, max over a slice) rather than month by month: it validates
     every liquidation the control receives."""
-    periods = [entry[0] for entry in career]
+    periods = list(map(itemgetter(0), career))
     spans: list[tuple[int, int, str]] = []
     k = 0
     for n, run in enumerate(runs):

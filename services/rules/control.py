@@ -74,13 +74,14 @@ def control_review(
     """`control_flags` and the independent re-computation they compared the liquidation
     with, from one reading of the claim and its career (the control keeps both)."""
     parsed = read_claim(claim, career=list(career))
-    expected = recompute(parsed, ruleset)
+    totals = _month_totals(parsed.career)  # once, for the re-computation and the spike
+    expected = recompute(parsed, ruleset, totals)
     flags: list[dict[str, str]] = []
     mismatch = _mismatch(expected, liquidation, ruleset)
     if mismatch:
         flags.append({"code": RECOMPUTE_MISMATCH, "message": mismatch})
     if liquidation.get("decision") in ("pension", "lump_sum"):
-        spike = _salary_spike(parsed, ruleset)
+        spike = _salary_spike(parsed, ruleset, totals)
         if spike:
             flags.append({"code": SALARY_SPIKE, "message": spike})
     high = _high_amount(parsed.effective_date, liquidation, ruleset)
@@ -180,10 +181,12 @@ def _month_totals(career: Sequence[tuple[date, int]]) -> dict[date, int]:
     return totals
 
 
-def recompute(claim: Claim, ruleset: Ruleset) -> dict[str, Any]:
-    """RULES.md §3 again, from the claim and its career, with fractions."""
+def recompute(claim: Claim, ruleset: Ruleset, totals: Mapping[date, int] | None = None) -> dict[str, Any]:
+    """RULES.md §3 again, from the claim and its career, with fractions (`totals`: the
+    career's bases added per month, when the caller has them)."""
     at, birth = claim.effective_date, claim.birth_date
-    totals = _month_totals(claim.career)
+    if totals is None:
+        totals = _month_totals(claim.career)
     months = sorted(m for m, b in totals.items() if b > 0)
     result: dict[str, Any] = {
         "decision": "rejected",
@@ -270,12 +273,11 @@ def recompute(claim: Claim, ruleset: Ruleset) -> dict[str, Any]:
     }
 
 
-def _salary_spike(claim: Claim, ruleset: Ruleset) -> str | None:
+def _salary_spike(claim: Claim, ruleset: Ruleset, totals: Mapping[date, int]) -> str | None:
     at = claim.effective_date
     recent_n = ruleset.integer("control.salary_spike.recent_months", at)
     prior_n = ruleset.integer("control.salary_spike.prior_months", at)
     ratio = _frac(ruleset.value("control.salary_spike.ratio", at))
-    totals = _month_totals(claim.career)
     bases = [totals[m] for m in sorted(totals) if totals[m] > 0]
     recent = bases[-recent_n:] if recent_n > 0 else []
     prior = bases[: len(bases) - len(recent)][-prior_n:] if prior_n > 0 else []

@@ -36,6 +36,7 @@ from contracts.pensions import PensionClaimFiled
 from loadtests.bench_month import Services, percentile, postgres_cpu, wait_until
 from services.common import kafka
 from services.rules import liquidate_claim, load_ruleset
+from services.rules.control import control_review
 from services.rules.dates import add_months, period_text
 from tests.support.sandbox import Sandbox, free_port, sandbox
 
@@ -271,14 +272,24 @@ async def bench(
             report["liquidated"] = len(got)
             ruleset = load_ruleset()
             wrong, decisions = 0, {}
+            # The reference run, timed in this process while nothing else runs: the law alone
+            # (RULES.md §3 liquidation and §4 control's re-computation and flags) on the same
+            # claims and careers, one core, no Kafka or PostgreSQL.
+            rules_s = 0.0
             for w in range(claims):
                 c = claim(w)
-                want = liquidate_claim(
-                    {**c, "career": [{"period": p, "base": b} for p, _, b in career(w, months)]}, ruleset
-                )
+                doc = {**c, "career": [{"period": p, "base": b} for p, _, b in career(w, months)]}
                 data = got.get(c["claim_id"], (0.0, 0.0, {}))[2]
+                started = time.perf_counter()
+                want = liquidate_claim(doc, ruleset)
+                if data:
+                    control_review(
+                        data["claim"], data["career"], data["liquidation"], ruleset, already_approved=False
+                    )
+                rules_s += time.perf_counter() - started
                 wrong += data.get("liquidation") != want
                 decisions[want["decision"]] = decisions.get(want["decision"], 0) + 1
+            report["rules_s"] = rules_s
             report["wrong"] = wrong
             report["decisions"] = decisions
         finally:
@@ -325,6 +336,11 @@ def main(
     print(
         f"  decisions: {r['decisions']}; liquidations read {r['liquidated']:,}, "
         f"differing from services/rules: {r['wrong']}"
+    )
+    print(
+        f"  reference, the rules alone (liquidation and the control's re-computation, one process): "
+        f"{r['rules_s']:.1f} s, {r['claims'] / r['rules_s']:,.0f} claims/s; "
+        f"end to end / rules alone = {r['control_s'] / r['rules_s']:.2f}x"
     )
     print(
         "target 1,000 claims/s (liquidated and controlled): "

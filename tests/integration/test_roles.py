@@ -151,6 +151,7 @@ FORBIDDEN = (
     "CREATE FUNCTION {schema}.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'",
     "ALTER ROLE CURRENT_USER SUPERUSER",
     "SELECT * FROM public.schema_migrations",
+    "CREATE TEMPORARY TABLE mine (x int)",
 )
 OWNED = {
     "gateway": (
@@ -283,6 +284,28 @@ async def test_what_a_superuser_or_an_owner_may_do_is_refused(
     for sql in (*FORBIDDEN, *OWNED[service]):
         sql = sql.format(schema=service)
         assert await refused(conn, sql), f"{service} could run: {sql}"
+
+
+async def test_only_the_services_roles_may_connect(stack: Stack, db: asyncpg.Connection) -> None:
+    """PUBLIC's default CONNECT is revoked: a role of the same cluster that is not one of
+    Kalo's services is refused at the door, while each service's role connects."""
+    role = f"kalo_probe_{uuid.uuid4().hex[:8]}"
+    await db.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        dsn = stack.settings.service_dsn("gateway").replace("kalo_gateway", role)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied for database"):
+            await asyncpg.connect(dsn)
+        allowed = await db.fetch(
+            "SELECT r.rolname FROM pg_roles r"
+            " WHERE has_database_privilege(r.oid, current_database(), 'CONNECT')"
+            " AND NOT r.rolsuper AND r.rolname LIKE 'kalo\\_%' ORDER BY 1"
+        )
+        owner = await db.fetchval(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+        )
+        assert {r["rolname"] for r in allowed} - {owner} == {f"kalo_{s}" for s in SERVICES}
+    finally:
+        await db.execute(f"DROP ROLE {role}")
 
 
 async def test_the_running_services_connect_with_their_roles(services: Stack, db: asyncpg.Connection) -> None:

@@ -185,7 +185,7 @@ def _dated(months: list[tuple[str, int]]) -> tuple[tuple[date, int], ...]:
     """(period, base) → (its first day, base); careers hold valid periods, a few hundred distinct."""
     if not months:
         return ()
-    periods, bases = zip(*months, strict=True)  # transposed in C
+    periods, bases = zip(*months)  # noqa: B905  # transposed in C; every entry is a (period, base) pair
     try:
         days = list(map(_MONTHS.__getitem__, periods))
     except KeyError:

@@ -29,6 +29,7 @@ from services.common import logs
 from services.common.batches import check_sizes, decoded_or_parked, together_or_one_by_one
 from services.common.hashing import sha256_hex
 from services.rules import Claim, Ruleset, liquidate
+from services.rules.dates import FIRST_DAYS
 
 PRODUCER = "liquidation"
 log = logging.getLogger(__name__)
@@ -174,7 +175,6 @@ class Outcome:
 
 _CLAIM = Envelope[PensionClaimFiled]
 NO_ROWS = CareerRows()
-_MONTHS: dict[str, date] = {}
 
 
 def decode_claim(raw: bytes) -> Envelope[PensionClaimFiled]:
@@ -186,13 +186,7 @@ def _dated(months: list[tuple[str, int]]) -> tuple[tuple[date, int], ...]:
     if not months:
         return ()
     periods, bases = zip(*months)  # noqa: B905  # transposed in C; every entry is a (period, base) pair
-    try:
-        days = list(map(_MONTHS.__getitem__, periods))
-    except KeyError:
-        for p in set(periods).difference(_MONTHS):
-            _MONTHS[p] = date(int(p[:4]), int(p[5:7]), 1)
-        days = list(map(_MONTHS.__getitem__, periods))
-    return tuple(zip(days, bases, strict=True))
+    return tuple(zip(map(FIRST_DAYS.__getitem__, periods), bases, strict=True))
 
 
 def claim_document(d: PensionClaimFiled) -> dict[str, Any]:

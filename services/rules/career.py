@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from services.rules.dates import parse_period
+from services.rules.dates import FIRST_DAYS, parse_period
 from services.rules.declaration import InvalidInput
 from services.rules.money import mean_half_up
 
@@ -19,20 +19,6 @@ from services.rules.money import mean_half_up
 Month = tuple[date, int]
 
 
-class _FirstDays(dict[object, date]):
-    """Period text → its first day, filled as periods are met; KeyError for anything that is
-    not a period. Only valid periods are kept (at most 12 × 9,998), so hostile text cannot
-    grow it."""
-
-    def __missing__(self, text: object) -> date:
-        first_day = parse_period(text)
-        if first_day is None:
-            raise KeyError(text)
-        self[text] = first_day
-        return first_day
-
-
-_FIRST_DAYS = _FirstDays()
 _PAIRS = frozenset({list, tuple})
 
 
@@ -47,7 +33,7 @@ def read_career(entries: object, path: str = "career") -> list[tuple[date, int]]
         periods, bases = zip(*entries)  # noqa: B905  # every entry is a pair: checked above
         if set(map(type, bases)) == {int} and min(bases) >= 0:
             try:
-                return list(zip(map(_FIRST_DAYS.__getitem__, periods), bases, strict=True))
+                return list(zip(map(FIRST_DAYS.__getitem__, periods), bases, strict=True))
             except (KeyError, TypeError):  # not a period, or an unhashable one
                 pass
     out = []

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from functools import lru_cache
 
 _PERIOD = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # fullmatch: no trailing newline
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -20,17 +19,36 @@ FILINGS = (MONTHLY, QUARTERLY)
 
 def parse_period(text: object) -> date | None:
     """`YYYY-MM` → the first day of that month; None when it is not a period."""
-    return _parse_period(text) if isinstance(text, str) else None
-
-
-@lru_cache(maxsize=4096)  # a month's declarations share a handful of periods
-def _parse_period(text: str) -> date | None:
-    m = _PERIOD.fullmatch(text)
-    if m is None:
+    if not isinstance(text, str):
         return None
-    year = int(m.group(1))
-    # Year 9999 is refused too: its due date would fall outside the calendar.
-    return date(year, int(m.group(2)), 1) if 1 <= year <= 9998 else None
+    return FIRST_DAYS.get(text) or FIRST_DAYS.read(text)
+
+
+class _FirstDays(dict[str, date]):
+    """Period text → the first day of that month, kept as periods are met (a month's
+    declarations share a handful; a 35-year career is 420 of them, read for every
+    liquidation). `FIRST_DAYS[text]` raises KeyError for anything that is not a period. Only
+    valid periods are kept, at most 12 × 9,998: hostile text cannot grow it."""
+
+    def read(self, text: str) -> date | None:
+        m = _PERIOD.fullmatch(text)
+        if m is None:
+            return None
+        year = int(m.group(1))
+        # Year 9999 is refused too: its due date would fall outside the calendar.
+        if not 1 <= year <= 9998:
+            return None
+        first_day = self[text] = date(year, int(m.group(2)), 1)
+        return first_day
+
+    def __missing__(self, text: object) -> date:
+        first_day = self.read(text) if isinstance(text, str) else None
+        if first_day is None:
+            raise KeyError(text)
+        return first_day
+
+
+FIRST_DAYS = _FirstDays()
 
 
 def law_date(period: date) -> date:

@@ -11,11 +11,14 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.rules import control_flags, liquidate_claim, load_ruleset
-from services.rules.dates import add_months, period_text
+from services.rules.career import read_career
+from services.rules.dates import add_months, parse_period, period_text
+from services.rules.declaration import InvalidInput
 
 RULESET = load_ruleset()
 FAST = settings(max_examples=120, deadline=None)
@@ -108,3 +111,70 @@ def test_the_control_recomputation_agrees_with_the_liquidation(claim: dict[str, 
     altered = {**liquidation, "monthly_pension": liquidation["monthly_pension"] + 1}
     flags = control_flags(claim, career, altered, RULESET, already_approved=False)
     assert "RECOMPUTE_MISMATCH" in {f["code"] for f in flags}
+
+
+def _entry_by_entry(entries: list[Any]) -> list[tuple[date, int]] | None:
+    """A career read one entry at a time, as RULES.md §5 says (None: refused)."""
+    out = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            if "period" not in entry or "base" not in entry:
+                return None
+            period, base = entry["period"], entry["base"]
+        elif isinstance(entry, list | tuple) and len(entry) == 2:
+            period, base = entry
+        else:
+            return None
+        first_day = parse_period(period)
+        if first_day is None or type(base) is not int or base < 0:
+            return None
+        out.append((first_day, base))
+    return out
+
+
+_hostile_value = st.one_of(
+    st.sampled_from(["2001-01", "2026-12", "2026-13", "0000-01", "9999-01", "2001-01\n", "2001-0\x001", ""]),
+    st.integers(-5, 2**70),
+    st.booleans(),
+    st.floats(allow_nan=True),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+    st.text(max_size=8),
+)
+_valid_pair = st.tuples(st.sampled_from(["2001-01", "2015-06", "2026-10"]), st.integers(0, 2**70))
+
+
+@st.composite
+def _careers(draw: st.DrawFn) -> list[Any]:
+    """Wire-form careers ([period, base] pairs or tuples), some with one or two entries made
+    hostile: a bad period, a bad base, or another shape of entry."""
+    pairs = draw(st.lists(_valid_pair, max_size=6))
+    entries: list[Any] = [list(pair) if draw(st.booleans()) else pair for pair in pairs]
+    for _ in range(draw(st.integers(0, 2)) if entries else 0):
+        i = draw(st.integers(0, len(entries) - 1))
+        period, base = pairs[i]
+        entries[i] = draw(
+            st.one_of(
+                st.tuples(_hostile_value, st.just(base)).map(list),
+                st.tuples(st.just(period), _hostile_value).map(list),
+                st.fixed_dictionaries({"period": st.just(period), "base": _hostile_value}),
+                st.dictionaries(st.sampled_from([period, "period", "base"]), _hostile_value, max_size=2),
+                st.lists(_hostile_value, max_size=3),
+                _hostile_value,
+            )
+        )
+    return entries
+
+
+@settings(max_examples=400, deadline=None)
+@given(_careers())
+def test_a_career_is_read_in_one_pass_as_entry_by_entry(entries: list[Any]) -> None:
+    """The column-at-a-time reading of the wire form takes exactly what the entry-by-entry
+    reading takes, hostile values included (past 64 bits, NUL, a trailing newline, bools,
+    floats, objects with two keys), and refuses the rest."""
+    want = _entry_by_entry(entries)
+    if want is None:
+        with pytest.raises(InvalidInput):
+            read_career(entries)
+    else:
+        assert read_career(entries) == want

@@ -71,8 +71,6 @@ class CareerAsOf(_Model):
 # Where a month of a career snapshot comes from: declarations Kalo assessed, history imported
 # from before Kalo, or rows of each (two employers, one of each kind).
 CareerSource = Literal["assessed", "imported", "both"]
-# Runs of a career's months with one source: (first period, last period, source).
-CareerSourceRuns = list[tuple[Period, Period, CareerSource]]
 CAREER_SOURCES: tuple[str, ...] = ("assessed", "imported", "both")
 
 
@@ -150,7 +148,7 @@ class PensionLiquidated(Payload):
     liquidation: dict[str, Any] = Field(description="the liquidation of RULES.md §5")
     as_of: CareerAsOf | None = Field(default=None, description="the point the career was read at")
     filed_at: datetime | None = Field(default=None, description="when the gateway received the claim")
-    career_sources: CareerSourceRuns | None = Field(
+    career_sources: list[tuple[Period, Period, CareerSource]] | None = Field(
         default=None,
         description="where each month of `career` comes from, in runs of consecutive entries of "
         "`career` (first period, last period, source): assessed (declarations), imported (from "
@@ -217,7 +215,6 @@ __all__ = [
     "CareerAsOf",
     "CareerImported",
     "CareerSource",
-    "CareerSourceRuns",
     "ControlDecision",
     "Day",
     "Grade",

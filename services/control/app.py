@@ -18,16 +18,14 @@ from typing import Any
 import asyncpg
 import orjson
 import uvicorn
-import uvloop
 from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from jinja2 import Environment, PackageLoader, select_autoescape
-from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.envelope import Envelope
-from contracts.pensions import CareerSourceRuns, PensionLiquidated, check_source_runs
+from contracts.pensions import PensionLiquidated
 from services.common.db import connect, connect_pool
 from services.common.gc_tuning import tune_gc
 from services.common.http_metrics import HttpMetricsMiddleware
@@ -45,11 +43,10 @@ from services.control import handlers, metrics
 from services.control.adapters import PgStore, PgTx, WebSessions, controller_of, escalated_count
 from services.control.auth import ControllerCache
 from services.control.errors import ORJSONResponse, Problem, ProblemResponse
-from services.control.handlers import Arrived
 from services.control.openapi import build as build_openapi
 from services.control.routes import router
 from services.control.web import SignIns, page_router, template_filters
-from services.rules import Ruleset, load_ruleset, read_wire_career
+from services.rules import Ruleset, load_ruleset
 
 log = logging.getLogger(__name__)
 NAME = "kalo-control"
@@ -73,52 +70,27 @@ def now_utc() -> datetime:
 LIQUIDATED = Envelope[PensionLiquidated]  # the parametrised model, looked up once
 
 
-# The contract's type of `career_sources`, to validate them apart from the career.
-_SOURCES: TypeAdapter[CareerSourceRuns | None] = TypeAdapter(CareerSourceRuns | None)
-
-
-def decode(record: ConsumerRecord) -> Arrived:
-    """The liquidation validated by its contract. Its career, 420 months, is checked once, by
-    the rules' reader of the wire form (`read_wire_career`: `[str, int]` pairs and more), and
-    the reading kept for the review: pydantic's check of the same pairs, and a second reading
-    by the rules, cost the control 130 µs per liquidation. A career in any other shape goes
-    through the contract whole, as before, and the review reads it (or flags what it cannot)."""
+def decode(record: ConsumerRecord) -> Envelope[PensionLiquidated]:
     doc = orjson.loads(record.value)
     kind = doc.get("type") if isinstance(doc, dict) else None
     if kind != PensionLiquidated.TYPE:
         raise ValueError(f"unexpected event type {kind!r} on {record.topic}")
-    return arrived(doc)
-
-
-def arrived(doc: dict[str, Any]) -> Arrived:
-    """A liquidation's envelope, decoded from JSON, as `decode` validates it."""
-    data = doc.get("data")
-    career = read_wire_career(data.get("career")) if isinstance(data, dict) else None
-    if career is None:
-        return Arrived(LIQUIDATED.model_validate(doc))
-    envelope = LIQUIDATED.model_validate({**doc, "data": {**data, "career": [], "career_sources": None}})
-    sources = _SOURCES.validate_python(data.get("career_sources"))
-    if sources is not None:
-        check_source_runs(data["career"], sources)
-    # Into the fresh (frozen) model before anyone sees it, as the contract would have held them.
-    object.__setattr__(envelope.data, "career", data["career"])
-    object.__setattr__(envelope.data, "career_sources", sources)
-    return Arrived(envelope, career)
+    return LIQUIDATED.model_validate(doc)
 
 
 def receiver(
     settings: Settings, ruleset: Ruleset, clock: Clock, relay: Relay
-) -> Callable[[asyncpg.Connection, Sequence[Arrived]], Any]:
+) -> Callable[[asyncpg.Connection, Sequence[Envelope[PensionLiquidated]]], Any]:
     """The tracked consumer's callback: the batch's liquidations, in its transaction."""
     end_to_end = metrics.STREAM.end_to_end
 
-    async def apply(conn: asyncpg.Connection, events: Sequence[Arrived]) -> None:
+    async def apply(conn: asyncpg.Connection, events: Sequence[Envelope[PensionLiquidated]]) -> None:
         tx = PgTx(conn, lambda name: topic(name, settings))
         now = clock()
         received = await handlers.receive(
             tx, events, ruleset=ruleset, now=now, auto_approve=settings.control_auto_approve
         )
-        filed = {e.envelope.data.claim_id: e.envelope.data.filed_at for e in events}
+        filed = {e.data.claim_id: e.data.filed_at for e in events}
         for r in received:
             if not r.already_stored:
                 metrics.LIQUIDATIONS.labels(r.status).inc()
@@ -341,6 +313,4 @@ async def serve(settings: Settings | None = None, clock: Clock = now_utc) -> Non
 def run() -> None:
     """`kalo run control`."""
     tune_gc()  # each liquidation parses a 35-year career: see services/common/gc_tuning
-    # uvloop, as the ledger and the stream processors: under asyncio's own loop its callbacks,
-    # selector and socket writes were 15% of the control's samples.
-    uvloop.run(serve())
+    asyncio.run(serve())

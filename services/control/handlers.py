@@ -28,7 +28,6 @@ from contracts.pensions import ControlDecision, PensionApproved, PensionLiquidat
 from services.control import minutes as minutes_doc
 from services.rules import (
     InvalidInput,
-    Month,
     Ruleset,
     auto_approval_allowed,
     compared_fields,
@@ -172,22 +171,12 @@ class Received:
     already_stored: bool = False
 
 
-@dataclass(frozen=True)
-class Arrived:
-    """A liquidation as the control's decode left it: its envelope, and its career already
-    read by the rules (`read_wire_career`) when it came in the wire's form, so that the
-    review does not read 420 months a second time; None: the review reads it."""
-
-    envelope: Envelope[PensionLiquidated]
-    career: Sequence[Month] | None = None
-
-
 def _flags_and_recomputation(
-    data: PensionLiquidated, ruleset: Ruleset, already_approved: bool, career: Sequence[Month] | None
+    data: PensionLiquidated, ruleset: Ruleset, already_approved: bool
 ) -> tuple[list[dict[str, str]], dict[str, Any]]:
     try:
         return control_review(
-            data.claim, data.career, data.liquidation, ruleset, already_approved=already_approved, read=career
+            data.claim, data.career, data.liquidation, ruleset, already_approved=already_approved
         )
     except InvalidInput as exc:  # a claim the rules cannot read: no amount can be checked
         message = f"the claim cannot be re-computed: {exc}"
@@ -196,7 +185,7 @@ def _flags_and_recomputation(
 
 async def receive(
     tx: Tx,
-    events: Sequence[Envelope[PensionLiquidated] | Arrived],
+    events: Sequence[Envelope[PensionLiquidated]],
     *,
     ruleset: Ruleset,
     now: datetime,
@@ -208,13 +197,12 @@ async def receive(
     (a redelivery) is left as it is. In order: a claim sees the approvals of the claims
     before it, in the store and earlier in the batch (DUPLICATE_CLAIM). The store is read
     and written once per batch, not per liquidation."""
-    arrived = [e if isinstance(e, Arrived) else Arrived(e) for e in events]
-    stored = await tx.stored_claims([a.envelope.data.claim_id for a in arrived])
-    approved = await tx.approved_claims(list({a.envelope.data.worker_id for a in arrived}))
+    stored = await tx.stored_claims([e.data.claim_id for e in events])
+    approved = await tx.approved_claims(list({e.data.worker_id for e in events}))
     out: list[Received] = []
     rows: list[dict[str, Any]] = []
     messages: list[Outgoing] = []
-    for envelope, career in ((a.envelope, a.career) for a in arrived):
+    for envelope in events:
         data = envelope.data
         if data.claim_id in stored:
             out.append(Received(data.claim_id, "", already_stored=True))
@@ -223,7 +211,7 @@ async def receive(
         if outcome not in OUTCOMES:
             raise ValueError(f"liquidation {data.claim_id}: unknown decision {outcome!r}")
         approved_before = bool(approved.get(data.worker_id, set()) - {data.claim_id})
-        flags, recomputed = _flags_and_recomputation(data, ruleset, approved_before, career)
+        flags, recomputed = _flags_and_recomputation(data, ruleset, approved_before)
         if outcome == "rejected":
             status, decided_by = "rejected", "liquidation"
         elif not flags and auto_approve and auto_approval_allowed(ruleset, now.date()):

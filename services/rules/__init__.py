@@ -14,7 +14,7 @@ command, the control commission and the auditors' replay all call these same fun
 """
 
 from services.rules.assessment import assess_declaration, assess_declaration_compact, validate_declaration
-from services.rules.career import Month, counted_months, read_career, read_wire_career, reference_salary
+from services.rules.career import counted_months, read_career, reference_salary
 from services.rules.contributions import (
     COLUMNS,
     CompactLine,
@@ -88,7 +88,6 @@ __all__ = [
     "Line",
     "LineSpec",
     "Liquidation",
-    "Month",
     "NotInForce",
     "Parameter",
     "ParameterFileError",
@@ -130,7 +129,6 @@ __all__ = [
     "read_claim",
     "read_declaration",
     "read_tree",
-    "read_wire_career",
     "recompute",
     "reference_salary",
     "reference_window",

@@ -22,30 +22,20 @@ Month = tuple[date, int]
 _PAIRS = frozenset({list, tuple})
 
 
-def read_wire_career(entries: object) -> list[tuple[date, int]] | None:
-    """A career in the wire form, `[period, base]` pairs, checked and read a column at a time
-    by C code (a 35-year career is 420 pairs, and the control re-reads every liquidation's);
-    None when it is not all such pairs (`read_career` then names the entry at fault). What
-    it accepts has only text periods and integer bases: the contract's `[str, int]` pairs."""
-    if not isinstance(entries, list | tuple) or not entries:
-        return None
-    if set(map(type, entries)) <= _PAIRS and set(map(len, entries)) == {2}:
+def read_career(entries: object, path: str = "career") -> list[tuple[date, int]]:
+    """Entries as objects `{"period", "base"}` or as `[period, base]` pairs (the wire form)."""
+    if not isinstance(entries, list | tuple):
+        raise InvalidInput(f"{path} must be an array")
+    # The wire form, [period, base] pairs, is checked and read a column at a time by C code
+    # (a 35-year career is 420 pairs, and the control re-reads every liquidation's). Any other
+    # form, or any bad entry, is read entry by entry below, which names the entry at fault.
+    if entries and set(map(type, entries)) <= _PAIRS and set(map(len, entries)) == {2}:
         periods, bases = zip(*entries)  # noqa: B905  # every entry is a pair: checked above
         if set(map(type, bases)) == {int} and min(bases) >= 0:
             try:
                 return list(zip(map(FIRST_DAYS.__getitem__, periods), bases, strict=True))
             except (KeyError, TypeError):  # not a period, or an unhashable one
                 pass
-    return None
-
-
-def read_career(entries: object, path: str = "career") -> list[tuple[date, int]]:
-    """Entries as objects `{"period", "base"}` or as `[period, base]` pairs (the wire form)."""
-    if not isinstance(entries, list | tuple):
-        raise InvalidInput(f"{path} must be an array")
-    wire = read_wire_career(entries)
-    if wire is not None:
-        return wire
     out = []
     for i, entry in enumerate(entries):
         period_raw: Any

@@ -15,7 +15,6 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from services.rules.career import Month
 from services.rules.declaration import CATEGORIES, InvalidInput
 from services.rules.liquidation import Claim, read_claim
 from services.rules.parameters import NotInForce, Value
@@ -71,12 +70,10 @@ def control_review(
     ruleset: Ruleset,
     *,
     already_approved: bool,
-    read: Sequence[Month] | None = None,
 ) -> tuple[list[dict[str, str]], dict[str, Any]]:
     """`control_flags` and the independent re-computation they compared the liquidation
-    with, from one reading of the claim and its career (the control keeps both). `read`: the
-    career already read by `read_wire_career`, when the caller has it (the control's decode)."""
-    parsed = read_claim(claim, career=career, read=read)
+    with, from one reading of the claim and its career (the control keeps both)."""
+    parsed = read_claim(claim, career=list(career))
     totals = _month_totals(parsed.career)  # once, for the re-computation and the spike
     expected = recompute(parsed, ruleset, totals)
     flags: list[dict[str, str]] = []

@@ -6,7 +6,7 @@ and rounded half up once each, as the contributions are.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -96,11 +96,8 @@ class Liquidation:
         }
 
 
-def read_claim(
-    doc: Mapping[str, Any], career: object = None, *, read: Sequence[Month] | None = None
-) -> Claim:
-    """A RULES.md §5 claim; `career` overrides the claim's own `career` field when given, and
-    `read` is that career already read (`read_wire_career`), when the caller has it."""
+def read_claim(doc: Mapping[str, Any], career: object = None) -> Claim:
+    """A RULES.md §5 claim; `career` overrides the claim's own `career` field when given."""
     if not isinstance(doc, Mapping):
         raise InvalidInput("a claim is a JSON object")
 
@@ -121,7 +118,7 @@ def read_claim(
     grade = doc.get("grade")
     if grade is not None and not isinstance(grade, str):
         raise InvalidInput("grade must be a string or null")
-    if read is None and career is None:
+    if career is None:
         if "career" not in doc:
             raise InvalidInput("missing required field career")
         career = doc["career"]
@@ -133,7 +130,7 @@ def read_claim(
         grade=grade,
         birth_date=day("birth_date"),
         effective_date=day("effective_date"),
-        career=tuple(read if read is not None else read_career(career)),
+        career=tuple(read_career(career)),
     )
 
 

@@ -78,12 +78,18 @@ async def replay_many(
     unknown = [i for i in letter_ids if i not in letters]
     if unknown:
         raise KeyError(f"no dead letter with id {', '.join(unknown)}")
-    producer = kafka.producer(settings)
+    # Each letter and its audit record in one Kafka transaction: both are read, or neither
+    # (every consumer of Kalo's reads committed records only). A replay stopped between the
+    # two leaves no record sent back without its `dlq.replayed`.
+    producer = kafka.producer(settings, transactional_id=f"kalo-dlq-replay-{uuid.uuid4()}")
     await producer.start()
     try:
         results = []
         for letter_id in letter_ids:
-            results.append(await _send_back(settings, producer, letters[letter_id], actor))
+            letter = letters[letter_id]
+            value = await _original(settings, letter.data)  # before the transaction: it may read
+            async with producer.transaction():
+                results.append(await _send_back(settings, producer, letter, value, actor))
             if on_progress is not None:
                 on_progress(len(results), len(letter_ids))
         return results
@@ -91,13 +97,15 @@ async def replay_many(
         await producer.stop()
 
 
+async def _original(settings: Settings, d: DeadLetter) -> bytes:
+    """The letter's original bytes: carried whole, or read back from their position."""
+    return await _read_source(settings, d) if d.value_truncated else base64.b64decode(d.value_b64)
+
+
 async def _send_back(
-    settings: Settings, producer: AIOKafkaProducer, letter: Envelope[DeadLetter], actor: str
+    settings: Settings, producer: AIOKafkaProducer, letter: Envelope[DeadLetter], value: bytes, actor: str
 ) -> dict[str, Any]:
     d = letter.data
-    value = base64.b64decode(d.value_b64)
-    if d.value_truncated:
-        value = await _read_source(settings, d)
     meta = await producer.send_and_wait(
         d.topic, value, key=base64.b64decode(d.key_b64) if d.key_b64 else None
     )

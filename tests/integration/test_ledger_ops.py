@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -21,7 +22,7 @@ from aiokafka import TopicPartition
 
 from contracts.declarations import DeclarationAssessed, Totals
 from contracts.envelope import wrap
-from services.common import kafka
+from services.common import dlq_ops, kafka
 from tests.integration.conftest import ROOT, Stack, isolated_stack
 from tests.integration.helpers import read_all
 from tests.integration.test_assessment_ledger import (
@@ -33,6 +34,7 @@ from tests.integration.test_assessment_ledger import (
     register,
     wait_applied,
 )
+from tests.support.submitted import submitted_event
 from tests.support.terminal import run_in_pty
 
 
@@ -315,3 +317,105 @@ async def test_rebuild_gives_the_same_rows(flowing) -> None:
     for table in ("employer_periods", "careers"):
         assert set(before[table]) <= set(after[table])
     assert len(after["declarations"]) == len(before["declarations"]) + 1
+
+
+async def _values(stack: Stack, name: str, isolation: str) -> list[bytes]:
+    """Every record's value on a topic, as a reader at this isolation level sees them."""
+    consumer = kafka.consumer(
+        kafka.topic(name, stack.settings), group_id=None, settings=stack.settings, isolation_level=isolation
+    )
+    await consumer.start()
+    out: list[bytes] = []
+    try:
+        quiet_since = asyncio.get_running_loop().time()
+        while asyncio.get_running_loop().time() - quiet_since < 2:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                if records:
+                    out.extend(r.value or b"" for r in records)
+                    quiet_since = asyncio.get_running_loop().time()
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def test_a_record_of_an_aborted_transaction_is_never_assessed(flowing) -> None:
+    """The stream processors read committed records only, as the tracked consumers do: a
+    declaration whose transaction was aborted is never assessed, and the next one on its
+    partition is."""
+    stack, conn, docs = flowing
+    base = next(d for d in docs if d["employer"]["regime"] == "INPS" and not d.get("replaces"))
+    tag = uuid.uuid4().hex[:8]
+    aborted = {**base, "declaration_id": f"D-aborted-{tag}", "period": "2023-06"}
+    committed = {**base, "declaration_id": f"D-committed-{tag}", "period": "2023-07"}
+    event = submitted_event(
+        declaration_id=aborted["declaration_id"],
+        employer=aborted["employer"],
+        period=aborted["period"],
+        lines=aborted["lines"],
+        submitted_at=SUBMITTED_AT,
+        payload_sha256="0" * 64,
+    )
+    producer = kafka.producer(stack.settings, transactional_id=f"test-aborted-{tag}")
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        await producer.send_and_wait(
+            kafka.topic("kalo.declarations.submitted", stack.settings),
+            event.model_dump_json().encode(),
+            key=aborted["employer"]["id"].encode(),
+        )
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
+    await produce(stack, [committed])  # the same employer: the same partition, after it
+    status = None
+    for _ in range(120):
+        status = await conn.fetchval(
+            "SELECT status FROM ledger.declaration_outcomes WHERE declaration_id = $1",
+            committed["declaration_id"],
+        )
+        if status:
+            break
+        await asyncio.sleep(0.5)
+    assert status == "accepted"
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM ledger.declaration_outcomes WHERE declaration_id = $1",
+            aborted["declaration_id"],
+        )
+        == 0
+    )
+
+
+async def test_a_replay_stopped_before_its_audit_record_sends_nothing(flowing, monkeypatch) -> None:
+    """`kalo dlq replay` sends a letter and its `dlq.replayed` in one transaction: stopped
+    between the two, the bytes it sent are aborted, unseen by every consumer of Kalo's (the
+    assessment does not park them again) and no audit record says they were replayed."""
+    stack, _, docs = flowing
+    poison = b"\xff stopped " + uuid.uuid4().hex.encode()
+    await send(stack, "kalo.declarations.submitted", docs[0]["employer"]["id"], poison)
+    letter = await _wait_letter(stack, poison)
+
+    def stopped(**_: Any) -> Any:
+        raise RuntimeError("stopped before the audit record")
+
+    monkeypatch.setattr(dlq_ops, "audit_event", stopped)
+    with pytest.raises(RuntimeError, match="stopped before the audit record"):
+        await dlq_ops.replay_many(stack.settings, [letter["id"]])
+    # The bytes went out again, in the transaction that was aborted.
+    uncommitted = await _values(stack, "kalo.declarations.submitted", "read_uncommitted")
+    committed = await _values(stack, "kalo.declarations.submitted", "read_committed")
+    assert uncommitted.count(poison) == 2 and committed.count(poison) == 1
+    await asyncio.sleep(3)  # time for the assessment to have parked them, had it read them
+    letters = [
+        e
+        for e in await read_all(stack.settings, "kalo.dlq")
+        if base64.b64decode(e["data"]["value_b64"]) == poison
+    ]
+    assert len(letters) == 1
+    audits = await read_all(stack.settings, "kalo.audit")
+    assert not [
+        e
+        for e in audits
+        if e["data"].get("action") == "dlq.replayed" and e.get("causation_id") == letter["id"]
+    ]

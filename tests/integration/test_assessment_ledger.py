@@ -122,6 +122,23 @@ async def register(conn: asyncpg.Connection, count: int) -> list[dict[str, Any]]
     return employers
 
 
+def submitted_bytes(doc: dict[str, Any], submitted_at: datetime = SUBMITTED_AT) -> bytes:
+    """A declaration as the gateway's relay sends it on kalo.declarations.submitted."""
+    return (
+        submitted_event(
+            declaration_id=doc["declaration_id"],
+            employer=doc["employer"],
+            period=doc["period"],
+            lines=doc["lines"],
+            submitted_at=submitted_at,
+            payload_sha256="0" * 64,
+            replaces=doc.get("replaces"),
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
 async def produce(
     stack: Stack,
     docs: list[dict[str, Any]],
@@ -134,16 +151,7 @@ async def produce(
     try:
         name = kafka.topic("kalo.declarations.submitted", stack.settings)
         for doc in docs:
-            event = submitted_event(
-                declaration_id=doc["declaration_id"],
-                employer=doc["employer"],
-                period=doc["period"],
-                lines=doc["lines"],
-                submitted_at=submitted_at,
-                payload_sha256="0" * 64,
-                replaces=doc.get("replaces"),
-            )
-            await producer.send(name, event.model_dump_json().encode(), key=doc["employer"]["id"].encode())
+            await producer.send(name, submitted_bytes(doc, submitted_at), key=doc["employer"]["id"].encode())
         for value in raw or []:
             await producer.send(name, value, key=b"poison")
         await producer.flush()

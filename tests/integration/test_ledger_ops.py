@@ -32,9 +32,9 @@ from tests.integration.test_assessment_ledger import (
     make_month,
     produce,
     register,
+    submitted_bytes,
     wait_applied,
 )
-from tests.support.submitted import submitted_event
 from tests.support.terminal import run_in_pty
 
 
@@ -347,21 +347,13 @@ async def test_a_record_of_an_aborted_transaction_is_never_assessed(flowing) -> 
     tag = uuid.uuid4().hex[:8]
     aborted = {**base, "declaration_id": f"D-aborted-{tag}", "period": "2023-06"}
     committed = {**base, "declaration_id": f"D-committed-{tag}", "period": "2023-07"}
-    event = submitted_event(
-        declaration_id=aborted["declaration_id"],
-        employer=aborted["employer"],
-        period=aborted["period"],
-        lines=aborted["lines"],
-        submitted_at=SUBMITTED_AT,
-        payload_sha256="0" * 64,
-    )
     producer = kafka.producer(stack.settings, transactional_id=f"test-aborted-{tag}")
     await producer.start()
     try:
         await producer.begin_transaction()
         await producer.send_and_wait(
             kafka.topic("kalo.declarations.submitted", stack.settings),
-            event.model_dump_json().encode(),
+            submitted_bytes(aborted),
             key=aborted["employer"]["id"].encode(),
         )
         await producer.abort_transaction()

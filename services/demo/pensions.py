@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from services.demo.client import post
 from services.rules.dates import add_months, parse_period, period_text
 
 CONCURRENCY = 16
@@ -184,7 +185,8 @@ async def run_pensions(
     out = PensionOutcome(workers=len(people), rows=sum(len(p.rows) for p in people))
     headers = {"Authorization": f"Bearer {key}"}
     started = time.monotonic()
-    r = await client.post(
+    r = await post(
+        client,
         "/v1/careers/import",
         headers=headers,
         files={"file": ("careers.csv", careers_file(people), "text/csv")},
@@ -230,7 +232,7 @@ async def _file_all(
 
     async def file(claim: dict[str, Any]) -> str:
         async with gate:
-            r = await client.post("/v1/pension-claims", headers=headers, json=claim)
+            r = await post(client, "/v1/pension-claims", headers=headers, json=claim)
         if r.status_code != 202:
             raise RuntimeError(f"the gateway answered {r.status_code} to a claim: {r.text[:300]}")
         return str(r.json()["claim_id"])

@@ -22,6 +22,7 @@ import httpx
 
 from services.common.db import connect_pool
 from services.common.settings import Settings
+from services.demo.client import post
 from services.demo.pensions import PensionOutcome, retirees, run_pensions
 from services.demo.sample_month import generate_month
 from services.gateway.registry import add_employer, add_staff_key
@@ -139,7 +140,8 @@ async def _submit_all(
 
     async def submit(doc: dict[str, Any]) -> str:
         async with gate:
-            r = await client.post(
+            r = await post(
+                client,
                 "/v1/declarations",
                 json=doc,
                 headers={"Authorization": f"Bearer {keys[doc['employer']['id']]}"},
@@ -175,8 +177,11 @@ async def _correct_one(
     before = await _dues(conn, docs[k]["employer"]["id"])
     doc = {**docs[k], "replaces": ids[k], "lines": [dict(line) for line in docs[k]["lines"]]}
     doc["lines"][0]["base_salary"] += 50_000
-    r = await client.post(
-        "/v1/declarations", json=doc, headers={"Authorization": f"Bearer {keys[doc['employer']['id']]}"}
+    r = await post(
+        client,
+        "/v1/declarations",
+        json=doc,
+        headers={"Authorization": f"Bearer {keys[doc['employer']['id']]}"},
     )
     if r.status_code != 202:
         raise RuntimeError(f"the correction was refused ({r.status_code}): {r.text[:300]}")

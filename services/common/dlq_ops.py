@@ -81,7 +81,11 @@ async def replay_many(
     # Each letter and its audit record in one Kafka transaction: both are read, or neither
     # (every consumer of Kalo's reads committed records only). A replay stopped between the
     # two leaves no record sent back without its `dlq.replayed`.
-    producer = kafka.producer(settings, transactional_id=f"kalo-dlq-replay-{uuid.uuid4()}")
+    # A replay killed inside its transaction holds the partition's readers back until the
+    # broker aborts it: 10 s, not aiokafka's 60 s (two sends take milliseconds).
+    producer = kafka.producer(
+        settings, transactional_id=f"kalo-dlq-replay-{uuid.uuid4()}", transaction_timeout_ms=10_000
+    )
     await producer.start()
     try:
         results = []

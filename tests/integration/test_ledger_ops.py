@@ -411,3 +411,56 @@ async def test_a_replay_stopped_before_its_audit_record_sends_nothing(flowing, m
         for e in audits
         if e["data"].get("action") == "dlq.replayed" and e.get("causation_id") == letter["id"]
     ]
+
+
+_KILLED_INSIDE = """
+import asyncio, sys, time
+from services.common import dlq_ops
+from services.common.settings import Settings
+
+def stuck(**_):
+    print("inside", flush=True)
+    time.sleep(600)  # between the letter and its audit record, until killed
+
+dlq_ops.audit_event = stuck
+asyncio.run(dlq_ops.replay_many(Settings(), [sys.argv[1]]))
+"""
+
+
+async def test_a_replay_killed_inside_its_transaction_holds_its_partition_only_briefly(flowing) -> None:
+    """SIGKILL of `kalo dlq replay` between a letter and its audit record: the broker aborts
+    the open transaction (its timeout, 10 s), the letter is never read, and the declarations
+    behind it on its partition are assessed once it is aborted."""
+    stack, conn, docs = flowing
+    base = next(d for d in docs if d["employer"]["regime"] == "INPS" and not d.get("replaces"))
+    poison = b"\xff killed " + uuid.uuid4().hex.encode()
+    await send(stack, "kalo.declarations.submitted", base["employer"]["id"], poison)
+    letter = await _wait_letter(stack, poison)
+    replay = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_INSIDE, letter["id"]],
+        cwd=ROOT,
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert replay.stdout is not None
+        assert replay.stdout.readline().strip() == "inside", replay.stderr.read() if replay.stderr else ""
+    finally:
+        replay.send_signal(signal.SIGKILL)
+        replay.wait(timeout=10)
+    behind = {**base, "declaration_id": f"D-behind-{uuid.uuid4().hex[:8]}", "period": "2023-08"}
+    await produce(stack, [behind])  # the same employer: the same partition, behind the open transaction
+    status = None
+    for _ in range(120):
+        status = await conn.fetchval(
+            "SELECT status FROM ledger.declaration_outcomes WHERE declaration_id = $1",
+            behind["declaration_id"],
+        )
+        if status:
+            break
+        await asyncio.sleep(0.5)
+    assert status == "accepted"
+    letters = await read_all(stack.settings, "kalo.dlq")
+    assert [base64.b64decode(e["data"]["value_b64"]) for e in letters].count(poison) == 1

@@ -45,13 +45,31 @@ _UUID5_SET = (0x8000 << 48) | (5 << 76)
 _UNKNOWN_SAFETY = uuid.SafeUUID.unknown  # an enum member read once (each read is a property call)
 
 
+# The last cause's text: a declaration's four outputs derive their ids from one cause, and
+# UUID.__str__ (Python code) was 4% of the assessment's handler. One tuple, replaced whole:
+# a reader never sees one cause with another's text.
+_LAST_CAUSE: tuple[object, str] = (None, "")
+
+
+def uuid_text(value: uuid.UUID | str) -> str:
+    """`str(value)`, remembered for the last UUID asked (the same object asked again)."""
+    global _LAST_CAUSE
+    last = _LAST_CAUSE
+    if last[0] is value:
+        return last[1]
+    text = str(value)
+    _LAST_CAUSE = (value, text)
+    return text
+
+
 def derived_id(causation_id: uuid.UUID | str, event_type: str) -> uuid.UUID:
     """Same cause, same type → same id, so reprocessing yields duplicates that sinks drop.
 
     `uuid.uuid5(KALO_NAMESPACE, f"{causation_id}:{event_type}")`, built without UUID's
     argument parsing: a month derives 230,000 ids, and that parsing was 4% of the
     assessment's CPU (a unit test checks both give the same ids)."""
-    digest = hashlib.sha1(_NAMESPACE_BYTES + f"{causation_id}:{event_type}".encode()).digest()
+    name = f"{uuid_text(causation_id)}:{event_type}"
+    digest = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()
     derived = object.__new__(uuid.UUID)
     object.__setattr__(derived, "int", (int.from_bytes(digest[:16], "big") & _UUID5_CLEAR) | _UUID5_SET)
     object.__setattr__(derived, "is_safe", _UNKNOWN_SAFETY)
@@ -123,7 +141,7 @@ def envelope_json(
         },
         option=orjson.OPT_UTC_Z,
     )
-    return event_id, head[:-1] + b',"data":' + data_json + b"}"
+    return event_id, b"".join((head[:-1], b',"data":', data_json, b"}"))  # one copy of the payload
 
 
 def header_of(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:

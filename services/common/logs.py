@@ -22,7 +22,7 @@ import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, merge_contextvars, reset_contextvars
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, uuid_text
 
 Format = Literal["json", "text"]
 REDACTED = "[redacted]"
@@ -189,7 +189,7 @@ def ids_of(event: Any) -> dict[str, str]:
     if correlation is not None:
         ids["correlation_id"] = str(correlation)
     if event_id is not None:
-        ids["causation_id"] = str(event_id)
+        ids["causation_id"] = uuid_text(event_id)  # remembered: its outputs' ids use it too
     return ids
 
 

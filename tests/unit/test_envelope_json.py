@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import orjson
 
 from contracts.declarations import WorkerPreRegistered
-from contracts.envelope import KALO_NAMESPACE, Envelope, derived_id, envelope_json, wrap
+from contracts.envelope import KALO_NAMESPACE, Envelope, derived_id, envelope_json, uuid_text, wrap
 
 
 def test_envelope_json_matches_the_model() -> None:
@@ -37,3 +37,13 @@ def test_derived_ids_are_uuid5_of_the_cause_and_type() -> None:
             assert str(got) == str(expected) and hash(got) == hash(expected)
             assert got.version == 5 and got.variant == uuid.RFC_4122
             assert orjson.dumps(got) == orjson.dumps(expected)
+
+
+def test_the_remembered_text_of_a_cause_is_its_own() -> None:
+    """`uuid_text` remembers the last UUID's text: causes that alternate, equal UUIDs that are
+    other objects, and strings each get their own text, and every derived id stays uuid5's."""
+    causes = [uuid.uuid4() for _ in range(5)]
+    for cause in [*causes, *reversed(causes), causes[0], uuid.UUID(str(causes[0])), "D-1", causes[1], "D-1"]:
+        assert uuid_text(cause) == str(cause)
+        assert derived_id(cause, "t") == uuid.uuid5(KALO_NAMESPACE, f"{cause}:t")
+        assert uuid_text(cause) == str(cause)  # asked again: the remembered text

@@ -25,7 +25,8 @@ def status(
         float, typer.Option("--interval", min=0.5, help="Seconds between refreshes of --watch.")
     ] = 3.0,
 ) -> None:
-    """Topics, consumer lag, declarations by status, outbox backlog."""
+    """Topics, consumer lag, declarations and pension claims by status, liquidations pending
+    control (and escalated), outbox backlog."""
     from services.common.status import database_status, kafka_status
 
     s = get_settings()

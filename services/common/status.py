@@ -51,13 +51,20 @@ async def database_status(settings: Settings) -> dict[str, Any]:
     conn = await asyncpg.connect(settings.dsn, timeout=5)
     try:
         rows = await conn.fetch("SELECT status, count(*) AS n FROM gateway.declarations GROUP BY status")
+        claims = await conn.fetch(
+            "SELECT status, count(*) AS n FROM gateway.pension_claim_states GROUP BY status ORDER BY status"
+        )
         return {
             "declarations": {r["status"]: r["n"] for r in rows},
-            "outbox_pending": await conn.fetchval(
-                "SELECT count(*) FROM gateway.outbox WHERE published_at IS NULL"
-            ),
+            # Both outboxes, as `kalo status --watch` counts them: the gateway's and the control's.
+            "outbox_pending": await conn.fetchval(WATCH_QUERIES["outbox_pending"]),
             "careers": await conn.fetchval("SELECT count(*) FROM ledger.careers"),
             "employers": await conn.fetchval("SELECT count(*) FROM gateway.employers"),
+            "pension_claims": {r["status"]: r["n"] for r in claims},
+            "control": {
+                "pending": await conn.fetchval(WATCH_QUERIES["control_pending"]),
+                "escalated": await conn.fetchval(WATCH_QUERIES["control_escalated"]),
+            },
         }
     finally:
         await conn.close()

@@ -5,7 +5,10 @@ process, its API, its database rules and its topics."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +24,7 @@ from contracts.pensions import PensionLiquidated
 from services.common.db import connect
 from services.common.hashing import api_key_hash
 from services.gateway.registry import add_staff_key
-from tests.integration.conftest import Stack, wait_http
+from tests.integration.conftest import ROOT, Stack, wait_http
 from tests.integration.helpers import read_all
 from tests.support.control import PLAIN, SPIKE, liquidated
 from tests.support.control import produce as produce_to
@@ -244,6 +247,32 @@ async def test_hostile_liquidations_are_parked_or_flagged_and_the_partition_flow
         letters = await read_all(control.settings, "kalo.dlq", seconds=1)
         parked = [d for d in letters if d["data"].get("service") == "kalo-control"]
     assert len(parked) == 1 and parked[0]["data"]["topic"].endswith("kalo.pensions.liquidations"), parked
+
+
+async def test_kalo_status_counts_the_liquidations_waiting_for_controllers(
+    control: Stack, keys: dict[str, str], client: httpx.AsyncClient
+) -> None:
+    """`kalo status` says how many liquidations wait for the controllers, as the control's
+    table holds them, beside the declarations and the outboxes."""
+    await produce(control, liquidated("CI-STATUS", SPIKE, worker_id="WI-STATUS"))
+    await wait_for(client, keys["Alice"], "CI-STATUS", "pending")
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "status", "--json"],
+        cwd=ROOT,
+        env=control.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    postgres = json.loads(done.stdout)["postgres"]
+    conn = await asyncpg.connect(control.settings.dsn)
+    try:
+        pending = await conn.fetchval("SELECT count(*) FROM control.liquidations WHERE status = 'pending'")
+    finally:
+        await conn.close()
+    assert postgres["control"] == {"pending": pending, "escalated": 0} and pending >= 1
+    assert isinstance(postgres["outbox_pending"], int) and "declarations" in postgres
 
 
 def test_sigterm_ends_the_control_service_within_ten_seconds(control: Stack) -> None:

@@ -346,7 +346,8 @@ def main(
         "target 1,000 claims/s (liquidated and controlled): "
         + ("met" if n / r["control_s"] >= 1000 else "missed")
     )
-    if r["wrong"] or r["liquidated"] != n:
+    # Every claim liquidated, the warm-up's included (the rate above leaves it out).
+    if r["wrong"] or r["liquidated"] != r["claims"]:
         raise typer.Exit(1)
 
 

@@ -436,20 +436,21 @@ async def test_a_replay_killed_inside_its_transaction_holds_its_partition_only_b
     poison = b"\xff killed " + uuid.uuid4().hex.encode()
     await send(stack, "kalo.declarations.submitted", base["employer"]["id"], poison)
     letter = await _wait_letter(stack, poison)
-    replay = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", _KILLED_INSIDE, letter["id"]],
         cwd=ROOT,
         env=stack.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert replay.stdout is not None
-        assert replay.stdout.readline().strip() == "inside", replay.stderr.read() if replay.stderr else ""
-    finally:
-        replay.send_signal(signal.SIGKILL)
-        replay.wait(timeout=10)
+    ) as replay:
+        assert replay.stdout is not None and replay.stderr is not None
+        try:
+            first = replay.stdout.readline().strip()
+        finally:
+            replay.send_signal(signal.SIGKILL)
+        errors = replay.stderr.read()
+    assert first == "inside", errors
     behind = {**base, "declaration_id": f"D-behind-{uuid.uuid4().hex[:8]}", "period": "2023-08"}
     await produce(stack, [behind])  # the same employer: the same partition, behind the open transaction
     status = None

@@ -55,6 +55,7 @@ def ledger_rebuild(
                     console.print(f"      live only:    {row}")
                 for row in d["examples_rebuilt"]:
                     console.print(f"      rebuilt only: {row}")
+            _print_refused(result["refused"])
         if not result["equal"]:
             raise typer.Exit(1)
         return
@@ -68,4 +69,14 @@ def ledger_rebuild(
     if as_json:
         print(json.dumps(counts))
         return
+    refused = counts.pop("refused")
     console.print(", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    _print_refused(refused)
+
+
+def _print_refused(refused: list[dict[str, object]]) -> None:
+    """The records a rebuild could not apply: parked by the live ledger, not again."""
+    if refused:
+        console.print(f"{len(refused):,} record(s) not applied (the live ledger parked them: kalo dlq list):")
+        for r in refused[:10]:
+            console.print(f"  {r['topic']}/{r['partition']}/{r['offset']}: {r['error']}")

@@ -137,6 +137,11 @@ class TrackedConsumer:
         self.producer: AIOKafkaProducer = kafka.producer(settings)
         self._stopping = asyncio.Event()
         self._pending: asyncio.Task[None] | None = None  # the batch being written
+        # A replay (a rebuild) parks nothing: the live consumer parked these records already,
+        # and a rebuild beside the live projections must leave kalo.dlq and kalo.audit alone.
+        # What it could not apply is listed here instead (topic, partition, offset, error).
+        self._replaying = False
+        self.refused: list[dict[str, Any]] = []
 
     async def run(self) -> None:
         """Consume until stopped. Batches are written strictly one after the other, each
@@ -213,6 +218,7 @@ class TrackedConsumer:
         not run beside a live consumer of the same name. Returns the records read;
         `on_progress(read, total)` after each batch.
         """
+        self._replaying = True
         await self.producer.start()
         await self.consumer.start()
         try:
@@ -319,6 +325,10 @@ class TrackedConsumer:
             await self.offsets.save(conn, self.name, offsets)
 
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException) -> None:
+        if self._replaying:
+            where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+            self.refused.append({**where, "error": repr(exc)})
+            return
         dlq = kafka.topic("kalo.dlq", self.settings)
 
         async def send(key: str, value: bytes) -> None:

@@ -185,7 +185,7 @@ Progress = Callable[[str, int, int | None], None]
 REPLAYING = "replaying the ledger's topics"
 
 
-async def rebuild(settings: Settings | None = None, progress: Progress | None = None) -> dict[str, int]:
+async def rebuild(settings: Settings | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Empty the projections and replay the ledger's topics from the beginning: as the
     ledger's role, which may touch nothing but the ledger's schema."""
     s = settings or get_settings()
@@ -193,8 +193,9 @@ async def rebuild(settings: Settings | None = None, progress: Progress | None = 
     try:
         async with pool.acquire() as conn, conn.transaction():
             await reset_projections(conn, NAME)
-        records = await _consumer(s, pool).replay_to_end(_reporting(progress))
-        counts = {"records": records}
+        consumer = _consumer(s, pool)
+        records = await consumer.replay_to_end(_reporting(progress))
+        counts: dict[str, Any] = {"records": records}
         for table in (
             "declaration_outcomes",
             "employer_periods",
@@ -206,6 +207,7 @@ async def rebuild(settings: Settings | None = None, progress: Progress | None = 
             "claim_decisions",
         ):
             counts[table] = await pool.fetchval(f"SELECT count(*) FROM {table}")
+        counts["refused"] = consumer.refused  # as the live ledger refused them (kalo dlq list)
         return counts
     finally:
         await pool.close()
@@ -235,11 +237,19 @@ async def rebuild_into(
         # As the admin: the ledger's role may create no schema (an auditor's or operator's task).
         pool = await db.connect_pool(s.dsn, min_size=1, max_size=4, server_settings={"search_path": schema})
         try:
-            records = await _consumer(s, pool).replay_to_end(_reporting(progress))
+            consumer = _consumer(s, pool)
+            records = await consumer.replay_to_end(_reporting(progress))
         finally:
             await pool.close()
         tables_diff = await diff(conn, live, schema, tables)
     finally:
         await conn.close()
     equal = all(t["only_live"] == 0 and t["only_rebuilt"] == 0 for t in tables_diff.values())
-    return {"schema": schema, "live": live, "records": records, "equal": equal, "tables": tables_diff}
+    return {
+        "schema": schema,
+        "live": live,
+        "records": records,
+        "equal": equal,
+        "tables": tables_diff,
+        "refused": consumer.refused,  # records the rebuild could not apply (nothing parked)
+    }

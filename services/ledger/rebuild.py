@@ -51,6 +51,10 @@ LEDGER_TABLES = (
     "employer_dues",
     "careers",
     "workers",
+    "career_imports",
+    "career_import_events",
+    "claim_liquidations",
+    "claim_decisions",
     "consumer_offsets",
 )
 NOT_COMPARED = frozenset(
@@ -62,6 +66,7 @@ NOT_COMPARED = frozenset(
         "payload_sha256",
         "idempotency_key",
         "superseded_by",
+        "applied_at",
     }
 )
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

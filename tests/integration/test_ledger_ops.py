@@ -22,6 +22,7 @@ from aiokafka import TopicPartition
 
 from contracts.declarations import DeclarationAssessed, Totals
 from contracts.envelope import wrap
+from contracts.pensions import CareerImported
 from services.common import dlq_ops, kafka
 from tests.integration.conftest import ROOT, Stack, isolated_stack
 from tests.integration.helpers import read_all
@@ -35,6 +36,8 @@ from tests.integration.test_assessment_ledger import (
     submitted_bytes,
     wait_applied,
 )
+from tests.support.control import liquidated
+from tests.support.control import produce as produce_liquidations
 from tests.support.terminal import run_in_pty
 
 
@@ -465,3 +468,47 @@ async def test_a_replay_killed_inside_its_transaction_holds_its_partition_only_b
     assert status == "accepted"
     letters = await read_all(stack.settings, "kalo.dlq")
     assert [base64.b64decode(e["data"]["value_b64"]) for e in letters].count(poison) == 1
+
+
+async def test_rebuild_into_a_schema_covers_every_table_and_parks_nothing(flowing) -> None:
+    """With careers imported and a liquidation on the ledger's topics too: the rebuild beside
+    the live projections copies and compares every table of the ledger's (imports, claims and
+    decisions included), and what it cannot apply it lists, parking nothing: only records the
+    live ledger parked already, and kalo.dlq keeps its count."""
+    stack, conn, _ = flowing
+    imported = CareerImported(
+        import_id="I-REBUILD",
+        worker_id="W-REBUILD",
+        imported_at=SUBMITTED_AT,
+        entries=[(f"{1990 + k // 12}-{k % 12 + 1:02d}", "E-REBUILD", 150_000) for k in range(24)],
+    )
+    await send(
+        stack,
+        "kalo.careers.imported",
+        "W-REBUILD",
+        wrap(imported, producer="test", correlation_id="I-REBUILD").model_dump_json().encode(),
+    )
+    career = [(f"{1986 + k // 12}-{k % 12 + 1:02d}", 150_000) for k in range(400)]
+    await produce_liquidations(stack.settings, liquidated("C-REBUILD", career, worker_id="W-REBUILD"))
+    for _ in range(120):
+        applied = await conn.fetchval(
+            "SELECT (SELECT count(*) FROM ledger.career_imports WHERE worker_id = 'W-REBUILD')"
+            " + (SELECT count(*) FROM ledger.claim_liquidations WHERE claim_id = 'C-REBUILD')"
+        )
+        if applied == 25:
+            break
+        await asyncio.sleep(0.5)
+    assert applied == 25
+    letters = await read_all(stack.settings, "kalo.dlq")
+    try:
+        done = kalo(stack, "ledger", "rebuild", "--into", "ledger_all", "--json")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        doc = json.loads(done.stdout)
+        for table in ("career_imports", "career_import_events", "claim_liquidations", "careers"):
+            assert doc["tables"][table]["rebuilt"] == doc["tables"][table]["live"] > 0, table
+        assert doc["equal"]
+        parked = {(e["data"]["topic"], e["data"]["partition"], e["data"]["offset"]) for e in letters}
+        assert {(r["topic"], r["partition"], r["offset"]) for r in doc["refused"]} <= parked
+        assert len(await read_all(stack.settings, "kalo.dlq")) == len(letters)
+    finally:
+        await conn.execute("DROP SCHEMA IF EXISTS ledger_all CASCADE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
@@ -57,5 +58,24 @@ app.add_typer(rules.app, name="rules")
 app.add_typer(audit.app, name="audit")
 
 
+# Exit status of a command stopped by PostgreSQL or Kafka being away (EX_TEMPFAIL: the same
+# command succeeds once they answer).
+EXIT_UNAVAILABLE = 75
+
+
 def main() -> None:
-    app()
+    """`kalo`: a command that meets PostgreSQL or Kafka away says so in one line, not with a
+    traceback, and ends with EXIT_UNAVAILABLE; any other error is raised as it is."""
+    try:
+        app()
+    except Exception as exc:
+        from services.common.outage import is_outage, what_is_away
+
+        if not is_outage(exc):
+            raise
+        print(
+            f"kalo: {what_is_away(exc)} is unavailable ({type(exc).__name__}: {exc}). "
+            "Run the command again once it answers (`kalo status` shows what is down).",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_UNAVAILABLE)

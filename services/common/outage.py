@@ -54,6 +54,29 @@ def is_outage(exc: BaseException) -> bool:
     return False
 
 
+def what_is_away(exc: BaseException) -> str:
+    """ "Kafka", "PostgreSQL", or both names when the error does not say which (a refused
+    connection of either)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        # The error's own type, else the code it was raised in (a refused connection is a
+        # ConnectionRefusedError from either client).
+        modules = [type(current).__module__]
+        tb = current.__traceback__
+        while tb is not None:
+            modules.append(str(tb.tb_frame.f_globals.get("__name__", "")))
+            tb = tb.tb_next
+        for module in reversed(modules):  # the innermost frame first
+            if module.startswith(("aiokafka", "kafka")):
+                return "Kafka"
+            if module.startswith("asyncpg"):
+                return "PostgreSQL"
+        current = current.__cause__ or current.__context__
+    return "PostgreSQL or Kafka"
+
+
 def _is_outage(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return bool(exc.exceptions) and all(is_outage(e) for e in exc.exceptions)

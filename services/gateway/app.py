@@ -178,6 +178,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.gateway_auth_failures_per_second, settings.gateway_auth_failures_burst
     )
     app.state.principals = PrincipalCache()
+    # One careers file read at a time: a file of a million rows takes about 700 MB while it
+    # is read and receipted, so two at once took the gateway past 1.2 GB. Others wait.
+    app.state.career_imports = asyncio.Semaphore(1)
     app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.gateway_max_body_bytes)
     app.add_middleware(MediaTypes, accepted=BODY_MEDIA_TYPES)

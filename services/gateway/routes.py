@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -418,17 +419,21 @@ async def import_careers(
 ) -> Response:
     require(caller, "backoffice")
     data = await file.read()
-    rows, _ = parse_careers(data)
-    receipt, created = await handlers.import_careers(
-        request.app.state.store,
-        caller,
-        rows,
-        payload_sha256=sha256_hex(data),
-        idempotency_key=idempotency_key,
-        now=datetime.now(UTC),
-        topic=topic(handlers.CAREERS_IMPORTED, request.app.state.settings),
-        audit_topic=topic("kalo.audit", request.app.state.settings),
-    )
+    async with request.app.state.career_imports:  # one file at a time: see app.py
+        # Read in a thread: a million rows take seconds of CPU, during which the event loop
+        # keeps answering the declarations (the GIL is handed over every few milliseconds).
+        rows, _ = await asyncio.to_thread(parse_careers, data)
+        receipt, created = await handlers.import_careers(
+            request.app.state.store,
+            caller,
+            rows,
+            payload_sha256=sha256_hex(data),
+            idempotency_key=idempotency_key,
+            now=datetime.now(UTC),
+            topic=topic(handlers.CAREERS_IMPORTED, request.app.state.settings),
+            audit_topic=topic("kalo.audit", request.app.state.settings),
+        )
+        del rows  # the receipt is written: the rows' memory goes before the next file's
     return _receipt(request, receipt, created)
 
 

@@ -532,3 +532,36 @@ def kalo(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+async def test_careers_files_sent_at_once_are_read_one_at_a_time_and_all_receipted(
+    services: Stack, db: asyncpg.Connection
+) -> None:
+    """The gateway reads one careers file at a time (its memory: one file's rows) in a thread:
+    files sent together are all receipted with their own rows, a bad one among them is
+    refused naming its cell, and the declarations' side keeps answering meanwhile."""
+    key = await backoffice(db)
+    tag = uuid.uuid4().hex[:6]
+    files = [
+        careers_csv(
+            [(f"W-{tag}-{f}-{w}", p, "E/1", 100_000) for w in range(40) for p in months("1990-01", 120)]
+        )
+        for f in range(3)
+    ]
+    bad = careers_csv([(f"W-{tag}-bad", "1990-13", "E/1", 1)])
+    async with httpx.AsyncClient(base_url=services.gateway_url, timeout=60) as client:
+        answers = await asyncio.gather(
+            *(import_careers(client, key, data) for data in [*files, bad]),
+            client.get("/health"),
+        )
+        *receipts, refused, health = answers
+        assert health.status_code == 200
+        assert [r.status_code for r in receipts] == [202, 202, 202]
+        assert [r.json()["rows"] for r in receipts] == [4_800, 4_800, 4_800]
+        assert refused.status_code == 422 and "1990-13" in refused.text
+        for r in receipts:
+            await wait_imported(client, key, r.json()["import_id"])
+    imported = await db.fetchval(
+        "SELECT count(*) FROM ledger.career_imports WHERE worker_id LIKE $1", f"W-{tag}-%"
+    )
+    assert imported == 3 * 4_800

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -146,3 +149,18 @@ async def read_all(settings: Settings, topic: str, seconds: float = 3) -> list[d
         return out
     finally:
         await consumer.stop()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kalo(env: Mapping[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """`kalo ARGS` as a user runs it: a process of its own, this environment, text out."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -29,7 +27,8 @@ from services.common import kafka
 from services.control.audit.app import writer_dsn
 from services.control.audit.heads import generate_key
 from services.control.audit.records import canonical
-from tests.integration.conftest import ROOT, Stack, isolated_stack
+from tests.integration.conftest import Stack, isolated_stack
+from tests.integration.helpers import kalo
 
 EVENTS = 60
 
@@ -139,17 +138,6 @@ async def admin_sql(stack: Stack, statement: str) -> None:
         await admin.execute(statement)
     finally:
         await admin.close()
-
-
-def kalo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 async def tampered(a: AuditStack, sql: list[str], name: str) -> dict[str, Any]:

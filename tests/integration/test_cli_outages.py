@@ -4,25 +4,12 @@ status 75 (try again later), not with a traceback; other errors keep their own s
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
 from services.cli.main import EXIT_UNAVAILABLE
-from tests.integration.conftest import ROOT
+from tests.integration.helpers import kalo
 from tests.support.sandbox import free_port
-
-
-def kalo(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize(
@@ -36,11 +23,12 @@ def kalo(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 )
 def test_a_command_says_what_is_away_and_ends_with_75(args: tuple[str, ...], away: str) -> None:
     closed = free_port()  # nothing listens there
-    done = kalo(
-        *args,
-        KALO_KAFKA_BOOTSTRAP=f"127.0.0.1:{closed}",
-        KALO_DATABASE_URL=f"postgresql://kalo@127.0.0.1:{closed}/kalo",
-    )
+    env = {
+        **os.environ,
+        "KALO_KAFKA_BOOTSTRAP": f"127.0.0.1:{closed}",
+        "KALO_DATABASE_URL": f"postgresql://kalo@127.0.0.1:{closed}/kalo",
+    }
+    done = kalo(env, *args, timeout=120)
     assert done.returncode == EXIT_UNAVAILABLE, done.stdout + done.stderr
     assert f"kalo: {away} is unavailable" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout and "╭" not in done.stderr
@@ -51,5 +39,6 @@ def test_a_careers_file_with_a_bad_cell_is_still_refused_as_such(tmp_path) -> No
     bad = tmp_path / "careers.csv"
     bad.write_text("worker_id,period,employer_id,base\nW-1,2001-13,E-1,100\n")
     closed = free_port()
-    done = kalo("careers", "import", str(bad), KALO_DATABASE_URL=f"postgresql://kalo@127.0.0.1:{closed}/kalo")
+    env = {**os.environ, "KALO_DATABASE_URL": f"postgresql://kalo@127.0.0.1:{closed}/kalo"}
+    done = kalo(env, "careers", "import", str(bad), timeout=120)
     assert done.returncode == 2 and "2001-13" in done.stdout + done.stderr, done.stdout + done.stderr

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -24,8 +22,8 @@ from contracts.pensions import PensionLiquidated
 from services.common.db import connect
 from services.common.hashing import api_key_hash
 from services.gateway.registry import add_staff_key
-from tests.integration.conftest import ROOT, Stack, wait_http
-from tests.integration.helpers import read_all
+from tests.integration.conftest import Stack, wait_http
+from tests.integration.helpers import kalo, read_all
 from tests.support.control import PLAIN, SPIKE, liquidated
 from tests.support.control import produce as produce_to
 
@@ -256,14 +254,7 @@ async def test_kalo_status_counts_the_liquidations_waiting_for_controllers(
     table holds them, beside the declarations and the outboxes."""
     await produce(control, liquidated("CI-STATUS", SPIKE, worker_id="WI-STATUS"))
     await wait_for(client, keys["Alice"], "CI-STATUS", "pending")
-    done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "status", "--json"],
-        cwd=ROOT,
-        env=control.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = kalo(control.env, "status", "--json")
     assert done.returncode == 0, done.stderr
     postgres = json.loads(done.stdout)["postgres"]
     conn = await asyncpg.connect(control.settings.dsn)

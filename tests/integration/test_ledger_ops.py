@@ -25,7 +25,7 @@ from contracts.envelope import wrap
 from contracts.pensions import CareerImported
 from services.common import dlq_ops, kafka
 from tests.integration.conftest import ROOT, Stack, isolated_stack
-from tests.integration.helpers import read_all
+from tests.integration.helpers import kalo, read_all
 from tests.integration.test_assessment_ledger import (
     SUBMITTED_AT,
     expected,
@@ -81,17 +81,6 @@ async def send(stack: Stack, topic: str, key: str, value: bytes) -> tuple[int, i
         return meta.partition, meta.offset
     finally:
         await producer.stop()
-
-
-def kalo(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        cwd=ROOT,
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 async def snapshot(conn: asyncpg.Connection) -> dict[str, list[tuple[Any, ...]]]:
@@ -180,13 +169,13 @@ async def test_dlq_list_and_replay(flowing) -> None:
     poison = b"\xff replay me " + uuid.uuid4().hex.encode()
     await send(stack, "kalo.declarations.submitted", docs[0]["employer"]["id"], poison)
     letter = await _wait_letter(stack, poison)
-    listed = kalo(stack, "dlq", "list", "--json")
+    listed = kalo(stack.env, "dlq", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = {r["id"]: r for r in json.loads(listed.stdout)}
     assert rows[letter["id"]]["service"] == "assessment"
     assert rows[letter["id"]]["bytes"] == len(poison) and rows[letter["id"]]["error"]
 
-    replayed = kalo(stack, "dlq", "replay", letter["id"])
+    replayed = kalo(stack.env, "dlq", "replay", letter["id"])
     assert replayed.returncode == 0, replayed.stderr
     partition, offset = (int(x) for x in replayed.stdout.split("partition ")[1].split(" offset "))
     consumer = kafka.consumer(group_id=None, settings=stack.settings)
@@ -202,7 +191,7 @@ async def test_dlq_list_and_replay(flowing) -> None:
     # Still poison: parked again, from its new position.
     again = await _wait_letter(stack, poison, offset=offset)
     assert again["id"] != letter["id"]
-    missing = kalo(stack, "dlq", "replay", str(uuid.uuid4()))
+    missing = kalo(stack.env, "dlq", "replay", str(uuid.uuid4()))
     assert missing.returncode == 1 and "no dead letter" in missing.stdout
 
 
@@ -222,11 +211,11 @@ async def test_dlq_replay_of_many_sends_each_back_and_prints_only_what_it_did(fl
     letters = [await _wait_letter(stack, poison) for poison in poisons]
     ids = [letter["id"] for letter in letters]
 
-    unknown = kalo(stack, "dlq", "replay", ids[0], str(uuid.uuid4()))
+    unknown = kalo(stack.env, "dlq", "replay", ids[0], str(uuid.uuid4()))
     assert unknown.returncode == 1 and "no dead letter" in unknown.stdout
     assert "replayed" not in unknown.stdout  # every id checked before any is sent
 
-    replayed = kalo(stack, "dlq", "replay", *ids)  # piped: no bar, one line per letter
+    replayed = kalo(stack.env, "dlq", "replay", *ids)  # piped: no bar, one line per letter
     assert replayed.returncode == 0, replayed.stderr
     lines = replayed.stdout.splitlines()
     assert [line.split()[1] for line in lines] == ids and "\x1b" not in replayed.stdout
@@ -240,7 +229,7 @@ async def test_rebuild_shows_its_progress_on_a_terminal_only(flowing) -> None:
     stack, conn, _ = flowing
     try:
         # Exit 1 would say the rebuild differs from the live rows: a diff, not what this checks.
-        piped = kalo(stack, "ledger", "rebuild", "--into", "ledger_piped")
+        piped = kalo(stack.env, "ledger", "rebuild", "--into", "ledger_piped")
         assert piped.returncode in (0, 1), piped.stderr[-3000:]
         assert piped.stdout.startswith("rebuilt ") and "\x1b" not in piped.stdout
         assert "replaying" not in piped.stdout
@@ -267,7 +256,7 @@ async def test_rebuild_into_a_schema_beside_the_live_projections_and_diff(flowin
     the ledger runs; the diff is empty, and names a live row edited by 1 franc."""
     stack, conn, _ = flowing
     try:
-        same = kalo(stack, "ledger", "rebuild", "--into", "ledger_check", "--json")
+        same = kalo(stack.env, "ledger", "rebuild", "--into", "ledger_check", "--json")
         assert same.returncode == 0, same.stdout[-3000:]
         doc = json.loads(same.stdout)
         assert doc["equal"] and doc["tables"]["careers"]["rebuilt"] == doc["tables"]["careers"]["live"] > 0
@@ -280,14 +269,14 @@ async def test_rebuild_into_a_schema_beside_the_live_projections_and_diff(flowin
         )
         await conn.execute(edit, row["employer_id"], row["period"], row["fund"], 1)
         try:
-            off = kalo(stack, "ledger", "rebuild", "--into", "ledger_check2", "--json")
+            off = kalo(stack.env, "ledger", "rebuild", "--into", "ledger_check2", "--json")
         finally:
             await conn.execute(edit, row["employer_id"], row["period"], row["fund"], -1)
         assert off.returncode == 1, off.stderr
         dues = json.loads(off.stdout)["tables"]["employer_dues"]
         assert (dues["only_live"], dues["only_rebuilt"]) == (1, 1)
         assert dues["examples_live"] == [{**dict(row), "amount": row["amount"] + 1}]
-        taken = kalo(stack, "ledger", "rebuild", "--into", "ledger_check")
+        taken = kalo(stack.env, "ledger", "rebuild", "--into", "ledger_check")
         assert taken.returncode == 2 and "exists already" in taken.stdout
     finally:
         for schema in ("ledger_check", "ledger_check2"):
@@ -296,13 +285,13 @@ async def test_rebuild_into_a_schema_beside_the_live_projections_and_diff(flowin
 
 async def test_rebuild_gives_the_same_rows(flowing) -> None:
     stack, conn, docs = flowing
-    refused = kalo(stack, "ledger", "rebuild")
+    refused = kalo(stack.env, "ledger", "rebuild")
     assert refused.returncode == 1 and "stop it" in refused.stdout
     before = await snapshot(conn)
     assert before["careers"] and before["employer_dues"] and before["workers"]
     stack.stop("ledger", signal.SIGTERM)
 
-    rebuilt = kalo(stack, "ledger", "rebuild", "--json")
+    rebuilt = kalo(stack.env, "ledger", "rebuild", "--json")
     assert rebuilt.returncode == 0, rebuilt.stderr + rebuilt.stdout
     counts = json.loads(rebuilt.stdout.strip().splitlines()[-1])
     assert counts["careers"] == len(before["careers"]) and counts["records"] > len(docs)
@@ -501,7 +490,7 @@ async def test_rebuild_into_a_schema_covers_every_table_and_parks_nothing(flowin
     assert applied == 25
     letters = await read_all(stack.settings, "kalo.dlq")
     try:
-        done = kalo(stack, "ledger", "rebuild", "--into", "ledger_all", "--json")
+        done = kalo(stack.env, "ledger", "rebuild", "--into", "ledger_all", "--json")
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         doc = json.loads(done.stdout)
         for table in ("career_imports", "career_import_events", "claim_liquidations", "careers"):

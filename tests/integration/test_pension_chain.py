@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -28,8 +26,16 @@ from services.common.hashing import api_key_hash
 from services.control.audit.heads import generate_key
 from services.gateway.registry import add_staff_key
 from services.rules import liquidate_claim, load_ruleset
-from tests.integration.conftest import ROOT, Stack, wait_http
-from tests.integration.helpers import auth, declaration, inps_line, read_all, register_employer, wait_status
+from tests.integration.conftest import Stack, wait_http
+from tests.integration.helpers import (
+    auth,
+    declaration,
+    inps_line,
+    kalo,
+    read_all,
+    register_employer,
+    wait_status,
+)
 from tests.integration.test_control import bearer, control_url, wait_for
 from tests.integration.test_pensions import (
     careers_csv,
@@ -160,14 +166,7 @@ async def test_a_claim_goes_from_the_gateway_to_an_approved_pension(fresh: tuple
     # A poison message on the claims topic is parked by the liquidation, then replayed.
     position = await park_poison(stack, conn)
     [letter] = [d for d in await read_all(stack.settings, "kalo.dlq", seconds=1) if position in d_source(d)]
-    replayed = subprocess.run(
-        [sys.executable, "-m", "services.cli", "dlq", "replay", letter["id"]],
-        cwd=ROOT,
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    replayed = kalo(stack.env, "dlq", "replay", letter["id"], timeout=60)
     assert replayed.returncode == 0, replayed.stderr
 
     # Every kind of decision is in the audit store, naming who decided (a service or a key's

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -27,12 +25,13 @@ from services.common.hashing import api_key_hash, sha256_hex
 from services.gateway.registry import add_staff_key
 from services.rules import liquidate_claim, load_ruleset
 from services.rules.dates import add_months, parse_period, period_text
-from tests.integration.conftest import ROOT, Stack
+from tests.integration.conftest import Stack
 from tests.integration.helpers import (
     auth,
     consume_until,
     declaration,
     inps_line,
+    kalo,
     read_all,
     register_employer,
     wait_status,
@@ -507,7 +506,7 @@ async def test_kalo_careers_import_names_bad_cells_and_loads_the_file(
     worker = f"W-{uuid.uuid4().hex[:8]}"
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b"worker_id;period;employer_id;base\nW1;2001-01;E1;12a\nW1;1999-00;E1;1\n")
-    done = kalo(services, "careers", "import", str(bad), "--json")
+    done = kalo(services.env, "careers", "import", str(bad), "--json")
     assert done.returncode == 2, done.stdout + done.stderr
     assert {(e["row"], e["column"]) for e in json.loads(done.stdout)["errors"]} == {
         (2, "base"),
@@ -515,23 +514,12 @@ async def test_kalo_careers_import_names_bad_cells_and_loads_the_file(
     }
     good = tmp_path / "good.csv"
     good.write_bytes(careers_csv([(worker, p, "OLD/9", 90_000) for p in months("1999-01", 12)]))
-    done = kalo(services, "careers", "import", str(good), "--wait", "60", "--json")
+    done = kalo(services.env, "careers", "import", str(good), "--wait", "60", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     receipt = json.loads(done.stdout)
     assert (receipt["rows"], receipt["workers"], receipt["applied_workers"]) == (12, 1, 1)
     count = await db.fetchval("SELECT count(*) FROM ledger.career_imports WHERE worker_id = $1", worker)
     assert count == 12
-
-
-def kalo(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        cwd=ROOT,
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 async def test_careers_files_sent_at_once_are_read_one_at_a_time_and_all_receipted(

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -33,8 +31,8 @@ from services.common import kafka
 from services.control.audit.heads import generate_key
 from services.rules import assess_declaration, liquidate_claim, load_ruleset
 from services.rules.ruleset import DEFAULT_ROOT
-from tests.integration.conftest import ROOT, Stack, isolated_stack
-from tests.integration.helpers import consume_until
+from tests.integration.conftest import Stack, isolated_stack
+from tests.integration.helpers import consume_until, kalo
 from tests.integration.test_assessment_ledger import make_month, produce, register, wait_applied
 
 OLD, NEW = 40, 20
@@ -51,19 +49,8 @@ class Replayed:
     old_docs: list[dict[str, Any]]
 
 
-def kalo(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        cwd=ROOT,
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
 def replay(stack: Stack, start: datetime, end: datetime, *args: str) -> tuple[int, dict[str, Any]]:
-    result = kalo(stack, "replay", "--from", start.isoformat(), "--to", end.isoformat(), "--json", *args)
+    result = kalo(stack.env, "replay", "--from", start.isoformat(), "--to", end.isoformat(), "--json", *args)
     assert result.returncode in (0, 1) and result.stdout.startswith("{"), result.stderr[-3000:]
     return result.returncode, json.loads(result.stdout)
 

@@ -330,6 +330,18 @@ async def _values(stack: Stack, name: str, isolation: str) -> list[bytes]:
         await consumer.stop()
 
 
+async def outcome(conn: asyncpg.Connection, declaration_id: str, seconds: float = 60) -> str | None:
+    """The ledger's status of a declaration once it has one (None after `seconds`)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        status: str | None = await conn.fetchval(
+            "SELECT status FROM ledger.declaration_outcomes WHERE declaration_id = $1", declaration_id
+        )
+        if status or asyncio.get_running_loop().time() > deadline:
+            return status
+        await asyncio.sleep(0.5)
+
+
 async def test_a_record_of_an_aborted_transaction_is_never_assessed(flowing) -> None:
     """The stream processors read committed records only, as the tracked consumers do: a
     declaration whose transaction was aborted is never assessed, and the next one on its
@@ -352,16 +364,7 @@ async def test_a_record_of_an_aborted_transaction_is_never_assessed(flowing) -> 
     finally:
         await producer.stop()
     await produce(stack, [committed])  # the same employer: the same partition, after it
-    status = None
-    for _ in range(120):
-        status = await conn.fetchval(
-            "SELECT status FROM ledger.declaration_outcomes WHERE declaration_id = $1",
-            committed["declaration_id"],
-        )
-        if status:
-            break
-        await asyncio.sleep(0.5)
-    assert status == "accepted"
+    assert await outcome(conn, committed["declaration_id"]) == "accepted"
     assert (
         await conn.fetchval(
             "SELECT count(*) FROM ledger.declaration_outcomes WHERE declaration_id = $1",
@@ -445,16 +448,7 @@ async def test_a_replay_killed_inside_its_transaction_holds_its_partition_only_b
     assert first == "inside", errors
     behind = {**base, "declaration_id": f"D-behind-{uuid.uuid4().hex[:8]}", "period": "2023-08"}
     await produce(stack, [behind])  # the same employer: the same partition, behind the open transaction
-    status = None
-    for _ in range(120):
-        status = await conn.fetchval(
-            "SELECT status FROM ledger.declaration_outcomes WHERE declaration_id = $1",
-            behind["declaration_id"],
-        )
-        if status:
-            break
-        await asyncio.sleep(0.5)
-    assert status == "accepted"
+    assert await outcome(conn, behind["declaration_id"]) == "accepted"
     letters = await read_all(stack.settings, "kalo.dlq")
     assert [base64.b64decode(e["data"]["value_b64"]) for e in letters].count(poison) == 1
 

@@ -19,9 +19,10 @@ def wait_of(response: httpx.Response) -> float:
     """How long the gateway asks to wait: the problem's `retry_after` (fractions of a second),
     else the `Retry-After` header (whole seconds), else one second."""
     try:
-        after = response.json().get("retry_after")
-    except ValueError:
-        after = None
+        body = response.json()
+    except ValueError:  # not JSON (a proxy's page)
+        body = None
+    after = body.get("retry_after") if isinstance(body, dict) else None
     if not isinstance(after, int | float):
         header = response.headers.get("Retry-After", "")
         after = float(header) if header.isdigit() else 1.0

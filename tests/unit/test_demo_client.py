@@ -43,6 +43,13 @@ async def test_a_429_is_waited_out_as_its_problem_says_then_sent_again(waits: li
     assert all(req.content == seen[0].content for req in seen)  # the same request each time
 
 
+async def test_an_answer_of_another_shape_is_waited_out_by_its_header(waits: list[float]) -> None:
+    answers = [httpx.Response(503, json=["down"], headers={"Retry-After": "3"}), httpx.Response(202)]
+    client, _ = _gateway(answers)
+    assert (await demo_client.post(client, "/v1/declarations")).status_code == 202
+    assert waits == [3.0]
+
+
 async def test_a_503_is_waited_out_by_its_retry_after_header(waits: list[float]) -> None:
     client, seen = _gateway(
         [httpx.Response(503, text="down", headers={"Retry-After": "2"}), httpx.Response(202)]

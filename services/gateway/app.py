@@ -36,9 +36,11 @@ from services.gateway.routes import BODY_MEDIA_TYPES, router
 log = logging.getLogger(__name__)
 
 
-# Bodies over 1 MiB (a declaration of about 30,000 lines, a careers file) enter two at a time.
+# Bodies over 1 MiB (a declaration of about 30,000 lines, a careers file) enter two at a time,
+# eight more may wait (held whole: at most 8 × KALO_GATEWAY_MAX_BODY_BYTES); beyond, 503.
 LARGE_BODY_BYTES = 1024 * 1024
 LARGE_BODIES_AT_ONCE = 2
+LARGE_BODIES_WAITING = 8
 
 
 class NoNul:
@@ -134,12 +136,16 @@ class LargeBodies:
     (a 100,000-line declaration: about 140 MB while parsed, validated and receipted; three at
     once took the gateway to 490 MB), so this bounds the gateway's. The body is received
     first (at most `KALO_GATEWAY_MAX_BODY_BYTES`), then the request waits for its turn: a
-    client sending slowly holds no turn. Small requests (almost every declaration) never wait."""
+    client sending slowly holds no turn. Small requests (almost every declaration) never wait.
+    Bodies that wait are held whole, so at most `waiting` of them: beyond, a large request is
+    answered 503 with Retry-After before its body is read."""
 
-    def __init__(self, app: ASGIApp, threshold: int, at_once: int) -> None:
+    def __init__(self, app: ASGIApp, threshold: int, at_once: int, waiting: int) -> None:
         self.app = app
         self.threshold = threshold
         self.gate = asyncio.Semaphore(at_once)
+        self.admitted = 0
+        self.most = at_once + waiting
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -149,20 +155,39 @@ class LargeBodies:
         if declared.isdigit() and int(declared) <= self.threshold:
             await self.app(scope, receive, send)
             return
-        try:
-            received = await _whole_body(receive)
-        except Problem as problem:  # streamed past the size limit (BodyLimit's receive)
-            PROBLEMS.labels(str(problem.status)).inc()
-            response = ProblemResponse(problem.body(scope["path"]), status_code=problem.status)
-            await response(scope, _empty, send)
+        if self.admitted >= self.most:
+            busy = Problem(
+                503,
+                "Busy",
+                "too many large requests at once; send it again shortly",
+                retry_after=RETRY_AFTER_S,
+            )
+            await self._answer(scope, send, busy)
             return
-        messages = iter(received)
+        self.admitted += 1
+        try:
+            try:
+                received = await _whole_body(receive)
+            except Problem as problem:  # streamed past the size limit (BodyLimit's receive)
+                await self._answer(scope, send, problem)
+                return
+            messages = iter(received)
 
-        async def replay() -> Message:
-            return next(messages, None) or await receive()
+            async def replay() -> Message:
+                return next(messages, None) or await receive()
 
-        async with self.gate:
-            await self.app(scope, replay, send)
+            async with self.gate:
+                await self.app(scope, replay, send)
+        finally:
+            self.admitted -= 1
+
+    @staticmethod
+    async def _answer(scope: Scope, send: Send, problem: Problem) -> None:
+        PROBLEMS.labels(str(problem.status)).inc()
+        response = ProblemResponse(
+            problem.body(scope["path"]), status_code=problem.status, headers=problem.headers_out()
+        )
+        await response(scope, _empty, send)
 
 
 async def _whole_body(receive: Receive) -> list[Message]:
@@ -234,7 +259,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # is read and receipted, so two at once took the gateway past 1.2 GB. Others wait.
     app.state.career_imports = asyncio.Semaphore(1)
     app.include_router(router)
-    app.add_middleware(LargeBodies, threshold=LARGE_BODY_BYTES, at_once=LARGE_BODIES_AT_ONCE)
+    app.add_middleware(
+        LargeBodies, threshold=LARGE_BODY_BYTES, at_once=LARGE_BODIES_AT_ONCE, waiting=LARGE_BODIES_WAITING
+    )
     app.add_middleware(BodyLimit, limit=settings.gateway_max_body_bytes)
     app.add_middleware(MediaTypes, accepted=BODY_MEDIA_TYPES)
     app.add_middleware(NoNul)

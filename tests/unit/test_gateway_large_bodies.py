@@ -58,7 +58,7 @@ async def _sent(_: Any) -> None:
 
 async def test_large_bodies_are_handled_at_most_two_at_a_time_small_ones_never_wait() -> None:
     app = App()
-    gate = LargeBodies(app, threshold=10, at_once=2)
+    gate = LargeBodies(app, threshold=10, at_once=2, waiting=8)
     big = [asyncio.create_task(gate(scope(f"/big{i}", 100), chunks(b"x" * 100), _sent)) for i in range(5)]
     small = asyncio.create_task(gate(scope("/small", 5), chunks(b"small"), _sent))
     read = asyncio.create_task(gate(scope("/read", None, "GET"), chunks(b""), _sent))
@@ -73,7 +73,7 @@ async def test_large_bodies_are_handled_at_most_two_at_a_time_small_ones_never_w
 
 async def test_a_body_sent_slowly_takes_no_turn_until_it_is_in() -> None:
     app = App()
-    gate = LargeBodies(app, threshold=10, at_once=1)
+    gate = LargeBodies(app, threshold=10, at_once=1, waiting=8)
     slow = asyncio.create_task(gate(scope("/slow", None), chunks(b"a" * 50, b"b" * 50, delay=0.2), _sent))
     await asyncio.sleep(0.05)
     fast = asyncio.create_task(gate(scope("/fast", 100), chunks(b"y" * 100), _sent))
@@ -82,3 +82,30 @@ async def test_a_body_sent_slowly_takes_no_turn_until_it_is_in() -> None:
     app.release.set()
     await asyncio.gather(slow, fast)
     assert app.bodies["/slow"] == b"a" * 50 + b"b" * 50
+
+
+async def test_beyond_the_large_requests_that_may_wait_the_next_is_answered_503() -> None:
+    """Bodies that wait are held whole: one more than may wait is told to come back, before
+    its body is read, and the others all get their turn."""
+    app = App()
+    gate = LargeBodies(app, threshold=10, at_once=1, waiting=1)
+    inside = asyncio.create_task(gate(scope("/a", 100), chunks(b"a" * 100), _sent))
+    waiting = asyncio.create_task(gate(scope("/b", 100), chunks(b"b" * 100), _sent))
+    await asyncio.sleep(0.05)
+    answered: list[dict[str, Any]] = []
+    read: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        read.append("body")
+        return {"type": "http.request", "body": b"c" * 100}
+
+    async def send(message: dict[str, Any]) -> None:
+        answered.append(message)
+
+    await gate(scope("/c", 100), receive, send)
+    start = answered[0]
+    assert start["status"] == 503 and (b"retry-after", b"2") in start["headers"]
+    assert read == []  # refused before its body was read
+    app.release.set()
+    await asyncio.gather(inside, waiting)
+    assert set(app.bodies) == {"/a", "/b"}

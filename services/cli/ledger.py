@@ -55,7 +55,7 @@ def ledger_rebuild(
                     console.print(f"      live only:    {row}")
                 for row in d["examples_rebuilt"]:
                     console.print(f"      rebuilt only: {row}")
-            _print_refused(result["refused"])
+            _print_refused(result["refused"], result["refused_count"])
         if not result["equal"]:
             raise typer.Exit(1)
         return
@@ -70,13 +70,14 @@ def ledger_rebuild(
         print(json.dumps(counts))
         return
     refused = counts.pop("refused")
+    refused_count = counts.pop("refused_count")
     console.print(", ".join(f"{k} {v:,}" for k, v in counts.items()))
-    _print_refused(refused)
+    _print_refused(refused, refused_count)
 
 
-def _print_refused(refused: list[dict[str, object]]) -> None:
+def _print_refused(refused: list[dict[str, object]], count: int) -> None:
     """The records a rebuild could not apply: parked by the live ledger, not again."""
-    if refused:
-        console.print(f"{len(refused):,} record(s) not applied (the live ledger parked them: kalo dlq list):")
+    if count:
+        console.print(f"{count:,} record(s) not applied (the live ledger parked them: kalo dlq list):")
         for r in refused[:10]:
             console.print(f"  {r['topic']}/{r['partition']}/{r['offset']}: {r['error']}")

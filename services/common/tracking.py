@@ -60,6 +60,10 @@ async def save_offsets(conn: asyncpg.Connection, consumer: str, offsets: dict[To
     )
 
 
+# Records a replay lists of those it could not apply (it counts them all).
+MAX_REFUSED_LISTED = 1000
+
+
 class OffsetStore(Protocol):
     """Where a tracked consumer keeps its next offsets (in the batch's transaction)."""
 
@@ -141,7 +145,8 @@ class TrackedConsumer:
         # and a rebuild beside the live projections must leave kalo.dlq and kalo.audit alone.
         # What it could not apply is listed here instead (topic, partition, offset, error).
         self._replaying = False
-        self.refused: list[dict[str, Any]] = []
+        self.refused: list[dict[str, Any]] = []  # the first MAX_REFUSED_LISTED of them
+        self.refused_count = 0
 
     async def run(self) -> None:
         """Consume until stopped. Batches are written strictly one after the other, each
@@ -326,8 +331,10 @@ class TrackedConsumer:
 
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException) -> None:
         if self._replaying:
-            where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-            self.refused.append({**where, "error": repr(exc)})
+            self.refused_count += 1
+            if len(self.refused) < MAX_REFUSED_LISTED:  # a rebuild of millions stays small
+                where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+                self.refused.append({**where, "error": repr(exc)})
             return
         dlq = kafka.topic("kalo.dlq", self.settings)
 

@@ -208,6 +208,7 @@ async def rebuild(settings: Settings | None = None, progress: Progress | None = 
         ):
             counts[table] = await pool.fetchval(f"SELECT count(*) FROM {table}")
         counts["refused"] = consumer.refused  # as the live ledger refused them (kalo dlq list)
+        counts["refused_count"] = consumer.refused_count
         return counts
     finally:
         await pool.close()
@@ -252,4 +253,5 @@ async def rebuild_into(
         "equal": equal,
         "tables": tables_diff,
         "refused": consumer.refused,  # records the rebuild could not apply (nothing parked)
+        "refused_count": consumer.refused_count,
     }

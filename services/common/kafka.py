@@ -9,10 +9,19 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.partitioner import murmur2
+from murmurhash2 import murmurhash2
 
 from contracts.topics import TOPICS, topic_name
 from services.common.settings import Settings, get_settings
+
+# Kafka's murmur2 (the Java client's seed): the partition of a key, as aiokafka's default
+# partitioner computes it. aiokafka's is pure Python, 5 µs for a 36-byte key, twice per
+# declaration assessed; this C one gives the same hashes (a unit test compares them) in 0.2 µs.
+KAFKA_MURMUR2_SEED = 0x9747B28C
+
+
+def murmur2(key: bytes) -> int:
+    return int(murmurhash2(key, KAFKA_MURMUR2_SEED))
 
 
 def topic(name: str, settings: Settings | None = None) -> str:
@@ -118,7 +127,7 @@ class BatchSender:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
         self._partitions: dict[str, int] = {}
-        self._hashes: dict[bytes, int] = {}  # murmur2 is pure Python; a key recurs per topic
+        self._hashes: dict[bytes, int] = {}  # a key recurs per topic
         self._open: dict[tuple[str, int], Any] = {}
         self._futures: list[asyncio.Future[Any]] = []
 

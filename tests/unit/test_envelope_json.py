@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import orjson
 
 from contracts.declarations import WorkerPreRegistered
-from contracts.envelope import KALO_NAMESPACE, Envelope, derived_id, envelope_json, uuid_text, wrap
+from contracts.envelope import KALO_NAMESPACE, Envelope, Envelopes, derived_id, envelope_json, uuid_text, wrap
 
 
 def test_envelope_json_matches_the_model() -> None:
@@ -47,3 +47,27 @@ def test_the_remembered_text_of_a_cause_is_its_own() -> None:
         assert uuid_text(cause) == str(cause)
         assert derived_id(cause, "t") == uuid.uuid5(KALO_NAMESPACE, f"{cause}:t")
         assert uuid_text(cause) == str(cause)  # asked again: the remembered text
+
+
+def test_envelopes_of_one_cause_are_envelope_jsons_bytes() -> None:
+    """`Envelopes` shares the head of one cause's outputs: byte for byte what envelope_json
+    writes, ids derived alike, for UUID and text causes and odd correlation ids."""
+    from contracts.declarations import DeclarationRejected
+
+    at = datetime(2026, 11, 10, 9, 0, 0, 123456, tzinfo=UTC)
+    payload = b'{"declaration_id":"D1"}'
+    for cause in [uuid.uuid4(), uuid.uuid4(), "D-2026-10-0001"]:
+        for correlation in ("D1", 'D "quoted" é\\'):
+            envelopes = Envelopes(
+                producer="assessment", correlation_id=correlation, causation_id=cause, occurred_at=at
+            )
+            for kind in (WorkerPreRegistered, DeclarationRejected):
+                _, expected = envelope_json(
+                    payload,
+                    kind,
+                    producer="assessment",
+                    correlation_id=correlation,
+                    causation_id=cause,
+                    occurred_at=at,
+                )
+                assert envelopes.json(payload, kind) == expected

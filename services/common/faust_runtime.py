@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common import kafka, logs
-from services.common.faust_tuning import BatchTransport, QuietMonitor
+from services.common.faust_tuning import BatchTransport, QuietMonitor, batch_queues, take
 from services.common.gc_tuning import tune_gc
 from services.common.metrics import StreamMetrics, observe_lag
 from services.common.outage import Backoff, is_outage
@@ -160,10 +160,23 @@ def install_batch_agent(
     """The entry point of a stream processor: batches of `source` decoded to messages, each
     batch processed until done (outages waited out)."""
 
+    # The agent takes the consumer's fetches whole (up to `batch` records each), as aiokafka
+    # returned them: faust's path event by event (an Event, a queue put and get, a stream
+    # step per record) cost 1.7 CPU-seconds of the national month's 57,750 declarations
+    # with a handler that did nothing; the fetches straight from this queue, 0.7 s.
+    queue = app.FlowControlQueue(maxsize=max(2, STREAM_BUFFER // batch), clear_on_resume=True)
+    batch_queues(app)[source] = queue
+
     async def agent(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(batch, within=0.2):
-            messages = [consumed(event.message) for event in events]
+        consumer = app.consumer
+        while True:
+            fetched = take(app, await queue.get())
+            if not fetched:
+                continue
+            messages = [consumed(message) for message in fetched]
             await until_done(app, partial(process, messages), size=len(messages))
+            for message in fetched:  # acknowledged once processed: their offsets may be committed
+                consumer.ack(message)
 
     app.agent(app.topic(source, internal=False), name=source)(agent)
 

@@ -84,7 +84,11 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         set_read_offset = self._read_offset.__setitem__
         acks_enabled_for = self.app.topics.acks_enabled_for
 
+        queues = batch_queues(self.app)
+        acquire_flow_control = self.app.flow_control.acquire
+
         async def deliver(fetched: list[tuple[Any, Any]]) -> None:
+            batches: dict[str, list[Any]] = {}
             for tp, message in fetched:
                 offset = message.offset
                 r_offset = get_read_offset(tp)
@@ -96,8 +100,17 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
-                    await callback(message)
+                    if message.topic in queues:
+                        batches.setdefault(message.topic, []).append(message)
+                    else:
+                        await callback(message)
+                    # As faust does once its callback has queued the event: a batch dropped
+                    # by a rebalance is fetched again, since the assignment seeks (and sets
+                    # these) back to the committed offsets.
                     set_read_offset(tp, offset)
+            for name, messages in batches.items():
+                await acquire_flow_control()
+                await queues[name].put(messages)
 
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -122,6 +135,32 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+
+def batch_queues(app: Any) -> dict[str, Any]:
+    """Per topic, the queue of fetched batches a batch agent takes (`install_batch_agent`);
+    the consumer puts each fetch of those topics there whole, not event by event."""
+    queues: dict[str, Any] | None = getattr(app, "_kalo_batch_queues", None)
+    if queues is None:
+        queues = {}
+        app._kalo_batch_queues = queues
+    return queues
+
+
+def take(app: Any, fetched: list[Any]) -> list[Any]:
+    """The messages of a fetched batch to process now, tracked as faust's stream tracks the
+    events it yields: none while a rebalance holds the flow, none fetched before the last
+    rebalance (fetched again from the committed offsets). A tracked message is waited for
+    (acknowledged) before the offsets are committed on a rebalance or a stop."""
+    if not app.flow_control.is_active():
+        return []
+    generation = app.consumer_generation_id
+    consumer = app.consumer
+    messages = [m for m in fetched if m.generation_id == generation]
+    for message in messages:
+        message.tracked = True
+        consumer.track_message(message)
+    return messages
 
 
 class BatchTransport(faust_aiokafka.Transport):  # type: ignore[misc]

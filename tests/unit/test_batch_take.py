@@ -1,0 +1,65 @@
+"""What a batch agent takes from a fetched batch (services.common.faust_tuning.take): nothing
+while a rebalance holds the flow, nothing fetched before the last rebalance, and every
+message it takes tracked, so that a rebalance or a stop waits for its acknowledgement before
+committing past it. The whole path runs on the real stack in the integration tests (two
+workers sharing partitions, SIGKILL, faults under load)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.common.faust_tuning import batch_queues, take
+
+
+@dataclass
+class FakeMessage:
+    offset: int
+    generation_id: int
+    tracked: bool = False
+
+
+@dataclass
+class FakeFlow:
+    active: bool = True
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+@dataclass
+class FakeConsumer:
+    tracked: list[Any] = field(default_factory=list)
+
+    def track_message(self, message: Any) -> None:
+        self.tracked.append(message)
+
+
+@dataclass
+class FakeApp:
+    consumer_generation_id: int = 3
+    flow_control: FakeFlow = field(default_factory=FakeFlow)
+    consumer: FakeConsumer = field(default_factory=FakeConsumer)
+
+
+def test_the_current_generation_is_taken_and_tracked() -> None:
+    app = FakeApp()
+    fetched = [FakeMessage(10, 3), FakeMessage(11, 2), FakeMessage(12, 3)]
+    taken = take(app, fetched)
+    assert [m.offset for m in taken] == [10, 12]  # 11 was fetched before the last rebalance
+    assert all(m.tracked for m in taken) and not fetched[1].tracked
+    assert app.consumer.tracked == taken
+
+
+def test_nothing_is_taken_while_a_rebalance_holds_the_flow() -> None:
+    app = FakeApp(flow_control=FakeFlow(active=False))
+    fetched = [FakeMessage(10, 3)]
+    assert take(app, fetched) == []
+    assert app.consumer.tracked == [] and not fetched[0].tracked
+
+
+def test_each_app_has_its_own_queues() -> None:
+    first, second = FakeApp(), FakeApp()
+    batch_queues(first)["t"] = "queue"
+    assert batch_queues(first) == {"t": "queue"}
+    assert batch_queues(second) == {}

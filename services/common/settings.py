@@ -4,7 +4,7 @@ from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The services that connect to PostgreSQL, each as its own login role `kalo_<service>`.
@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     gateway_host: str = ""
     gateway_port: int = 8080
     gateway_max_body_bytes: int = 32 * 1024 * 1024
+    # Bodies over gateway_large_body_bytes (a declaration of about 30,000 lines, a careers
+    # file) are read whole, then handled gateway_large_bodies_at_once at a time; that many more
+    # may wait (held whole: at most that many × gateway_max_body_bytes), beyond them 503.
+    gateway_large_body_bytes: int = 1024 * 1024
+    gateway_large_bodies_at_once: int = Field(default=2, ge=1)
+    gateway_large_bodies_waiting: int = Field(default=8, ge=0)
     gateway_rate_per_second: float = 50.0
     gateway_rate_burst: int = 200
     # Failed authentications (unknown or revoked key) allowed per client address: each one

@@ -36,13 +36,6 @@ from services.gateway.routes import BODY_MEDIA_TYPES, router
 log = logging.getLogger(__name__)
 
 
-# Bodies over 1 MiB (a declaration of about 30,000 lines, a careers file) enter two at a time,
-# eight more may wait (held whole: at most 8 × KALO_GATEWAY_MAX_BODY_BYTES); beyond, 503.
-LARGE_BODY_BYTES = 1024 * 1024
-LARGE_BODIES_AT_ONCE = 2
-LARGE_BODIES_WAITING = 8
-
-
 class NoNul:
     """400 for a NUL character in the path or the query: no id, period or filter holds one,
     and PostgreSQL text cannot store it (it would fail deep in a query as a 500)."""
@@ -259,8 +252,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # is read and receipted, so two at once took the gateway past 1.2 GB. Others wait.
     app.state.career_imports = asyncio.Semaphore(1)
     app.include_router(router)
+    # Large bodies wait their turn, each once wholly received (LargeBodies): the memory.
     app.add_middleware(
-        LargeBodies, threshold=LARGE_BODY_BYTES, at_once=LARGE_BODIES_AT_ONCE, waiting=LARGE_BODIES_WAITING
+        LargeBodies,
+        threshold=settings.gateway_large_body_bytes,
+        at_once=settings.gateway_large_bodies_at_once,
+        waiting=settings.gateway_large_bodies_waiting,
     )
     app.add_middleware(BodyLimit, limit=settings.gateway_max_body_bytes)
     app.add_middleware(MediaTypes, accepted=BODY_MEDIA_TYPES)

@@ -109,3 +109,14 @@ async def test_beyond_the_large_requests_that_may_wait_the_next_is_answered_503(
     app.release.set()
     await asyncio.gather(inside, waiting)
     assert set(app.bodies) == {"/a", "/b"}
+
+
+def test_the_gates_limits_are_the_settings() -> None:
+    from services.common.settings import Settings
+    from services.gateway.app import create_app
+
+    settings = Settings(
+        gateway_large_body_bytes=4096, gateway_large_bodies_at_once=3, gateway_large_bodies_waiting=5
+    )
+    [gate] = [m for m in create_app(settings).user_middleware if m.cls is LargeBodies]
+    assert gate.kwargs == {"threshold": 4096, "at_once": 3, "waiting": 5}

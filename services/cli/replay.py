@@ -1,7 +1,7 @@
 """`kalo replay`: the auditors' replay of a time range (logic in services/replay/engine.py).
 
     kalo replay --from 2026-11-01 --to 2026-12-01 [--topic kalo.declarations.assessed]...
-                [--employer ID] [--verify] [--against-ledger] [--json]
+                [--employer ID] [--verify] [--against-ledger] [--no-careers] [--json]
 
 TIME is ISO 8601 (`2026-11-30T09:00:00Z`); a date alone is its midnight UTC; a time without
 an offset is UTC. Exit 0 when every decision re-derives to what was recorded, 1 otherwise.
@@ -49,6 +49,13 @@ def replay(
     against_ledger: Annotated[
         bool, typer.Option("--against-ledger", help="compare the ledger's accounts and careers too")
     ] = False,
+    careers: Annotated[
+        bool,
+        typer.Option(
+            "--careers/--no-careers",
+            help="re-derive each liquidation's career from the career topics (read from their beginning)",
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     workers: Annotated[
         int, typer.Option("--workers", help="processes re-deriving side by side (default: one per core)")
@@ -73,6 +80,7 @@ def replay(
         verify,
         against_ledger,
         workers or os.cpu_count() or 1,
+        careers,
     )
     if options.end <= options.start:
         console.print("[red]--to must be after --from[/red]")
@@ -124,6 +132,14 @@ def _print(doc: dict[str, Any]) -> None:
     ):
         if doc[key]:
             console.print(f"[red]{title}[/red]: {json.dumps(doc[key], default=str)[:2000]}")
+    careers = doc["careers"]
+    if careers is not None:
+        console.print(
+            f"careers: {careers['rederived']:,} re-derived from {careers['events_read']:,} career events "
+            f"({careers['passes']} pass(es)), {careers['equal']:,} equal to the snapshot carried"
+        )
+        for x in careers["not_rederivable"][:50]:
+            console.print(f"  [red]not re-derivable[/red] {x['event_id']} ({x['claim_id']}): {x['reason']}")
     ledger = doc["ledger"]
     if ledger is not None:
         console.print(

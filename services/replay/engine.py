@@ -11,6 +11,9 @@
    checked against its id; a decision whose ruleset was never stored is counted unknown.
 4. Each decision is re-derived with `services.rules` (the employer's registry record as the
    audit record kept it) and compared field by field with the recorded payload.
+5. Unless `careers` is off, each liquidation's career snapshot is re-derived from the career
+   topics read from their beginning up to its `as_of` offsets (services/replay/careers.py,
+   one pass for all of them) and compared; the liquidation is re-derived from that career.
 
 `verify`: the audit record is the signed log's (under a signed head), and its input and
 output hashes are recomputed from the bytes on the topics. `against_ledger`: the ledger's
@@ -26,9 +29,9 @@ import multiprocessing
 import os
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from queue import Empty
 from typing import Any
@@ -42,6 +45,10 @@ from services.common import kafka
 from services.common.gc_tuning import tune_gc
 from services.common.rulesets import read_rulesets
 from services.common.settings import Settings
+from services.liquidation.handlers import Career
+from services.replay.careers import CAREER_TOPICS, Wanted, careers_as_of, wanted_of
+from services.replay.careers import compare as compare_career
+from services.replay.layout import LINES_BYTES, split_lines
 from services.rules import Ruleset, RulesetMismatch, assess_declaration_compact, liquidate_claim, load_tree
 
 ASSESSED = "kalo.declarations.assessed"
@@ -63,6 +70,16 @@ _TYPE_OF = {
 _DATA = b',"data":'
 
 
+# What the report counts of the careers: liquidations whose career was re-derived, of them equal
+# to the snapshot carried, the career events read and those unreadable (the ledger parks them),
+# the passes over the career topics (one unless snapshots went back: a ledger rebuilt).
+CAREER_COUNTS = ("rederived", "equal", "events_read", "unreadable", "passes")
+
+
+def _no_careers() -> dict[str, Any]:
+    return {**dict.fromkeys(CAREER_COUNTS, 0), "not_rederivable": []}
+
+
 @dataclass(frozen=True)
 class Options:
     start: datetime
@@ -72,6 +89,7 @@ class Options:
     verify: bool = False
     against_ledger: bool = False
     workers: int = 1  # processes, each replaying a share of the partitions
+    careers: bool = True  # re-derive each liquidation's career from the career topics
 
 
 @dataclass
@@ -97,6 +115,7 @@ class Report:
     without_audit: list[str] = field(default_factory=list)
     audit_problems: list[dict[str, Any]] = field(default_factory=list)
     ledger: dict[str, Any] | None = None
+    careers: dict[str, Any] | None = None  # see CAREER_COUNTS; None: careers not re-derived
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
 
@@ -125,6 +144,12 @@ class Report:
             for name in ("months", "dues", "careers"):
                 self.ledger[name] += other.ledger[name]
             self.ledger["mismatches"].extend(other.ledger["mismatches"])
+        if other.careers is not None:
+            if self.careers is None:
+                self.careers = _no_careers()
+            for name in CAREER_COUNTS:
+                self.careers[name] += other.careers[name]
+            self.careers["not_rederivable"].extend(other.careers["not_rederivable"])
         for stage, seconds in other.stages.items():
             self.stages[stage] = max(self.stages.get(stage, 0.0), seconds)
 
@@ -142,6 +167,10 @@ class Report:
             or self.without_audit
             or self.audit_problems
             or (self.ledger and self.ledger["mismatches"])
+            # A career that cannot be re-derived is a gap, like a decision whose input is missing:
+            # its liquidation was computed from a career nothing on the topics vouches for (a
+            # forger need only drop `as_of`). `--no-careers` is the auditor's way to accept that.
+            or (self.careers and self.careers["not_rederivable"])
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -172,6 +201,7 @@ class Report:
             "without_audit": self.without_audit,
             "audit_problems": self.audit_problems,
             "ledger": self.ledger,
+            "careers": self.careers,
         }
 
 
@@ -266,6 +296,98 @@ async def read_window(
     return out
 
 
+class FromTheBeginning:
+    """Topics read forward once from their first offset, up to successive offsets
+    (services.replay.careers.Reader): partitions assigned by hand, no consumer group, nothing
+    committed. Only the partitions still short of the offsets asked are fetched; records
+    fetched past them are held for the next call."""
+
+    def __init__(self, settings: Settings, registry_names: Iterable[str]) -> None:
+        self.settings = settings
+        self.names = {kafka.topic(name, settings): name for name in registry_names}
+        self.consumer = kafka.consumer(group_id=None, settings=settings, fetch_max_wait_ms=100)
+        self.tps: dict[tuple[str, int], TopicPartition] = {}  # (registry name, partition) → tp
+        self.first: dict[TopicPartition, int] = {}
+        self.end: dict[TopicPartition, int] = {}
+        self.held: dict[TopicPartition, list[Any]] = {}
+
+    async def __aenter__(self) -> FromTheBeginning:
+        await self.consumer.start()
+        for physical, name in self.names.items():
+            for p in await kafka.partitions_of(physical, self.settings):
+                self.tps[(name, p)] = TopicPartition(physical, p)
+        tps = list(self.tps.values())
+        if tps:
+            self.consumer.assign(tps)
+            self.first = await self.consumer.beginning_offsets(tps)
+            self.end = await self.consumer.end_offsets(tps)
+            for tp in tps:
+                self.consumer.seek(tp, self.first[tp])
+            self.consumer.pause(*tps)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.consumer.stop()
+
+    def problem(self, offsets: Mapping[tuple[str, int], int]) -> str | None:
+        for (name, p), n in sorted(offsets.items()):
+            tp = self.tps.get((name, p))
+            if tp is None:
+                if n > 0:
+                    return f"{name} has no partition {p}"
+            elif n > self.end[tp]:
+                return f"{name}[{p}] ends at offset {self.end[tp]}, before {n}"
+            elif n > 0 and self.first[tp] > 0:  # retention removed its beginning
+                return f"{name}[{p}] now begins at offset {self.first[tp]}"
+        return None
+
+    async def _next(self, tp: TopicPartition) -> int:
+        held = self.held.get(tp)
+        return int(held[0].offset) if held else await self.consumer.position(tp)
+
+    async def upto(
+        self, offsets: Mapping[tuple[str, int], int]
+    ) -> AsyncIterator[list[tuple[str, bytes | None, bytes]]]:
+        short: dict[TopicPartition, int] = {}
+        for key, n in offsets.items():
+            tp = self.tps.get(key)
+            if tp is not None and await self._next(tp) < n:
+                short[tp] = n
+        if not short:
+            return
+        out: list[tuple[str, bytes | None, bytes]] = []
+        for tp, n in short.items():  # first what an earlier fetch brought past its offsets then
+            held = self.held.pop(tp, [])
+            self._take(tp, held, n, out)
+        if out:
+            yield out
+        short = {tp: n for tp, n in short.items() if await self._next(tp) < n}
+        if short:
+            self.consumer.resume(*short)
+        while short:
+            batches = await self.consumer.getmany(*short, timeout_ms=1000)
+            out = []
+            for tp, records in batches.items():
+                self._take(tp, records, short.get(tp, 0), out)
+            for tp in list(short):
+                if await self._next(tp) >= short[tp]:
+                    del short[tp]
+                    self.consumer.pause(tp)
+            if out:
+                yield out
+
+    def _take(
+        self, tp: TopicPartition, records: list[Any], below: int, out: list[tuple[str, bytes | None, bytes]]
+    ) -> None:
+        name = self.names[tp.topic]
+        for i, r in enumerate(records):
+            if r.offset >= below:
+                self.held[tp] = [*records[i:], *self.held.get(tp, [])]
+                return
+            if r.value is not None:
+                out.append((name, r.key, r.value))
+
+
 def _ms(t: datetime) -> int:
     return int(t.timestamp() * 1000)
 
@@ -345,26 +467,6 @@ def recorded_view(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-_LINES = b',"lines":['
-_WARNINGS = b'],"warnings":'
-LINES_BYTES = "_lines_json"  # where split_lines keeps the recorded lines, unparsed
-
-
-def split_lines(raw: bytes) -> dict[str, Any]:
-    """An assessed event parsed without its lines, which are kept as their JSON bytes in
-    `data[LINES_BYTES]`: a month's lines are millions of small values, and parsing them cost
-    the replay more than re-deriving them. They are compared as bytes with the re-derived
-    lines encoded the way the assessment encodes them (parsed only when they differ). An
-    event not laid out as the assessment lays it out is parsed whole."""
-    i = raw.find(_LINES)
-    j = raw.rfind(_WARNINGS)
-    if i < 0 or j < i:
-        return dict(orjson.loads(raw))
-    doc: dict[str, Any] = orjson.loads(raw[:i] + raw[j + 1 :])
-    doc["data"][LINES_BYTES] = raw[i + len(_LINES) - 1 : j + 1]
-    return doc
-
-
 def _same(a: Any, b: Any) -> bool:
     return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(b, option=orjson.OPT_SORT_KEYS)
 
@@ -427,6 +529,19 @@ async def replay(settings: Settings, options: Options, progress: Progress | None
         workers = 1
     if workers == 1:
         report = await replay_part(settings, options, (0, 1), progress)
+    elif options.careers and LIQUIDATIONS in options.topics:
+        # The careers' pass reads the career topics whole: made once, by the liquidations
+        # replayed here, beside the processes that share the declarations' partitions (each
+        # would otherwise make its own pass, and hold its own employer-months).
+        rest = tuple(t for t in options.topics if t != LIQUIDATIONS)
+        alone = replace(options, topics=(LIQUIDATIONS,))
+        parts = [replay_part(settings, alone, (0, 1), progress)]
+        if rest:
+            parts.append(_in_processes(settings, replace(options, topics=rest), workers, progress))
+        report, *others = await asyncio.gather(*parts)
+        for other in others:
+            report.merge(other)
+        report.topics = list(options.topics)
     else:
         report = await _in_processes(settings, options, workers, progress)
     report.seconds = time.perf_counter() - started
@@ -606,9 +721,16 @@ async def replay_part(
                     claim_id = orjson.loads(raw_claim).get("id")
                     if claim_id in wanted:
                         claims[claim_id] = hashlib.sha256(raw_claim).hexdigest()
+        careers: dict[str, Career] = {}
+        if options.careers:
+            t = report.lap("re-derive", t)
+            careers = await rederive_careers(settings, report, [doc for doc, _ in liquidations], progress)
+            t = report.lap("re-derive careers", t)
         for doc, sent in liquidations:
             versions = audits.get((doc["causation_id"], _TYPE_OF[LIQUIDATIONS]))
-            _one_liquidation(report, options, rulesets, doc, sent, versions, claims.get(doc["causation_id"]))
+            claim = claims.get(doc["causation_id"])
+            career = careers.get(doc["id"])
+            _one_liquidation(report, options, rulesets, doc, sent, versions, claim, career)
     if progress:
         progress("re-deriving", done, total)
     for pending in decisions.values():  # their input was never found
@@ -622,6 +744,40 @@ async def replay_part(
         t = report.lap("ledger", t)
     report.seconds = time.perf_counter() - started
     return report
+
+
+async def rederive_careers(
+    settings: Settings, report: Report, docs: list[dict[str, Any]], progress: Progress | None
+) -> dict[str, Career]:
+    """Each liquidation's career (by event id) re-derived from the career topics as of its
+    `as_of`, in one pass over the topics from their beginning; those that cannot be are listed."""
+    counts = report.careers = _no_careers()
+    claim_of = {doc["id"]: doc["data"].get("claim_id") for doc in docs}
+    wanted: list[Wanted] = []
+    for doc in docs:
+        asked = wanted_of(doc)
+        if isinstance(asked, str):
+            counts["not_rederivable"].append(
+                {"event_id": doc["id"], "claim_id": claim_of[doc["id"]], "reason": asked}
+            )
+        else:
+            wanted.append(asked)
+    if not wanted:
+        return {}
+    result = await careers_as_of(
+        wanted,
+        lambda: FromTheBeginning(settings, CAREER_TOPICS),
+        on_progress=(lambda d, t: progress("reading the career topics", d, t)) if progress else None,
+    )
+    for event_id, why in result.problems.items():
+        counts["not_rederivable"].append(
+            {"event_id": event_id, "claim_id": claim_of[event_id], "reason": why}
+        )
+    counts["rederived"] = len(result.careers)
+    counts["events_read"] = result.records
+    counts["unreadable"] = result.unreadable
+    counts["passes"] = result.passes
+    return result.careers
 
 
 def _one(
@@ -689,8 +845,11 @@ def _one_liquidation(
     sent_sha256: str,
     versions: list[dict[str, Any]] | None,
     claim_sha256: str | None,
+    career: Career | None = None,
 ) -> None:
-    """Re-derive one liquidation from the claim and career snapshot it carries, and compare."""
+    """Re-derive one liquidation from the claim and career snapshot it carries, and compare;
+    given the career re-derived from the career topics, the snapshot is compared with it and
+    the liquidation re-derived from it (a forged career with amounts to match is caught)."""
     data = doc["data"]
     event_id = doc["id"]
     audit = versions[0] if versions else None
@@ -713,16 +872,24 @@ def _one_liquidation(
     if ruleset is None:
         report.unknown_rulesets[data.get("ruleset") or "(none)"] += 1
         return
-    rederived = liquidate_claim({**data["claim"], "career": data["career"]}, ruleset)
+    found: list[tuple[str, Any, Any]] = []
+    months: Any = data["career"]
+    if career is not None:
+        found = compare_career(data, career)
+        months = career.months
+        if not found and report.careers is not None:
+            report.careers["equal"] += 1
+    rederived = liquidate_claim({**data["claim"], "career": months}, ruleset)
     recorded = data["liquidation"]
     report.rederived += 1
     report.liquidations += 1
     report.rulesets[ruleset.id] += 1
-    if _same(recorded, rederived):
+    if not found and _same(recorded, rederived):
         report.equal += 1
         return
     report.mismatched += 1
-    for path, was, now in list(differences(recorded, rederived, "liquidation"))[:MAX_FIELDS_PER_EVENT]:
+    found.extend(differences(recorded, rederived, "liquidation"))
+    for path, was, now in found[:MAX_FIELDS_PER_EVENT]:
         report.mismatches.append(
             {
                 "event_id": event_id,

@@ -3,7 +3,10 @@ tree, then the law changed (a rate corrected back to 1950) and today's declarati
 under the new tree; `kalo replay` re-derives every one of them with the tree it was assessed
 with (read back from kalo.rulesets): 0 mismatches, every audit record found and in the signed
 log, the ledger equal. A forged `declaration.assessed` (one amount +1 franc) is reported by its
-id; a ledger row edited by 1 franc is reported by `--against-ledger`."""
+id; a ledger row edited by 1 franc is reported by `--against-ledger`. Liquidations made by the
+real liquidation service re-derive with their careers rebuilt from the career topics up to their
+`as_of`; a forged one whose career has one base changed (and amounts recomputed to match it) is
+reported by its career's month."""
 
 from __future__ import annotations
 
@@ -26,14 +29,20 @@ import pytest_asyncio
 from contracts.audit import audit_event
 from contracts.declarations import ITEM_COLUMNS
 from contracts.envelope import envelope_json, wrap
-from contracts.pensions import PensionClaimFiled, PensionLiquidated
+from contracts.pensions import CareerImported, PensionClaimFiled, PensionLiquidated
 from services.common import kafka
 from services.control.audit.heads import generate_key
 from services.rules import assess_declaration, liquidate_claim, load_ruleset
 from services.rules.ruleset import DEFAULT_ROOT
 from tests.integration.conftest import Stack, isolated_stack
 from tests.integration.helpers import consume_until, kalo
-from tests.integration.test_assessment_ledger import make_month, produce, register, wait_applied
+from tests.integration.test_assessment_ledger import (
+    SUBMITTED_AT,
+    make_month,
+    produce,
+    register,
+    wait_applied,
+)
 
 OLD, NEW = 40, 20
 
@@ -298,3 +307,205 @@ async def test_liquidations_replay_and_a_forged_one_is_reported(replayed: Replay
     assert doc["audit_problems"] == [
         {"event_id": forged_id, "problem": "the audit record's output_sha256 is not the output's"}
     ]
+    # Made without `as_of`: their careers cannot be re-derived, and each says so.
+    assert [(x["event_id"], x["claim_id"]) for x in doc["careers"]["not_rederivable"]] == [
+        (orjson.loads(honest)["id"], "C-replay-1"),
+        (forged_id, "C-replay-1"),
+    ]
+
+
+# EMP001 as `register` made it; its 2026-01 declaration of the fixture is D-today-1.
+EMP001 = {"id": "EMP001", "regime": "INPS", "risk_class": 2, "filing": "monthly"}
+WORKERS = ("WEMP001-0", "WEMP002-0")
+
+
+def salaried(worker_id: str, gross: int) -> dict[str, Any]:
+    return {
+        "worker_id": worker_id,
+        "category": "salarie",
+        "days_worked": 30,
+        "base_salary": gross,
+        "bonuses": 0,
+        "benefits_in_kind": 0,
+        "expense_reimbursements": 0,
+    }
+
+
+@dataclass
+class Liquidated:
+    start: datetime  # before the claims were filed
+    events: dict[str, dict[str, Any]]  # worker → its `pension.liquidated`
+
+
+async def produce_values(stack: Stack, topic: str, values: list[tuple[str, bytes]]) -> None:
+    producer = kafka.producer(stack.settings)
+    await producer.start()
+    try:
+        for key, value in values:
+            await producer.send_and_wait(kafka.topic(topic, stack.settings), value, key=key.encode())
+    finally:
+        await producer.stop()
+
+
+async def wait_for(conn: asyncpg.Connection, query: str, *args: Any, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while not await conn.fetchval(query, *args):
+        if time.monotonic() > deadline:
+            raise TimeoutError(query)
+        await asyncio.sleep(0.3)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def liquidated(replayed: Replayed) -> Liquidated:
+    """Careers made of the fixture's declarations, a corrective, and history imported twice
+    (the second import replacing a month, one row under a month EMP001 declared); the real
+    liquidation service liquidates a claim of each worker; then EMP001 declares one more month,
+    which the liquidations' `as_of` leaves out."""
+    stack, conn = replayed.stack, replayed.conn
+    a = WORKERS[0]
+    corrective = {
+        "declaration_id": "D-career-corrective",
+        "employer": EMP001,
+        "period": "2026-01",
+        "replaces": "D-today-1",
+        "lines": [salaried(a, 321_000)],  # the month's other workers lose it
+    }
+    await produce(stack, [corrective], submitted_at=SUBMITTED_AT + timedelta(days=1))
+    # 25 years before Kalo (the 2018 months too: with another employer, both count).
+    history = [(f"{2001 + m // 12}-{m % 12 + 1:02d}", "OLD/1", 150_000) for m in range(300)]
+    imports = [
+        CareerImported.model_validate(
+            {"import_id": "I-1", "worker_id": a, "imported_at": "2026-11-01T00:00:00Z", "entries": history}
+        ),
+        CareerImported.model_validate(
+            {
+                "import_id": "I-2",
+                "worker_id": a,
+                "imported_at": "2026-11-02T00:00:00Z",
+                # 2001-01 replaced; EMP001's 2026-01 is Kalo's own (left out); OLD/2 adds to it.
+                "entries": [
+                    ("2001-01", "OLD/1", 160_000),
+                    ("2026-01", "EMP001", 999),
+                    ("2026-01", "OLD/2", 1),
+                ],
+            }
+        ),
+    ]
+    await produce_values(
+        stack,
+        "kalo.careers.imported",
+        [
+            (i.worker_id, wrap(i, producer="gateway", correlation_id=i.import_id).model_dump_json().encode())
+            for i in imports
+        ],
+    )
+    await wait_for(
+        conn, "SELECT 1 FROM ledger.declaration_outcomes WHERE declaration_id = 'D-career-corrective'"
+    )
+    await wait_for(conn, "SELECT count(*) = 2 FROM ledger.career_import_events WHERE worker_id = $1", a)
+
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    stack.start("liquidation")
+    claims = []
+    for n, worker in enumerate(WORKERS):
+        claim = PensionClaimFiled.model_validate(
+            {
+                "claim_id": f"C-career-{n}",
+                "worker_id": worker,
+                "regime": "INPS",
+                "category": "salarie",
+                "birth_date": "1966-03-10",
+                "effective_date": "2026-12-01",
+            }
+        )
+        filed = wrap(claim, producer="gateway", correlation_id=claim.claim_id)
+        claims.append((worker, filed.model_dump_json().encode()))
+    await produce_values(stack, "kalo.pensions.claims", claims)
+    await wait_for(
+        conn, "SELECT count(*) = 2 FROM ledger.claim_liquidations WHERE claim_id LIKE 'C-career-%'"
+    )
+    stack.stop("liquidation")
+
+    later = {
+        "declaration_id": "D-career-later",
+        "employer": EMP001,
+        "period": "2026-03",
+        "lines": [salaried(a, 400_000)],
+    }
+    await produce(stack, [later], submitted_at=SUBMITTED_AT + timedelta(days=2))
+    await wait_for(conn, "SELECT 1 FROM ledger.careers WHERE worker_id = $1 AND period = '2026-03'", a)
+    events = {
+        w: await consume_until(
+            stack.settings, "kalo.pensions.liquidations", lambda e, w=w: e["data"]["worker_id"] == w
+        )
+        for w in WORKERS
+    }
+    return Liquidated(start, events)
+
+
+async def test_real_liquidations_replay_with_their_careers_rebuilt_from_the_topics(
+    replayed: Replayed, liquidated: Liquidated
+) -> None:
+    a = liquidated.events[WORKERS[0]]["data"]
+    # What the careers are made of: the corrective's base, the history (2001-01 replaced), the
+    # imported 2026-01 row of EMP001 left out under its declaration; not the month after.
+    career = dict(a["career"])
+    declared = await replayed.conn.fetchval(
+        "SELECT base FROM ledger.careers"
+        " WHERE worker_id = $1 AND period = '2026-01' AND employer_id = 'EMP001'",
+        WORKERS[0],
+    )
+    assert career["2026-01"] == declared + 1 and "2026-03" not in career  # + OLD/2's imported row
+    assert career["2001-01"] == 160_000 and a["as_of"]["imported_rows"] == 301
+    code, doc = replay(
+        replayed.stack, liquidated.start, datetime.now(UTC), "--topic", "kalo.pensions.liquidations"
+    )
+    assert code == 0, json.dumps(doc, indent=1)[:4000]
+    # Two, or three after test_liquidations_replay_and_a_forged_one_is_reported: the service
+    # also liquidates the claim that test filed (a worker without career).
+    n = doc["liquidations"]
+    assert n in (2, 3) and (doc["equal"], doc["mismatched"]) == (n, 0)
+    careers = doc["careers"]
+    assert (careers["rederived"], careers["equal"], careers["passes"]) == (n, n, 1)
+    assert careers["not_rederivable"] == [] and careers["unreadable"] == 0
+    assert careers["events_read"] > 0
+
+
+async def test_a_forged_career_with_amounts_to_match_is_reported_by_its_month(
+    replayed: Replayed, liquidated: Liquidated
+) -> None:
+    """The forged liquidation is consistent with its own career: only the career, rebuilt from
+    the topics, tells it apart."""
+    original = liquidated.events[WORKERS[0]]
+    forged = json.loads(json.dumps(original))
+    forged["id"] = str(uuid.uuid4())
+    data = forged["data"]
+    k = len(data["career"]) - 1  # a month EMP001 declared
+    data["career"][k][1] += 50_000
+    ruleset = load_ruleset()
+    assert ruleset.id == data["ruleset"]
+    data["liquidation"] = liquidate_claim({**data["claim"], "career": data["career"]}, ruleset)
+    assert data["liquidation"]["monthly_pension"] > original["data"]["liquidation"]["monthly_pension"]
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    await produce_values(
+        replayed.stack, "kalo.pensions.liquidations", [(data["worker_id"], orjson.dumps(forged))]
+    )
+    await asyncio.sleep(1.2)
+    end = datetime.now(UTC)
+    code, doc = replay(replayed.stack, start, end, "--topic", "kalo.pensions.liquidations")
+    assert code == 1, json.dumps(doc, indent=1)[:4000]
+    assert (doc["liquidations"], doc["equal"], doc["mismatched"]) == (1, 0, 1)
+    assert doc["careers"]["rederived"] == 1 and doc["careers"]["equal"] == 0
+    honest = original["data"]["career"][k]
+    assert doc["mismatches"][0] == {
+        "event_id": forged["id"],
+        "claim_id": data["claim_id"],
+        "field": f"career[{k}]",
+        "recorded": data["career"][k],
+        "rederived": honest,
+    }
+    # And its amounts, re-derived from the career on the topics, are not the ones it carries.
+    assert any(m["field"].startswith("liquidation.") for m in doc["mismatches"])
+    # Trusting the snapshot it carries (the replay before careers were re-derived), it passes.
+    code, doc = replay(replayed.stack, start, end, "--topic", "kalo.pensions.liquidations", "--no-careers")
+    assert code == 0 and (doc["equal"], doc["mismatched"], doc["careers"]) == (1, 0, None)

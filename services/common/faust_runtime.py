@@ -104,10 +104,7 @@ def run_worker(app: faust.App, name: str) -> None:
     """Start the faust worker in the foreground (what `kalo run NAME` does)."""
     import sys
 
-    # uvloop (a dependency already, for the gateway): the event loop's own cost per callback,
-    # task and socket write was a tenth of the assessment's CPU on asyncio's default loop.
-    # (faust's `--loop uvloop` option is parsed but not applied: the policy is set here.)
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    use_uvloop()
     tune_gc()
     s: Settings = app.conf.kalo_settings  # type: ignore[attr-defined]
     config = logs.logging_config(name.removeprefix("kalo-"), s)
@@ -118,9 +115,19 @@ def run_worker(app: faust.App, name: str) -> None:
     app.main()
 
 
+def use_uvloop() -> None:
+    """uvloop (a dependency already, for the gateway): the event loop's own cost per callback,
+    task and socket write was a tenth of the assessment's CPU on asyncio's default loop. Set
+    before the app is built: faust keeps the loop it first asks for (`app.loop`), and faust's
+    `--loop uvloop` option is parsed but not applied."""
+    if not isinstance(asyncio.get_event_loop_policy(), uvloop.EventLoopPolicy):
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def stream_app(s: Settings, name: str, *, web_port: int, batch: int) -> faust.App:
     """A stream processor's faust app: raw bytes in and out, Kafka's limits raised as the
     broker's, acks from every replica, its state under the data folder."""
+    use_uvloop()
     Path(s.data_dir).mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{s.topic_prefix}kalo-{name}",
@@ -164,6 +171,7 @@ def install_batch_agent(
     # returned them: faust's path event by event (an Event, a queue put and get, a stream
     # step per record) cost 1.7 CPU-seconds of the national month's 57,750 declarations
     # with a handler that did nothing; the fetches straight from this queue, 0.7 s.
+    # (Registered before the consumer starts: no fetch of `source` takes faust's path.)
     queue = app.FlowControlQueue(maxsize=max(2, STREAM_BUFFER // batch), clear_on_resume=True)
     batch_queues(app)[source] = queue
 

@@ -63,3 +63,27 @@ def test_each_app_has_its_own_queues() -> None:
     batch_queues(first)["t"] = "queue"
     assert batch_queues(first) == {"t": "queue"}
     assert batch_queues(second) == {}
+
+
+def test_a_stream_app_runs_on_uvloop_even_once_its_batch_agent_is_installed(tmp_path: Any) -> None:
+    """faust keeps the loop it first asks for: installing the batch agent asks for one (its
+    queue), so the policy must be uvloop's before the app is built, not only when it runs."""
+    import asyncio
+
+    import uvloop
+
+    from services.common.faust_runtime import install_batch_agent, stream_app
+    from services.common.settings import Settings
+
+    asyncio.set_event_loop_policy(None)  # the default policy, as a fresh process has it
+    try:
+        settings = Settings(data_dir=str(tmp_path), topic_prefix="unit.")
+        app = stream_app(settings, "unit", web_port=6099, batch=10)  # built, never started
+
+        async def process(messages: list[Any]) -> None:
+            pass
+
+        install_batch_agent(app, "unit.source", batch=10, consumed=lambda r: r, process=process)
+        assert isinstance(app.loop, uvloop.Loop)
+    finally:
+        asyncio.set_event_loop_policy(None)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,15 +32,21 @@ def table() -> dict[str, str]:
     return rows
 
 
+def sources(folder: Path) -> Iterator[Path]:
+    """The source files under a folder, not under hidden folders: deploy/local/.state holds the
+    running stack's Kafka and PostgreSQL data, whose files come and go while tests run."""
+    for where, folders, files in os.walk(folder):
+        folders[:] = [f for f in folders if not f.startswith(".") and f != "__pycache__"]
+        for name in files:
+            if name.endswith((".py", ".sh", ".yml", ".yaml")):
+                yield Path(where, name)
+
+
 def read_in_code() -> set[str]:
     names: set[str] = set()
     for reader in READERS:
         path = ROOT / reader
-        files = (
-            [path]
-            if path.is_file()
-            else [p for p in path.rglob("*") if p.is_file() and p.suffix in (".py", ".sh", ".yml", ".yaml")]
-        )
+        files = [path] if path.is_file() else list(sources(path))
         for file in files:
             names |= set(re.findall(r"\bKALO_[A-Z0-9_]*[A-Z0-9]\b", file.read_text(errors="replace")))
     return names - NOT_SETTINGS

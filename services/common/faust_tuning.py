@@ -110,7 +110,8 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                     set_read_offset(tp, offset)
             for name, messages in batches.items():
                 await acquire_flow_control()
-                await queues[name].put(messages)
+                if not await put_batch(queues[name], messages):
+                    return
 
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -145,6 +146,22 @@ def batch_queues(app: Any) -> dict[str, Any]:
         queues = {}
         app._kalo_batch_queues = queues
     return queues
+
+
+async def put_batch(queue: Any, messages: list[Any]) -> bool:
+    """Put a fetched batch on its agent's queue, waiting while the queue is full. False: a
+    rebalance cleared the queue meanwhile, and with it this waiting put (faust's queue cancels
+    its waiting putters): the batch is dropped as the queue's were, and fetched again from the
+    committed offsets once the partitions are assigned. (Raising there, as the put does, crashed
+    the worker's fetcher.) A cancellation of the delivery itself still propagates."""
+    try:
+        await queue.put(messages)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        return False
+    return True
 
 
 def take(app: Any, fetched: list[Any]) -> list[Any]:

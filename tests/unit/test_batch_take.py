@@ -87,3 +87,43 @@ def test_a_stream_app_runs_on_uvloop_even_once_its_batch_agent_is_installed(tmp_
         assert isinstance(app.loop, uvloop.Loop)
     finally:
         asyncio.set_event_loop_policy(None)
+
+
+async def test_a_put_waiting_on_a_full_queue_that_a_rebalance_clears_drops_its_batch() -> None:
+    """faust clears its queues on a rebalance and cancels the puts waiting on them: the fetch
+    waiting there is dropped (fetched again later), not raised (it crashed the fetcher)."""
+    import asyncio
+
+    from mode.utils.queues import FlowControlEvent, ThrowableQueue
+
+    from services.common.faust_tuning import put_batch
+
+    queue: ThrowableQueue[Any] = ThrowableQueue(
+        maxsize=1, flow_control=FlowControlEvent(initially_suspended=False)
+    )
+    assert await put_batch(queue, ["first"])
+    waiting = asyncio.create_task(put_batch(queue, ["second"]))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    queue.clear()  # what faust's flow control does on a rebalance
+    assert await waiting is False
+    assert queue.empty()
+
+
+async def test_a_cancelled_delivery_is_still_cancelled() -> None:
+    import asyncio
+
+    import pytest
+    from mode.utils.queues import FlowControlEvent, ThrowableQueue
+
+    from services.common.faust_tuning import put_batch
+
+    queue: ThrowableQueue[Any] = ThrowableQueue(
+        maxsize=1, flow_control=FlowControlEvent(initially_suspended=False)
+    )
+    await put_batch(queue, ["first"])
+    waiting = asyncio.create_task(put_batch(queue, ["second"]))
+    await asyncio.sleep(0.01)
+    waiting.cancel()  # the delivery itself (faust's wait_first on a stop or a suspended flow)
+    with pytest.raises(asyncio.CancelledError):
+        await waiting

@@ -73,13 +73,15 @@ async def observe_lag(stream: StreamMetrics, consumer: Any) -> None:
     """The lag of every partition assigned to `consumer` (aiokafka's or faust's: both have
     assignment, highwater and position), internal topics left out. Unknown positions
     (revoked meanwhile, Kafka away) are left for the next call."""
-    for tp in consumer.assignment():
+    for tp in list(consumer.assignment()):
         if internal_topic(tp.topic):
             continue
-        highwater = consumer.highwater(tp)
-        if highwater is None:
-            continue
         try:
+            # aiokafka asserts the partition is still assigned: a rebalance during the awaits
+            # below revokes the rest of this list (it stopped the ledger once, AssertionError).
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
             position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
         except Exception:
             continue

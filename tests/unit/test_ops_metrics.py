@@ -90,6 +90,27 @@ async def test_the_lag_leaves_out_faust_s_leader_topic() -> None:
     assert topics == {"kalo.x"}
 
 
+class RevokingConsumer(FakeConsumer):
+    """aiokafka's consumer during a rebalance: the first position read revokes every other
+    partition, whose highwater then asserts as aiokafka's does."""
+
+    async def position(self, tp: TopicPartition) -> int:
+        self.ends = {tp: self.ends[tp]}
+        return self.positions[tp]
+
+    def highwater(self, tp: TopicPartition) -> int:
+        assert tp in self.ends, "Partition is not assigned"
+        return self.ends[tp]
+
+
+async def test_a_rebalance_while_the_lag_is_read_skips_the_revoked_partitions() -> None:
+    stream = stream_metrics("unitrevoked")
+    parts = {TopicPartition("kalo.y", p): 10 + p for p in range(4)}
+    await observe_lag(stream, RevokingConsumer(dict(parts), dict.fromkeys(parts, 1)))
+    read = [s for f in REGISTRY.collect() if f.name == "kalo_unitrevoked_consumer_lag" for s in f.samples]
+    assert len(read) == 1  # the partition still assigned; the others wait for the next call
+
+
 async def test_http_metrics_label_the_route_template_the_method_and_the_status() -> None:
     app = FastAPI()
 

@@ -1,9 +1,10 @@
 """What every faust stream processor shares: batches that wait out outages, SIGTERM during an
 outage, the lag gauge, the /metrics, /health and /ready pages.
 
-A faust batch (`take_events`) is acknowledged when the agent's loop body ends, even on an
-error; so an outage of PostgreSQL or Kafka is waited out inside the body, and the partition
-waits with it. Bad messages never reach this loop: the service's handler parks them.
+The batch agent takes each of the consumer's fetches whole (`install_batch_agent`) and
+acknowledges its messages once the batch is processed; so an outage of PostgreSQL or Kafka
+is waited out inside the loop, and the partition waits with it. Bad messages never reach this
+loop: the service's handler parks them.
 """
 
 from __future__ import annotations

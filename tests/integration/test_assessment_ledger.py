@@ -341,6 +341,59 @@ async def test_two_workers_share_partitions_and_totals_stay_right(
     assert sum(counts.values()) >= len(docs)
 
 
+async def test_a_worker_joining_while_the_first_ones_queue_is_full_breaks_nothing(
+    fresh: tuple[Stack, asyncpg.Connection],
+) -> None:
+    """A second worker joins while the first works through a backlog, its batch queue filling:
+    a rebalance clears that queue (faust's flow control). Both keep working, neither logs a
+    crash, the totals are right. (The cancelled put that crashed a fetcher in the scale-out
+    benchmark depends on timing; tests/unit/test_batch_take.py reproduces it on mode's queue.)"""
+    stack, conn = fresh
+    employers = await register(conn, 800)
+    docs = make_month(24_000, employers, seed=17)
+    want = expected(docs)
+    await produce(stack, docs)  # the backlog first: the first worker's queue fills at once
+    stack.start("ledger")
+    ports = {name: free_port() for name in ("assessment-first", "assessment-second")}
+    # Batches of 5,000: the queue holds max(2, 20,000 // 5,000) = 4 fetches, full at once.
+    big = {"KALO_ASSESSMENT_BATCH": "5000"}
+    stack.start(
+        "assessment", name="assessment-first", KALO_ASSESSMENT_WEB_PORT=str(ports["assessment-first"]), **big
+    )
+    deadline = time.monotonic() + 90
+    while await applied_count(conn) < 500 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert await applied_count(conn) < len(docs) // 2, "the second worker joins while the first has work"
+    before = await assessed_by(ports["assessment-first"])
+    stack.start(
+        "assessment",
+        name="assessment-second",
+        KALO_ASSESSMENT_WEB_PORT=str(ports["assessment-second"]),
+        **big,
+    )
+    await wait_applied(conn, len(docs))
+    await ledger_caught_up(stack, conn)
+    assert await ledger_state(conn) == want
+    assert await ledger_rows(conn) == expected_rows(docs)
+    for name in ports:
+        log = (stack.logs / f"{name}.log").read_text(errors="replace")
+        assert "Crashed reason" not in log and "experienced a crash" not in log, stack.log_tail(name)
+    # The first kept its share of the partitions after the rebalance, and worked on them.
+    assert await assessed_by(ports["assessment-first"]) > before
+    assert await assessed_by(ports["assessment-second"]) > 0
+
+
+async def assessed_by(port: int) -> float:
+    """Declarations a worker assessed, from its /metrics."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("kalo_assessment_declarations_total{")
+    )
+
+
 async def test_poison_bytes_go_to_the_dlq_and_the_partition_keeps_flowing(
     fresh: tuple[Stack, asyncpg.Connection],
 ) -> None:

@@ -129,6 +129,7 @@ def _print(doc: dict[str, Any]) -> None:
         ("events whose input was not found", "missing_inputs"),
         ("events without their audit record", "without_audit"),
         ("audit problems", "audit_problems"),
+        (f"records of the decision topics that are no decision ({doc['unreadable']:,})", "unreadable_listed"),
     ):
         if doc[key]:
             console.print(f"[red]{title}[/red]: {json.dumps(doc[key], default=str)[:2000]}")

@@ -62,6 +62,7 @@ AUDIT = "kalo.audit"
 INPUT_LEAD = timedelta(hours=1)
 AUDIT_MARGIN = timedelta(minutes=10)
 MAX_FIELDS_PER_EVENT = 20
+MAX_LISTED = 1000  # unreadable records named in a report (all of them are counted)
 _TYPE_OF = {
     ASSESSED: "declaration.assessed",
     REJECTED: "declaration.rejected",
@@ -114,6 +115,10 @@ class Report:
     missing_inputs: list[str] = field(default_factory=list)
     without_audit: list[str] = field(default_factory=list)
     audit_problems: list[dict[str, Any]] = field(default_factory=list)
+    # Records on the decision topics that are no decision (bytes that are not an envelope of
+    # the topic's type): counted, the first MAX_LISTED named; the services parked them.
+    unreadable: int = 0
+    unreadable_listed: list[dict[str, Any]] = field(default_factory=list)
     ledger: dict[str, Any] | None = None
     careers: dict[str, Any] | None = None  # see CAREER_COUNTS; None: careers not re-derived
     seconds: float = 0.0
@@ -138,6 +143,8 @@ class Report:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name in ("mismatches", "missing_inputs", "without_audit", "audit_problems"):
             getattr(self, name).extend(getattr(other, name))
+        self.unreadable += other.unreadable
+        self.unreadable_listed.extend(other.unreadable_listed[: MAX_LISTED - len(self.unreadable_listed)])
         if other.ledger is not None:
             if self.ledger is None:
                 self.ledger = {"months": 0, "dues": 0, "careers": 0, "mismatches": []}
@@ -166,6 +173,9 @@ class Report:
             or self.missing_inputs
             or self.without_audit
             or self.audit_problems
+            # Something not a decision on a decision topic: nothing re-derives it, and Kalo's
+            # services never write one there.
+            or self.unreadable
             or (self.ledger and self.ledger["mismatches"])
             # A career that cannot be re-derived is a gap, like a decision whose input is missing:
             # its liquidation was computed from a career nothing on the topics vouches for (a
@@ -200,6 +210,8 @@ class Report:
             "missing_inputs": self.missing_inputs,
             "without_audit": self.without_audit,
             "audit_problems": self.audit_problems,
+            "unreadable": self.unreadable,
+            "unreadable_listed": self.unreadable_listed,
             "ledger": self.ledger,
             "careers": self.careers,
         }
@@ -651,7 +663,11 @@ async def replay_part(
             on_progress=(lambda d, t, name=name: progress(f"reading {name}", d, t)) if progress else None,
         )
         for raw in values:
-            doc = split_lines(raw) if name == ASSESSED else orjson.loads(raw)
+            doc = _object(raw, assessed=name == ASSESSED)
+            problem = _not_a_decision(name, doc)
+            if doc is None or problem is not None:
+                _unreadable(report, name, doc, problem or "not a JSON object")
+                continue
             event_id = doc.get("id")
             if event_id in seen:  # delivered twice (a worker restarted): one decision
                 report.duplicates += 1
@@ -692,15 +708,21 @@ async def replay_part(
 
     def rederive(raw_input: bytes) -> None:
         nonlocal done
-        submitted = orjson.loads(raw_input)
-        pending = decisions.pop(submitted.get("id"), None)
+        submitted = _object(raw_input)
+        if submitted is None:
+            return  # no declaration (the assessment parked it): no decision's input
+        input_id = submitted.get("id")
+        pending = decisions.pop(input_id, None) if isinstance(input_id, str) else None
         if pending is None:
             return
         report.inputs += 1
         for name, doc, sent in pending:
             done += 1
             versions = audits.get((doc["causation_id"], _TYPE_OF[name]))
-            _one(report, options, rulesets, in_force, name, doc, sent, submitted, raw_input, versions)
+            try:
+                _one(report, options, rulesets, in_force, name, doc, sent, submitted, raw_input, versions)
+            except Exception as exc:  # bytes no service wrote: reported, the replay goes on
+                _not_rederived(report, doc, exc)
         if progress and done % 500 == 0:
             progress("re-deriving", done, total)
 
@@ -718,8 +740,9 @@ async def replay_part(
                 settings, CLAIMS, options.start - INPUT_LEAD, options.end, key=key, part=part
             ):
                 for raw_claim in values:
-                    claim_id = orjson.loads(raw_claim).get("id")
-                    if claim_id in wanted:
+                    claim_doc = _object(raw_claim)
+                    claim_id = claim_doc.get("id") if claim_doc is not None else None
+                    if isinstance(claim_id, str) and claim_id in wanted:
                         claims[claim_id] = hashlib.sha256(raw_claim).hexdigest()
         careers: dict[str, Career] = {}
         if options.careers:
@@ -730,7 +753,10 @@ async def replay_part(
             versions = audits.get((doc["causation_id"], _TYPE_OF[LIQUIDATIONS]))
             claim = claims.get(doc["causation_id"])
             career = careers.get(doc["id"])
-            _one_liquidation(report, options, rulesets, doc, sent, versions, claim, career)
+            try:
+                _one_liquidation(report, options, rulesets, doc, sent, versions, claim, career)
+            except Exception as exc:  # bytes no service wrote: reported, the replay goes on
+                _not_rederived(report, doc, exc)
     if progress:
         progress("re-deriving", done, total)
     for pending in decisions.values():  # their input was never found
@@ -778,6 +804,60 @@ async def rederive_careers(
     counts["unreadable"] = result.unreadable
     counts["passes"] = result.passes
     return result.careers
+
+
+def _object(raw: bytes, *, assessed: bool = False) -> dict[str, Any] | None:
+    """A record's JSON object (an assessed one with its lines kept as bytes), or None for
+    bytes that are not one."""
+    try:
+        doc = split_lines(raw) if assessed else orjson.loads(raw)
+    except (ValueError, TypeError, KeyError):  # not JSON, or not laid out as an object
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _not_a_decision(name: str, doc: dict[str, Any] | None) -> str | None:
+    """Why a record of a decision topic is no decision the replay can read, or None."""
+    if doc is None:
+        return "not a JSON object"
+    data = doc.get("data")
+    if not (isinstance(doc.get("id"), str) and isinstance(doc.get("causation_id"), str)):
+        return "no envelope: id and causation_id must be texts"
+    if "correlation_id" not in doc or not isinstance(data, dict):
+        return "no envelope: correlation_id and data (an object) missing"
+    if doc.get("type") != _TYPE_OF[name]:
+        return f"type {str(doc.get('type'))[:80]!r} on {name}"
+    if name == LIQUIDATIONS:
+        shapes = (("worker_id", str), ("claim", dict), ("career", list), ("liquidation", dict))
+        if not all(isinstance(data.get(k), t) for k, t in shapes):
+            return "a liquidation without worker_id, claim, career and liquidation"
+        return None
+    try:
+        datetime.fromisoformat(data["submitted_at"])
+    except (KeyError, TypeError, ValueError):
+        return "a declaration without a submitted_at time"
+    return None
+
+
+def _unreadable(report: Report, name: str, doc: dict[str, Any] | None, problem: str) -> None:
+    report.unreadable += 1
+    if len(report.unreadable_listed) < MAX_LISTED:
+        event_id = doc.get("id") if doc is not None else None
+        where = {"topic": name, "id": event_id if isinstance(event_id, str) else None}
+        report.unreadable_listed.append({**where, "problem": problem})
+
+
+def _not_rederived(report: Report, doc: dict[str, Any], exc: Exception) -> None:
+    """A decision whose re-derivation failed on what it carries: a mismatch, named."""
+    report.mismatched += 1
+    report.mismatches.append(
+        {
+            "event_id": doc.get("id"),
+            "field": "(re-derivation)",
+            "recorded": None,
+            "rederived": f"failed: {exc!r}"[:500],
+        }
+    )
 
 
 def _one(
@@ -934,10 +1014,10 @@ async def audits_from_topic(
         keys=subjects,
         on_progress=(lambda d, t: progress("reading audit records", d, t)) if progress else None,
     ):
-        doc = orjson.loads(raw)
-        cause = doc.get("causation_id")
-        if cause in causes:
-            audits.setdefault((cause, doc["data"]["action"]), []).append(doc)
+        doc = _object(raw)
+        data = doc.get("data") if doc is not None else None
+        if doc is not None and isinstance(data, dict) and doc.get("causation_id") in causes:
+            audits.setdefault((doc["causation_id"], str(data.get("action"))), []).append(doc)
     return audits
 
 

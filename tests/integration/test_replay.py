@@ -509,3 +509,29 @@ async def test_a_forged_career_with_amounts_to_match_is_reported_by_its_month(
     # Trusting the snapshot it carries (the replay before careers were re-derived), it passes.
     code, doc = replay(replayed.stack, start, end, "--topic", "kalo.pensions.liquidations", "--no-careers")
     assert code == 0 and (doc["equal"], doc["mismatched"], doc["careers"]) == (1, 0, None)
+
+
+async def test_records_that_are_no_decisions_are_reported_not_fatal(
+    fresh: tuple[Stack, asyncpg.Connection],
+) -> None:
+    """Bytes no service wrote, on the decision topics and on the inputs': each one counted and
+    named, the run failed (exit 1) with its report, never a traceback."""
+    stack, _ = fresh
+    hostile = [b"\x00\xffnot json", b"[1, 2]", b'{"id": 1}', b"null", b"9" * 40, b'{"id":"x"}\n']
+    envelope_only = {"id": "e1", "correlation_id": "c", "causation_id": "k", "data": {}}
+    for name in ("kalo.declarations.assessed", "kalo.declarations.rejected", "kalo.pensions.liquidations"):
+        await produce_values(stack, name, [("k", v) for v in hostile])
+    await produce_values(
+        stack,
+        "kalo.pensions.liquidations",
+        [("k", orjson.dumps({**envelope_only, "type": "pension.liquidated"}))],
+    )
+    await produce_values(stack, "kalo.declarations.submitted", [("k", v) for v in hostile])
+    now = datetime.now(UTC)
+    code, doc = replay(stack, now - timedelta(hours=1), now + timedelta(hours=1))
+    assert code == 1
+    assert doc["unreadable"] == 3 * len(hostile) + 1
+    assert doc["rederived"] == 0 and not doc["ok"]
+    problems = {x["problem"] for x in doc["unreadable_listed"]}
+    assert "not a JSON object" in problems
+    assert "a liquidation without worker_id, claim, career and liquidation" in problems

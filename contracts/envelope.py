@@ -39,9 +39,6 @@ class Envelope(BaseModel, Generic[P]):
 
 
 _NAMESPACE_BYTES = KALO_NAMESPACE.bytes
-# uuid.UUID(bytes=..., version=5): the variant and version bits.
-_UUID5_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
-_UUID5_SET = (0x8000 << 48) | (5 << 76)
 _UNKNOWN_SAFETY = uuid.SafeUUID.unknown  # an enum member read once (each read is a property call)
 
 
@@ -68,12 +65,18 @@ def derived_id(causation_id: uuid.UUID | str, event_type: str) -> uuid.UUID:
     `uuid.uuid5(KALO_NAMESPACE, f"{causation_id}:{event_type}")`, built without UUID's
     argument parsing: a month derives 230,000 ids, and that parsing was 4% of the
     assessment's CPU (a unit test checks both give the same ids)."""
-    name = f"{uuid_text(causation_id)}:{event_type}"
-    digest = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()
     derived = object.__new__(uuid.UUID)
-    object.__setattr__(derived, "int", (int.from_bytes(digest[:16], "big") & _UUID5_CLEAR) | _UUID5_SET)
+    object.__setattr__(derived, "int", int.from_bytes(_uuid5(uuid_text(causation_id), event_type), "big"))
     object.__setattr__(derived, "is_safe", _UNKNOWN_SAFETY)
     return derived
+
+
+def _uuid5(cause: str, event_type: str) -> bytes:
+    """The 16 bytes of `uuid.uuid5(KALO_NAMESPACE, f"{cause}:{event_type}")`."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{cause}:{event_type}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return bytes(digest)
 
 
 @cache
@@ -148,7 +151,7 @@ class Envelopes:
     """The envelopes of one cause's outputs: `envelope_json(data_json, data_type, ...)` for
     each, the same bytes, with what they share (time, producer, correlation and cause)
     encoded once. A declaration has four outputs; building each head on its own (a dict, a
-    UUID object, orjson) was 2.8 µs an output, this is 1.2 µs."""
+    UUID object, orjson) took 11.5 µs for the four, this 8.4 µs."""
 
     __slots__ = ("_cause", "_tail")
 
@@ -168,12 +171,7 @@ class Envelopes:
 
     def json(self, data_json: bytes, data_type: type[Payload]) -> bytes:
         """The envelope around `data_json`, with its id derived from the cause and type."""
-        # uuid5's bytes, as derived_id builds them, written as text without a UUID object.
-        name = f"{self._cause}:{data_type.TYPE}".encode()
-        digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest())
-        digest[6] = (digest[6] & 0x0F) | 0x50
-        digest[8] = (digest[8] & 0x3F) | 0x80
-        h = digest[:16].hex()
+        h = _uuid5(self._cause, data_type.TYPE).hex()  # derived_id's, as text: no UUID object
         event_id = f'{{"id":"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",'.encode()
         return b"".join((event_id, _type_head(data_type), self._tail, b',"data":', data_json, b"}"))
 

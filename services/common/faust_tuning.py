@@ -9,13 +9,18 @@ a third of the assessment's CPU. Two parts of it do nothing for a batch agent:
   `broker_max_poll_records` records) under one such wait instead: a rebalance (flow
   suspended) still cancels the delivery at once, and what was not delivered is fetched
   again from the committed offsets, as before.
+- a batch agent (`install_batch_agent`) then took them from its channel one event at a
+  time (an Event, a queue put and get, a stream step each). For its topic the consumer now
+  puts each fetch whole on the agent's queue (`batch_queues`, `put_batch`), and the agent
+  tracks and acknowledges the messages as faust's stream would (`take`).
 - the default Monitor sensor records every message and stream event in memory for faust's
   own web pages, which Kalo does not serve (Prometheus has what Kalo reads). `QuietMonitor`
   keeps the monitor's other duties (commits, rebalances, web requests) and drops the
   per-event records.
 
-Delivery, acknowledgements and commits are faust's own: an event is acknowledged when the
-agent's batch ends, and committed offsets never pass an unacknowledged one.
+Acknowledgements, commits and rebalances are faust's own: a message is acknowledged once the
+agent's batch is processed, committed offsets never pass an unacknowledged one, and a
+rebalance clears the agent's queue as it clears faust's own buffers.
 
 One change of meaning: faust reads uncommitted records unless its own producer is
 transactional. Kalo's stream processors read committed records only, as its tracked

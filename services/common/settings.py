@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     # Bodies over gateway_large_body_bytes (a declaration of about 30,000 lines, a careers
     # file) are read whole, then handled gateway_large_bodies_at_once at a time; that many more
     # may wait (held whole: at most that many × gateway_max_body_bytes), beyond them 503.
-    gateway_large_body_bytes: int = 1024 * 1024
+    gateway_large_body_bytes: int = Field(default=1024 * 1024, ge=0)
     gateway_large_bodies_at_once: int = Field(default=2, ge=1)
     gateway_large_bodies_waiting: int = Field(default=8, ge=0)
     gateway_rate_per_second: float = 50.0
